@@ -1,0 +1,315 @@
+"""GoogLeNet (Inception v1), Szegedy et al. 2014, "Going Deeper with Convolutions".
+
+The builder reads like the paper's Table 1. Known deviations from other ports:
+
+- The third branch of every module is a true 5x5 convolution, as in the paper and the
+  Caffe reference model. torchvision's `googlenet` and TF-slim's `inception_v1` use a 3x3
+  kernel there (torchvision issue #906 calls it a known bug kept for its weights).
+- Max pools use "same" padding. Caffe pads its pools with ceil rounding instead; the
+  output sizes agree at every stage for 224x224 inputs.
+- The auxiliary heads pool the 4a / 4d maps to a 4x4 grid for every accepted input size
+  (see `aux_pool_geometry`); at 224x224 that is exactly the paper's 5x5 stride-3 pool.
+"""
+
+import keras
+
+from inception_tf.layers import LocalResponseNormalization
+
+VARIANTS = ("paper", "bn")
+POOLINGS = ("avg", "max", None)
+
+# Paper Table 1: (module, #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj).
+# A 3x3/2 max pool comes before the first module of stages 4 and 5.
+INCEPTION_TABLE = (
+    ("3a", 64, 96, 128, 16, 32, 32),  # 28x28x256
+    ("3b", 128, 128, 192, 32, 96, 64),  # 28x28x480
+    ("4a", 192, 96, 208, 16, 48, 64),  # 14x14x512
+    ("4b", 160, 112, 224, 24, 64, 64),  # 14x14x512
+    ("4c", 128, 128, 256, 24, 64, 64),  # 14x14x512
+    ("4d", 112, 144, 288, 32, 64, 64),  # 14x14x528
+    ("4e", 256, 160, 320, 32, 128, 128),  # 14x14x832
+    ("5a", 256, 160, 320, 32, 128, 128),  # 7x7x832
+    ("5b", 384, 192, 384, 48, 128, 128),  # 7x7x1024
+)
+POOL_BEFORE = {"4a": "pool3", "5a": "pool4"}
+AUX_AFTER = {"4a": "aux1", "4d": "aux2"}
+
+# The network downsamples 32x: below 32 pixels the last stage sees less than one.
+MIN_INPUT_SIZE = 32
+# The aux heads pool the 4a / 4d maps (input / 16, rounded up) to a 4x4 grid: those maps
+# are at least 4x4 from 49 pixels on.
+MIN_INPUT_SIZE_AUX = 49
+AUX_GRID = 4
+
+
+def aux_pool_geometry(size):
+    """Window and stride of the aux heads' average pool along one axis of the 4a map.
+
+    The pool (valid padding) turns a map of side `size` into `AUX_GRID` = 4 cells:
+    stride `size // 4`, window `size - 3 * stride`. At 224x224 the 4a map is 14x14 and
+    this is the paper's 5x5 pool with stride 3; at 64x64 (map 4x4) it is the identity.
+    The dense layer after it therefore always sees 4 * 4 * 128 = 2048 features, and the
+    heads have the same weights at every input size.
+    """
+    if size < AUX_GRID:
+        raise ValueError(
+            f"The auxiliary heads need a feature map of at least {AUX_GRID}x{AUX_GRID}. "
+            f"Received: size={size}"
+        )
+    stride = size // AUX_GRID
+    return size - (AUX_GRID - 1) * stride, stride
+
+
+def _conv_block(x, filters, kernel_size, strides=1, variant="paper", name=None):
+    """Conv + ReLU ("paper": with bias 0.2) or conv + BatchNorm + ReLU ("bn")."""
+    paper = variant == "paper"
+    x = keras.layers.Conv2D(
+        filters,
+        kernel_size,
+        strides=strides,
+        padding="same",
+        use_bias=paper,
+        kernel_initializer="glorot_uniform",
+        # The Caffe reference model starts every conv bias at 0.2.
+        bias_initializer=keras.initializers.Constant(0.2),
+        name=f"{name}_conv",
+    )(x)
+    if not paper:
+        x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    return keras.layers.ReLU(name=f"{name}_relu")(x)
+
+
+def _check_filters(**filters):
+    for key, value in filters.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(
+                f"`{key}` must be a positive integer. Received: {key}={value!r}"
+            )
+
+
+def inception_module(
+    x,
+    filters_1x1,
+    filters_3x3_reduce,
+    filters_3x3,
+    filters_5x5_reduce,
+    filters_5x5,
+    filters_pool_proj,
+    name=None,
+    variant="paper",
+):
+    """The four-branch Inception module (paper Figure 2b).
+
+    Branches: 1x1; 1x1 reduce -> 3x3; 1x1 reduce -> 5x5 (a true 5x5, as in the paper);
+    3x3/1 max pool -> 1x1 projection. They are concatenated on the channel axis, so the
+    output has `filters_1x1 + filters_3x3 + filters_5x5 + filters_pool_proj` channels and
+    the input's height and width.
+
+    Args:
+        x: a 4-D functional tensor, `(batch, height, width, channels)`.
+        filters_1x1, filters_3x3_reduce, filters_3x3, filters_5x5_reduce, filters_5x5,
+        filters_pool_proj: the branch widths, as the columns of the paper's Table 1.
+        name: prefix of the module's layer names (default: a unique `inception_N`).
+        variant: "paper" (conv with bias + ReLU) or "bn" (conv + BatchNorm + ReLU).
+
+    Returns:
+        The concatenated output tensor.
+    """
+    shape = getattr(x, "shape", None)
+    if shape is None or len(shape) != 4:
+        raise ValueError(
+            "`inception_module` expects a 4-D tensor (batch, height, width, channels). "
+            f"Received: x.shape={shape}"
+        )
+    _check_variant(variant)
+    _check_filters(
+        filters_1x1=filters_1x1,
+        filters_3x3_reduce=filters_3x3_reduce,
+        filters_3x3=filters_3x3,
+        filters_5x5_reduce=filters_5x5_reduce,
+        filters_5x5=filters_5x5,
+        filters_pool_proj=filters_pool_proj,
+    )
+    if name is None:
+        name = f"inception_{keras.backend.get_uid('inception_module')}"
+
+    def conv(t, filters, kernel_size, suffix):
+        return _conv_block(t, filters, kernel_size, variant=variant, name=f"{name}_{suffix}")
+
+    branch_1x1 = conv(x, filters_1x1, 1, "1x1")
+    branch_3x3 = conv(x, filters_3x3_reduce, 1, "3x3_reduce")
+    branch_3x3 = conv(branch_3x3, filters_3x3, 3, "3x3")
+    branch_5x5 = conv(x, filters_5x5_reduce, 1, "5x5_reduce")
+    # torchvision and TF-slim use a 3x3 kernel here; the paper's is 5x5.
+    branch_5x5 = conv(branch_5x5, filters_5x5, 5, "5x5")
+    branch_pool = keras.layers.MaxPooling2D(3, strides=1, padding="same", name=f"{name}_pool")(x)
+    branch_pool = conv(branch_pool, filters_pool_proj, 1, "pool_proj")
+    return keras.layers.Concatenate(axis=-1, name=f"{name}_concat")(
+        [branch_1x1, branch_3x3, branch_5x5, branch_pool]
+    )
+
+
+def _aux_head(x, num_classes, variant, dropout_rate, classifier_activation, name):
+    """avg pool to 4x4 -> conv 1x1 (128) -> fc 1024 -> dropout 0.7 -> fc -> softmax."""
+    (kh, sh), (kw, sw) = aux_pool_geometry(x.shape[1]), aux_pool_geometry(x.shape[2])
+    x = keras.layers.AveragePooling2D((kh, kw), strides=(sh, sw), name=f"{name}_pool")(x)  # 4x4
+    x = _conv_block(x, 128, 1, variant=variant, name=f"{name}_reduce")  # 4x4x128
+    x = keras.layers.Flatten(name=f"{name}_flatten")(x)  # 2048
+    x = keras.layers.Dense(
+        1024,
+        activation="relu",
+        bias_initializer=keras.initializers.Constant(0.2 if variant == "paper" else 0.0),
+        name=f"{name}_fc",
+    )(x)
+    x = keras.layers.Dropout(dropout_rate, name=f"{name}_dropout")(x)
+    return _classifier(x, num_classes, classifier_activation, name)
+
+
+def _classifier(x, num_classes, activation, name):
+    x = keras.layers.Dense(num_classes, name=f"{name}_classifier")(x)
+    # Float32 probabilities under mixed precision: bfloat16 softmax loses the small ones.
+    return keras.layers.Activation(activation, dtype="float32", name=name)(x)
+
+
+def _check_variant(variant):
+    if variant not in VARIANTS:
+        raise ValueError(f"`variant` must be one of {VARIANTS}. Received: variant={variant!r}")
+
+
+def _check_arguments(
+    num_classes, input_shape, variant, aux_heads, include_top, pooling, dropout_rate, aux_dropout_rate
+):
+    _check_variant(variant)
+    if include_top and (
+        not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1
+    ):
+        raise ValueError(
+            f"`num_classes` must be a positive integer. Received: num_classes={num_classes!r}"
+        )
+    if pooling not in POOLINGS:
+        raise ValueError(f"`pooling` must be one of {POOLINGS}. Received: pooling={pooling!r}")
+    for key, rate in (("dropout_rate", dropout_rate), ("aux_dropout_rate", aux_dropout_rate)):
+        if not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+            raise ValueError(f"`{key}` must be in [0, 1). Received: {key}={rate!r}")
+    shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else input_shape
+    if (
+        not isinstance(shape, tuple)
+        or len(shape) != 3
+        or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape)
+    ):
+        raise ValueError(
+            "`input_shape` must be three integers (height, width, channels). "
+            f"Received: input_shape={input_shape!r}"
+        )
+    height, width, channels = shape
+    minimum = MIN_INPUT_SIZE_AUX if (include_top and aux_heads) else MIN_INPUT_SIZE
+    if height < minimum or width < minimum:
+        why = " with aux_heads=True" if minimum == MIN_INPUT_SIZE_AUX else ""
+        raise ValueError(
+            f"GoogLeNet needs inputs of at least {minimum}x{minimum}{why}. "
+            f"Received: input_shape={shape}"
+        )
+    if channels < 1:
+        raise ValueError(
+            "`input_shape` needs at least one channel (channels last). "
+            f"Received: input_shape={shape}"
+        )
+    return shape
+
+
+def GoogLeNet(
+    num_classes=1000,
+    input_shape=(224, 224, 3),
+    variant="paper",
+    aux_heads=True,
+    include_top=True,
+    pooling="avg",
+    dropout_rate=0.4,
+    aux_dropout_rate=0.7,
+    classifier_activation="softmax",
+    name="googlenet",
+):
+    """Builds GoogLeNet (Inception v1) as a functional `keras.Model`.
+
+    Args:
+        num_classes: number of classes of the classifier (and of the aux heads).
+        input_shape: `(height, width, channels)`, channels last. At least 32x32, and
+            49x49 with aux heads (their pool needs a 4x4 map after stage 4a).
+        variant: "paper" (conv with bias 0.2, ReLU, LocalResponseNormalization in the stem,
+            Glorot-uniform weights) or "bn" (conv without bias + BatchNormalization + ReLU,
+            no LRN: the torchvision / TF-slim style).
+        aux_heads: add the two auxiliary classifiers after 4a and 4d. The model then has
+            three outputs, in this order: `main`, `aux1`, `aux2`. Only used with
+            `include_top=True`.
+        include_top: end with the classifier. False gives a feature extractor.
+        pooling: with `include_top=False`: "avg" or "max" global pooling of the 5b map
+            (1024 features), or None for the map itself.
+        dropout_rate: dropout before the main classifier (paper: 0.4).
+        aux_dropout_rate: dropout in the aux heads (paper: 0.7).
+        classifier_activation: activation of the classifiers ("softmax", or None for
+            logits). Computed in float32 under mixed precision.
+        name: the model's name.
+
+    Returns:
+        A `keras.Model`.
+    """
+    height, width, channels = _check_arguments(
+        num_classes, input_shape, variant, aux_heads, include_top, pooling, dropout_rate, aux_dropout_rate
+    )
+    paper = variant == "paper"
+    inputs = keras.Input(shape=(height, width, channels), name="image")
+
+    # Stem.                                                        # 224x224x3
+    x = _conv_block(inputs, 64, 7, strides=2, variant=variant, name="conv1_7x7")  # 112x112x64
+    x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)  # 56x56x64
+    if paper:
+        x = LocalResponseNormalization(name="lrn1")(x)
+    x = _conv_block(x, 64, 1, variant=variant, name="conv2_reduce")  # 56x56x64
+    x = _conv_block(x, 192, 3, variant=variant, name="conv2_3x3")  # 56x56x192
+    if paper:
+        x = LocalResponseNormalization(name="lrn2")(x)
+    x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool2")(x)  # 28x28x192
+
+    # Inception stages 3, 4, 5 (shapes in INCEPTION_TABLE).
+    aux_outputs = []
+    for module, *filters in INCEPTION_TABLE:
+        if module in POOL_BEFORE:
+            x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name=POOL_BEFORE[module])(x)
+        x = inception_module(x, *filters, name=f"inception_{module}", variant=variant)
+        if include_top and aux_heads and module in AUX_AFTER:
+            aux_outputs.append(
+                _aux_head(
+                    x, num_classes, variant, aux_dropout_rate, classifier_activation, AUX_AFTER[module]
+                )
+            )
+
+    if include_top:
+        x = keras.layers.GlobalAveragePooling2D(name="pool5")(x)  # 1024
+        x = keras.layers.Dropout(dropout_rate, name="main_dropout")(x)
+        main = _classifier(x, num_classes, classifier_activation, "main")
+        outputs = [main, *aux_outputs] if aux_outputs else main
+    elif pooling == "avg":
+        outputs = keras.layers.GlobalAveragePooling2D(name="pool5")(x)
+    elif pooling == "max":
+        outputs = keras.layers.GlobalMaxPooling2D(name="pool5")(x)
+    else:
+        outputs = x
+    return keras.Model(inputs, outputs, name=name)
+
+
+def inference_model(model):
+    """The main head of a (three-output) GoogLeNet, sharing its weights.
+
+    The aux heads exist for training; at inference the paper drops them.
+    """
+    if len(model.outputs) == 1:
+        return model
+    try:
+        main = model.get_layer("main").output
+    except ValueError:
+        raise ValueError(
+            "`inference_model` expects a model with an output layer named 'main'. "
+            f"Received: outputs={[t.name for t in model.outputs]}"
+        ) from None
+    return keras.Model(model.inputs, main, name=f"{model.name}_inference")
+

@@ -1,0 +1,119 @@
+"""Compiling GoogLeNet with the paper's recipe."""
+
+import keras
+
+AUX_LOSS_WEIGHT = 0.3  # the paper's weight of each auxiliary loss
+LABEL_MODES = ("sparse", "categorical")
+
+
+def _classifier_is_logits(model):
+    try:
+        activation = model.get_layer("main").get_config().get("activation")
+    except ValueError:
+        return False
+    return activation in (None, "linear")
+
+
+def compile_for_training(
+    model,
+    learning_rate=0.01,
+    momentum=0.9,
+    labels="sparse",
+    aux_loss_weight=AUX_LOSS_WEIGHT,
+    label_smoothing=0.0,
+    weight_decay=None,
+    jit_compile="auto",
+):
+    """Compiles a GoogLeNet for training with SGD + momentum and weighted aux losses.
+
+    The loss is `main + aux_loss_weight * (aux1 + aux2)` (paper: 0.3), each term a
+    cross-entropy on the head of that name. Metrics: accuracy and top-5 accuracy on the
+    main head, accuracy on each aux head. Labels are the same for the three heads: pass
+    `y` as a dict `{"main": y, "aux1": y, "aux2": y}` (or a list in output order).
+
+    Args:
+        model: a model from `GoogLeNet` (one output, or `main`, `aux1`, `aux2`).
+        learning_rate: SGD's initial rate (the schedule then drives it per epoch).
+        momentum: SGD momentum (paper: 0.9).
+        labels: "sparse" (integer class ids) or "categorical" (one-hot rows).
+        aux_loss_weight: weight of each auxiliary loss.
+        label_smoothing: with `labels="categorical"` only.
+        weight_decay: decoupled weight decay of the optimizer, or None.
+        jit_compile: passed to `Model.compile`.
+
+    Returns:
+        The model, compiled.
+    """
+    if labels not in LABEL_MODES:
+        raise ValueError(f"`labels` must be one of {LABEL_MODES}. Received: labels={labels!r}")
+    if not learning_rate > 0:
+        raise ValueError(f"`learning_rate` must be positive. Received: learning_rate={learning_rate!r}")
+    if not 0 <= momentum < 1:
+        raise ValueError(f"`momentum` must be in [0, 1). Received: momentum={momentum!r}")
+    if aux_loss_weight < 0:
+        raise ValueError(
+            f"`aux_loss_weight` must be non-negative. Received: aux_loss_weight={aux_loss_weight!r}"
+        )
+    if not 0 <= label_smoothing < 1:
+        raise ValueError(f"`label_smoothing` must be in [0, 1). Received: label_smoothing={label_smoothing!r}")
+    if label_smoothing and labels == "sparse":
+        raise ValueError(
+            "`label_smoothing` needs one-hot labels: use labels='categorical'. "
+            f"Received: labels={labels!r}, label_smoothing={label_smoothing!r}"
+        )
+
+    from_logits = _classifier_is_logits(model)
+    num_classes = model.outputs[0].shape[-1]
+    top_k = min(5, num_classes)
+
+    def loss():
+        if labels == "sparse":
+            return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
+        return keras.losses.CategoricalCrossentropy(
+            from_logits=from_logits, label_smoothing=label_smoothing
+        )
+
+    def accuracy():
+        if labels == "sparse":
+            return keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        return keras.metrics.CategoricalAccuracy(name="accuracy")
+
+    def top_k_accuracy():
+        cls = (
+            keras.metrics.SparseTopKCategoricalAccuracy
+            if labels == "sparse"
+            else keras.metrics.TopKCategoricalAccuracy
+        )
+        return cls(k=top_k, name=f"top{top_k}_accuracy")
+
+    # Losses, weights and metrics go by output name: Keras 3 matches dicts to the
+    # output layers' names, where lists and the order of `model.outputs` have tripped
+    # up multi-output models before.
+    names = list(model.output_names)
+    main = "main" if "main" in names else names[0]
+    losses = {name: loss() for name in names}
+    weights = {name: 1.0 if name == main else float(aux_loss_weight) for name in names}
+    metrics = {name: [accuracy()] for name in names}
+    metrics[main].append(top_k_accuracy())
+    if len(names) == 1:
+        losses, weights, metrics = losses[names[0]], None, metrics[names[0]]
+
+    optimizer = keras.optimizers.SGD(
+        learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay
+    )
+    model.compile(
+        optimizer=optimizer,
+        loss=losses,
+        loss_weights=weights,
+        metrics=metrics,
+        jit_compile=jit_compile,
+    )
+    return model
+
+
+def labels_for_heads(model, y):
+    """The same labels for every head of `model`, as Keras expects them in `fit`."""
+    names = list(model.output_names)
+    if len(names) == 1:
+        return y
+    return {name: y for name in names}

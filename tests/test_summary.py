@@ -1,0 +1,67 @@
+import subprocess
+import sys
+
+import pytest
+
+from inception_tf import GoogLeNet
+from inception_tf.summary import PAPER_TABLE_1, profile, stage_of
+
+CHECKED = ["conv2"] + [f"inception_{m}" for m in ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5b")]
+
+
+@pytest.fixture(scope="module")
+def stages():
+    return {s.name: s for s in profile(GoogLeNet(num_classes=1000))}
+
+
+def test_stage_names():
+    assert stage_of("inception_4a_3x3_reduce_conv") == "inception_4a"
+    assert stage_of("conv2_3x3_relu") == "conv2"
+    assert stage_of("aux2_fc") == "aux2"
+    assert stage_of("main") == "main"
+
+
+@pytest.mark.parametrize("name", CHECKED)
+def test_macs_agree_with_paper_table_1_within_1_percent(stages, name):
+    assert stages[name].macs == pytest.approx(PAPER_TABLE_1[name][1], rel=0.01)
+
+
+def test_paper_table_rows_that_disagree_with_its_own_filter_columns(stages):
+    # conv1: 7x7x3x64 at 112x112 is 118M MACs; the table prints 34M (and 2.7K params).
+    assert stages["conv1"].macs == 7 * 7 * 3 * 64 * 112 * 112
+    assert stages["conv1"].params == 7 * 7 * 3 * 64 + 64
+    # 5a: the table's filters give 1,042,432 weights and 51.1M MACs; it prints 54M.
+    assert stages["inception_5a"].macs == 49 * 1_042_432
+    assert stages["inception_5a"].macs < 0.95 * PAPER_TABLE_1["inception_5a"][1]
+
+
+def test_shapes_and_totals(stages):
+    assert stages["conv1"].output_shape == (112, 112, 64)
+    assert stages["pool2"].output_shape == (28, 28, 192)
+    assert stages["inception_5b"].output_shape == (7, 7, 1024)
+    assert stages["main"].output_shape == (1000,)
+    assert sum(s.params for s in stages.values()) == 13_378_280
+    assert sum(s.macs for s in stages.values()) == pytest.approx(1.59e9, rel=0.01)
+
+
+def test_summary_command():
+    result = subprocess.run(
+        [sys.executable, "-m", "inception_tf", "summary", "--num-classes", "10", "--image-size", "96"],
+        capture_output=True, text=True, check=True,
+    )
+    assert "10,334,030" in result.stdout
+    assert "inception_5b   3x3x1024" in result.stdout
+    assert "paper ops" not in result.stdout  # Table 1 is for 224x224 only
+
+
+def test_summary_command_rejects_bad_values():
+    result = subprocess.run(
+        [sys.executable, "-m", "inception_tf", "summary", "--image-size", "16"], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert "Received: input_shape=(16, 16, 3)" in result.stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "inception_tf", "summary", "--variant", "v3"], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert "invalid choice: 'v3' (choose from 'paper', 'bn')" in result.stderr

@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+
+import keras
+from inception_tf import GoogLeNet, compile_for_training, labels_for_heads
+
+
+def _batch(n=6, size=64, classes=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-1, 1, (n, size, size, 3)).astype("float32"), rng.integers(0, classes, n)
+
+
+def _cross_entropy(probabilities, labels):
+    return float(np.mean(-np.log(probabilities[np.arange(len(labels)), labels])))
+
+
+def test_total_loss_is_main_plus_0_3_of_each_aux_head():
+    model = compile_for_training(GoogLeNet(num_classes=4, input_shape=(64, 64, 3)))
+    x, y = _batch()
+    # Random weights give three heads with clearly different losses.
+    main, aux1, aux2 = model.predict(x, verbose=0)
+    by_hand = [_cross_entropy(p, y) for p in (main, aux1, aux2)]
+    assert len({round(v, 4) for v in by_hand}) == 3
+    results = model.evaluate(x, labels_for_heads(model, y), verbose=0, return_dict=True)
+    assert results["loss"] == pytest.approx(by_hand[0] + 0.3 * by_hand[1] + 0.3 * by_hand[2], rel=1e-5)
+    assert results["main_loss"] == pytest.approx(by_hand[0], rel=1e-5)
+    assert results["aux1_loss"] == pytest.approx(by_hand[1], rel=1e-5)
+    accuracy = np.mean(np.argmax(main, -1) == y)
+    assert results["main_accuracy"] == pytest.approx(accuracy)
+    assert results["main_top4_accuracy"] == pytest.approx(1.0)  # k = min(5, classes)
+
+
+def test_compiled_optimizer_is_sgd_with_momentum():
+    model = compile_for_training(GoogLeNet(num_classes=10, input_shape=(64, 64, 3)), learning_rate=0.05)
+    assert isinstance(model.optimizer, keras.optimizers.SGD)
+    assert model.optimizer.momentum == 0.9
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.05)
+
+
+def test_categorical_labels_with_smoothing_and_logits():
+    model = GoogLeNet(num_classes=4, input_shape=(64, 64, 3), classifier_activation=None, aux_heads=False)
+    compile_for_training(model, labels="categorical", label_smoothing=0.1)
+    x, y = _batch()
+    logits = model.predict(x, verbose=0)
+    smooth = np.full((len(y), 4), 0.1 / 4) + 0.9 * np.eye(4)[y]
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    expected = float(np.mean(-(smooth * log_p).sum(-1)))
+    results = model.evaluate(x, np.eye(4)[y], verbose=0, return_dict=True)
+    assert results["loss"] == pytest.approx(expected, rel=1e-5)
+    assert set(results) >= {"accuracy", "top4_accuracy"}
+
+
+@pytest.mark.parametrize("variant", ["paper", "bn"])
+def test_a_few_steps_lower_the_loss_on_a_fixed_batch(variant):
+    model = compile_for_training(
+        GoogLeNet(num_classes=4, input_shape=(64, 64, 3), variant=variant, dropout_rate=0.0, aux_dropout_rate=0.0),
+        learning_rate=0.01,
+    )
+    x, y = _batch(8)
+    history = model.fit(x, labels_for_heads(model, y), epochs=8, batch_size=8, verbose=0)
+    losses = history.history["loss"]
+    assert np.all(np.isfinite(losses))
+    assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(labels="onehot"), r"Received: labels='onehot'"),
+        (dict(learning_rate=0), r"Received: learning_rate=0"),
+        (dict(momentum=1.0), r"Received: momentum=1.0"),
+        (dict(label_smoothing=0.1), r"labels='categorical'.*Received: labels='sparse', label_smoothing=0.1"),
+        (dict(aux_loss_weight=-1), r"Received: aux_loss_weight=-1"),
+    ],
+)
+def test_bad_compile_arguments(kwargs, message):
+    model = GoogLeNet(num_classes=4, input_shape=(64, 64, 3))
+    with pytest.raises(ValueError, match=message):
+        compile_for_training(model, **kwargs)

@@ -1,0 +1,140 @@
+"""Training-time augmentation, vectorised over a batch and driven by stateless seeds.
+
+Every random draw takes a `seed` tensor of shape [2] (from `tf.data.Dataset.random`), so a
+pipeline with a fixed seed gives the same images in every run, whatever the parallelism.
+
+Crops and flips become per-image boxes for `tf.image.crop_and_resize`, which crops,
+flips (a box with x1 > x2 is mirrored) and resizes every image of a batch in one op.
+"""
+
+import dataclasses
+import math
+
+import tensorflow as tf
+
+POLICIES = ("paper", "standard", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+    """What the training pipeline does to each image.
+
+    policy: "paper" (random-resized crop, flip, photometric distortion), "standard"
+        (pad-and-crop + flip, for small images such as CIFAR) or "none".
+    crop, flip, photometric: switch each part of the policy off on its own.
+    area_range, aspect_range: the paper's crop: 8%-100% of the area, aspect 3/4 to 4/3.
+    pad_fraction: the standard policy's padding, as a fraction of the side (4 px of 32).
+    brightness, contrast, saturation, hue: photometric strengths, as Inception's
+        `distort_color` (saturation and hue only touch colour images).
+    """
+
+    policy: str = "paper"
+    crop: bool = True
+    flip: bool = True
+    photometric: bool = True
+    area_range: tuple = (0.08, 1.0)
+    aspect_range: tuple = (3 / 4, 4 / 3)
+    pad_fraction: float = 0.125
+    brightness: float = 32 / 255
+    contrast: tuple = (0.5, 1.5)
+    saturation: tuple = (0.5, 1.5)
+    hue: float = 0.2
+
+    def __post_init__(self):
+        if self.policy not in POLICIES:
+            raise ValueError(f"`policy` must be one of {POLICIES}. Received: policy={self.policy!r}")
+        low, high = self.area_range
+        if not 0 < low <= high <= 1:
+            raise ValueError(
+                f"`area_range` must satisfy 0 < low <= high <= 1. Received: area_range={self.area_range!r}"
+            )
+        low, high = self.aspect_range
+        if not 0 < low <= high:
+            raise ValueError(
+                f"`aspect_range` must satisfy 0 < low <= high. Received: aspect_range={self.aspect_range!r}"
+            )
+        if not 0 <= self.pad_fraction < 1:
+            raise ValueError(f"`pad_fraction` must be in [0, 1). Received: pad_fraction={self.pad_fraction!r}")
+
+    @property
+    def active(self):
+        """Whether this configuration changes any image."""
+        if self.policy == "none":
+            return False
+        return self.crop or self.flip or (self.policy == "paper" and self.photometric)
+
+
+def _uniform(seed, shape, low, high):
+    return tf.random.stateless_uniform(shape, seed, minval=low, maxval=high, dtype=tf.float32)
+
+
+def random_resized_crop_boxes(seed, batch, height, width, area_range, aspect_range):
+    """Normalised boxes [batch, 4] covering `area_range` of each image's area, with a
+    width/height ratio in `aspect_range`, at a uniform position.
+
+    Where a draw does not fit (a tall crop from a wide image), its sides are clipped to
+    the image: one draw per image instead of Inception's ten rejection-sampled tries.
+    """
+    seeds = tf.random.experimental.stateless_split(seed, 4)
+    area = _uniform(seeds[0], [batch], *area_range)
+    log_aspect = _uniform(seeds[1], [batch], math.log(aspect_range[0]), math.log(aspect_range[1]))
+    aspect = tf.exp(log_aspect)
+    height = tf.cast(height, tf.float32)
+    width = tf.cast(width, tf.float32)
+    # In pixels: crop_w * crop_h = area * H * W and crop_w / crop_h = aspect.
+    crop_w = tf.minimum(tf.sqrt(area * height * width * aspect) / width, 1.0)
+    crop_h = tf.minimum(tf.sqrt(area * height * width / aspect) / height, 1.0)
+    y0 = _uniform(seeds[2], [batch], 0.0, 1.0) * (1.0 - crop_h)
+    x0 = _uniform(seeds[3], [batch], 0.0, 1.0) * (1.0 - crop_w)
+    return tf.stack([y0, x0, y0 + crop_h, x0 + crop_w], axis=1)
+
+
+def pad_and_crop_boxes(seed, batch, pad_fraction):
+    """Boxes of the image's own size shifted by up to `pad_fraction` of a side: the
+    zero-padded random crop of the CIFAR literature (crop_and_resize fills outside with 0)."""
+    shift = _uniform(seed, [batch, 2], -pad_fraction, pad_fraction)
+    return tf.concat([shift, shift + 1.0], axis=1)
+
+
+def flip_boxes(seed, boxes):
+    """Mirror a random half of the boxes horizontally (x1 and x2 swapped)."""
+    flip = _uniform(seed, [tf.shape(boxes)[0]], 0.0, 1.0) < 0.5
+    y1, x1, y2, x2 = tf.unstack(boxes, axis=1)
+    return tf.stack([y1, tf.where(flip, x2, x1), y2, tf.where(flip, x1, x2)], axis=1)
+
+
+def train_boxes(seed, batch, height, width, config):
+    """The crop-and-flip boxes of a batch, or None when the config neither crops nor flips."""
+    if config.policy == "none" or not (config.crop or config.flip):
+        return None
+    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    if config.crop and config.policy == "paper":
+        boxes = random_resized_crop_boxes(crop_seed, batch, height, width, config.area_range, config.aspect_range)
+    elif config.crop:
+        boxes = pad_and_crop_boxes(crop_seed, batch, config.pad_fraction)
+    else:
+        boxes = tf.tile(tf.constant([[0.0, 0.0, 1.0, 1.0]]), [batch, 1])
+    if config.flip:
+        boxes = flip_boxes(flip_seed, boxes)
+    return boxes
+
+
+def photometric(seed, images, config):
+    """Brightness, contrast, saturation and hue, a random strength per image.
+
+    `images`: float32 [batch, height, width, channels] in [0, 1]; the result is clipped
+    back to [0, 1]. Saturation and hue only apply to 3-channel images.
+    """
+    batch = tf.shape(images)[0]
+    seeds = tf.random.experimental.stateless_split(seed, 4)
+    per_image = [batch, 1, 1, 1]
+    images = images + _uniform(seeds[0], per_image, -config.brightness, config.brightness)
+    mean = tf.reduce_mean(images, axis=[1, 2], keepdims=True)
+    images = (images - mean) * _uniform(seeds[1], per_image, *config.contrast) + mean
+    if images.shape[-1] == 3:
+        gray = tf.image.rgb_to_grayscale(images)
+        images = gray + (images - gray) * _uniform(seeds[2], per_image, *config.saturation)
+        hsv = tf.image.rgb_to_hsv(tf.clip_by_value(images, 0.0, 1.0))
+        hue = tf.math.floormod(hsv[..., :1] + _uniform(seeds[3], per_image, -config.hue, config.hue), 1.0)
+        images = tf.image.hsv_to_rgb(tf.concat([hue, hsv[..., 1:]], axis=-1))
+    return tf.clip_by_value(images, 0.0, 1.0)

@@ -1,0 +1,245 @@
+"""tf.data pipelines: decode -> (train: shuffle, augment) -> resize -> 3 channels ->
+normalize -> batch -> one label per head -> prefetch.
+
+Nothing is resized ahead of time: images stay uint8 at their own size until the batch
+they are in is resized (CIFAR-10 at 224x224 in float32 would be 30 GB). Images of one
+size (the in-memory data sets) are batched first and resized a whole batch at a time;
+image files, of any size, are resized one by one and then batched.
+"""
+
+import dataclasses
+
+import tensorflow as tf
+
+from inception_tf import augment as augment_lib
+from inception_tf import sources
+from inception_tf.sources import DataError, DataNotFoundError  # noqa: F401  (re-exported)
+
+SOURCES = ("fashion_mnist", "mnist", "cifar10", "cifar100", "folder", "tfrecord")
+HEADS = ("main", "aux1", "aux2")
+SHUFFLE_BUFFER_RECORDS = 4096  # encoded images (ImageNet's are ~110 KB each)
+
+
+# --- The one preprocessing function (training, evaluation, export) ---------------------
+
+def resize_images(images, image_size, boxes=None):
+    """uint8 (or float, 0-255) [batch, h, w, c] -> float32 [batch, size, size, c] in [0, 1].
+
+    `boxes` ([batch, 4], normalised y1, x1, y2, x2) crop before resizing; a box with
+    x1 > x2 is mirrored. Without boxes the whole image is resized.
+    """
+    batch = tf.shape(images)[0]
+    if boxes is None:
+        boxes = tf.tile(tf.constant([[0.0, 0.0, 1.0, 1.0]]), [batch, 1])
+    resized = tf.image.crop_and_resize(
+        images, boxes, tf.range(batch), [image_size, image_size], method="bilinear"
+    )
+    return resized / 255.0
+
+
+def to_model_input(images):
+    """float32 [batch, h, w, 1 or 3] in [0, 1] -> 3 channels in [-1, 1]."""
+    if images.shape[-1] == 1:
+        images = tf.image.grayscale_to_rgb(images)
+    elif images.shape[-1] != 3:
+        raise DataError(f"Images must have 1 or 3 channels. Received: shape={images.shape}")
+    return images * 2.0 - 1.0
+
+
+def preprocess_images(images, image_size):
+    """What evaluation and the exported model do to a batch of uint8 images of any size."""
+    return to_model_input(resize_images(images, image_size))
+
+
+def augment_images(images, image_size, config, seed):
+    """What training does to a batch: crop, flip, resize, photometric distortion, then
+    the same `to_model_input` as evaluation."""
+    shape = tf.shape(images)
+    crop_seed, color_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    boxes = augment_lib.train_boxes(crop_seed, shape[0], shape[1], shape[2], config)
+    resized = resize_images(images, image_size, boxes)
+    if config.policy == "paper" and config.photometric:
+        resized = augment_lib.photometric(color_seed, resized, config)
+    return to_model_input(resized)
+
+
+# --- Sources ------------------------------------------------------------------------------
+
+def load_source(name, data_dir=None, validation_split=0.0, limit=None, skip_corrupt=False, download=True):
+    """A data set by name, with its splits cut and checked.
+
+    Args:
+        name: one of SOURCES.
+        data_dir: where to look instead of the default places (required for "folder"
+            and "tfrecord").
+        validation_split: fraction of the training split held out as "validation"
+            (its last examples), when the data set has no validation split of its own.
+        limit: keep the first `limit` examples of each split (quick runs).
+        skip_corrupt: leave unreadable image files out (with a warning) instead of
+            raising an error that names them.
+        download: let Keras download mnist / cifar / fashion_mnist when not found.
+
+    Returns:
+        A `sources.Source`.
+    """
+    if name not in SOURCES:
+        raise ValueError(f"`name` must be one of {SOURCES}. Received: name={name!r}")
+    if not 0 <= validation_split < 1:
+        raise ValueError(f"`validation_split` must be in [0, 1). Received: validation_split={validation_split!r}")
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"`limit` must be a positive integer or None. Received: limit={limit!r}")
+    if name == "folder":
+        source = sources.load_folder_source(data_dir, skip_corrupt=skip_corrupt)
+    elif name == "tfrecord":
+        source = sources.load_tfrecord_source(data_dir)
+    else:
+        source = sources.load_array_source(name, data_dir, download=download)
+    splits = dict(source.splits)
+    if limit is not None:
+        splits = {key: split.slice(0, limit) for key, split in splits.items()}
+    if validation_split and "validation" not in splits:
+        train = splits["train"]
+        held_out = int(round(train.size * validation_split))
+        if held_out < 1 or held_out >= train.size:
+            raise DataError(
+                f"validation_split={validation_split} of {train.size} training examples leaves "
+                f"{held_out} for validation and {train.size - held_out} for training."
+            )
+        splits["train"] = train.slice(0, train.size - held_out)
+        splits["validation"] = train.slice(train.size - held_out, train.size)
+    for key, split in splits.items():
+        sources.check_labels(split.labels, source.num_classes, f"{key} split of {source.name} ({source.location})")
+    return dataclasses.replace(source, splits=splits)
+
+
+# --- Pipelines ------------------------------------------------------------------------
+
+def _decode_file(path):
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return image
+
+
+def _decode_record(record):
+    features = tf.io.parse_single_example(
+        record,
+        {
+            sources.IMAGE_FEATURE: tf.io.FixedLenFeature([], tf.string),
+            sources.LABEL_FEATURE: tf.io.FixedLenFeature([], tf.int64),
+        },
+    )
+    image = tf.io.decode_image(features[sources.IMAGE_FEATURE], channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return image, tf.cast(features[sources.LABEL_FEATURE], tf.int32)
+
+
+def _examples(split, training, seed):
+    """(uint8 image, int32 label) pairs of `split`, shuffled when training."""
+    autotune = tf.data.AUTOTUNE
+    if split.kind == "arrays":
+        dataset = tf.data.Dataset.from_tensor_slices((split.images, split.labels))
+        if training:
+            dataset = dataset.shuffle(split.size, seed=seed, reshuffle_each_iteration=True)
+        return dataset
+    if split.kind == "files":
+        dataset = tf.data.Dataset.from_tensor_slices((list(split.files), split.labels))
+        if training:  # shuffling paths costs nothing; decode after
+            dataset = dataset.shuffle(split.size, seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.map(lambda path, label: (_decode_file(path), label), num_parallel_calls=autotune)
+        if split.ignore_decode_errors:
+            dataset = dataset.ignore_errors(log_warning=True)
+        return dataset
+    if training and split.record_range is None:
+        files = tf.data.Dataset.from_tensor_slices(list(split.shards))
+        files = files.shuffle(len(split.shards), seed=seed, reshuffle_each_iteration=True)
+        dataset = files.interleave(
+            tf.data.TFRecordDataset, cycle_length=min(len(split.shards), 8), num_parallel_calls=autotune
+        )
+    else:
+        # Shard after shard, as the labels were counted: a record range means the
+        # same records in every epoch, and evaluation reads in a fixed order.
+        dataset = tf.data.TFRecordDataset(list(split.shards))
+        if split.record_range is not None:
+            start, stop = split.record_range
+            dataset = dataset.skip(start).take(stop - start)
+    if training:
+        dataset = dataset.shuffle(SHUFFLE_BUFFER_RECORDS, seed=seed, reshuffle_each_iteration=True)
+    return dataset.map(_decode_record, num_parallel_calls=autotune)
+
+
+def make_dataset(
+    split,
+    image_size,
+    batch_size,
+    training=False,
+    augment=None,
+    seed=None,
+    heads=HEADS,
+    drop_remainder=False,
+    device=None,
+):
+    """Batches of (images, labels) for a model of input `image_size` x `image_size` x 3.
+
+    Args:
+        split: a `sources.Split` (from `load_source(...).splits[...]`).
+        image_size: the model's input side.
+        batch_size: the global batch (tf.distribute divides it among replicas).
+        training: shuffle and augment; evaluation is neither, and deterministic.
+        augment: an `augment.AugmentConfig` (default: the paper's policy).
+        seed: fixes the shuffle order and every augmentation draw.
+        heads: output names to repeat the labels for (a dict per batch), or None for
+            plain label tensors.
+        drop_remainder: drop the last, smaller batch.
+        device: prefetch batches to this device (e.g. "/gpu:0") when one trains there
+            without a tf.distribute strategy that distributes the data set itself.
+
+    Returns:
+        A `tf.data.Dataset` of `(float32 [b, size, size, 3] in [-1, 1], labels)`.
+    """
+    if not isinstance(image_size, int) or image_size < 1:
+        raise ValueError(f"`image_size` must be a positive integer. Received: image_size={image_size!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}")
+    augment = augment if augment is not None else augment_lib.AugmentConfig()
+    autotune = tf.data.AUTOTUNE
+    dataset = _examples(split, training, seed)
+    seeds = tf.data.Dataset.random(seed=seed).batch(2, drop_remainder=True)
+
+    if training and augment.active:
+        def transform(images, labels, pair_seed):
+            return augment_images(images, image_size, augment, pair_seed), labels
+    else:
+        def transform(images, labels, pair_seed):
+            return preprocess_images(images, image_size), labels
+
+    if split.kind == "arrays":  # one size: resize whole batches
+        dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=autotune)
+        dataset = tf.data.Dataset.zip(dataset, seeds).map(
+            lambda batch, pair: transform(*batch, pair), num_parallel_calls=autotune
+        )
+    else:  # images of any size: resize each, then batch
+        def transform_one(example, pair):
+            images, labels = transform(example[0][None], example[1], pair)
+            return images[0], labels
+
+        dataset = tf.data.Dataset.zip(dataset, seeds).map(transform_one, num_parallel_calls=autotune)
+        dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=autotune)
+        if split.kind == "records" or not split.ignore_decode_errors:
+            batches = split.size // batch_size if drop_remainder else -(-split.size // batch_size)
+            dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
+    if heads:
+        dataset = dataset.map(lambda images, labels: (images, {head: labels for head in heads}))
+    if device is not None:
+        return dataset.apply(tf.data.experimental.prefetch_to_device(device))
+    return dataset.prefetch(autotune)
+
+
+def replica_batch_size(global_batch_size, num_replicas):
+    """The batch each replica sees: the global batch divided evenly among replicas."""
+    if global_batch_size % num_replicas:
+        raise ValueError(
+            f"The global batch size must divide evenly among {num_replicas} replicas. "
+            f"Received: batch_size={global_batch_size}"
+        )
+    return global_batch_size // num_replicas
+

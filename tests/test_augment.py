@@ -1,0 +1,59 @@
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from inception_tf import augment
+from inception_tf.augment import AugmentConfig
+
+
+def test_random_resized_crop_boxes_follow_the_paper():
+    boxes = augment.random_resized_crop_boxes(tf.constant([1, 2]), 2000, 224, 224, (0.08, 1.0), (3 / 4, 4 / 3)).numpy()
+    heights, widths = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    assert boxes.min() >= 0 and boxes.max() <= 1 + 1e-6
+    area = heights * widths
+    assert area.min() >= 0.08 - 1e-4 and area.max() <= 1 + 1e-6
+    fits = (heights < 1) & (widths < 1)
+    aspect = widths[fits] / heights[fits]
+    assert aspect.min() >= 0.75 - 1e-4 and aspect.max() <= 4 / 3 + 1e-4
+    assert area[fits].mean() == np.float32(area[fits].mean()) and 0.3 < area.mean() < 0.7
+
+
+def test_crop_aspect_is_in_pixels_on_wide_images():
+    boxes = augment.random_resized_crop_boxes(tf.constant([3, 4]), 500, 100, 300, (0.08, 0.2), (3 / 4, 4 / 3)).numpy()
+    pixel_aspect = (boxes[:, 3] - boxes[:, 1]) * 300 / ((boxes[:, 2] - boxes[:, 0]) * 100)
+    assert pixel_aspect.min() >= 0.75 - 1e-3 and pixel_aspect.max() <= 4 / 3 + 1e-3
+
+
+def test_flip_swaps_about_half_the_boxes():
+    boxes = tf.tile(tf.constant([[0.0, 0.1, 1.0, 0.9]]), [1000, 1])
+    flipped = augment.flip_boxes(tf.constant([5, 6]), boxes).numpy()
+    mirrored = flipped[:, 1] > flipped[:, 3]
+    assert 400 < mirrored.sum() < 600
+    np.testing.assert_allclose(flipped[mirrored][:, [1, 3]], [[0.9, 0.1]] * mirrored.sum())
+
+
+def test_pad_and_crop_shifts_by_at_most_the_padding():
+    boxes = augment.pad_and_crop_boxes(tf.constant([1, 1]), 500, 0.125).numpy()
+    assert np.abs(boxes[:, :2]).max() <= 0.125
+    np.testing.assert_allclose(boxes[:, 2:] - boxes[:, :2], 1.0, atol=1e-6)
+
+
+def test_parts_switch_off():
+    seed = tf.constant([0, 0])
+    assert augment.train_boxes(seed, 4, 28, 28, AugmentConfig(crop=False, flip=False)) is None
+    assert augment.train_boxes(seed, 4, 28, 28, AugmentConfig(policy="none")) is None
+    assert not AugmentConfig(policy="none").active
+    assert not AugmentConfig(crop=False, flip=False, photometric=False).active
+    only_flip = augment.train_boxes(seed, 64, 28, 28, AugmentConfig(crop=False)).numpy()
+    assert set(np.round(np.abs(only_flip[:, 3] - only_flip[:, 1]), 6)) == {1.0}
+
+
+def test_photometric_stays_in_range_and_changes_colour_images():
+    images = tf.random.stateless_uniform([8, 16, 16, 3], [1, 2])
+    out = augment.photometric(tf.constant([3, 4]), images, AugmentConfig()).numpy()
+    assert out.min() >= 0 and out.max() <= 1
+    assert not np.allclose(out, images.numpy())
+    gray = augment.photometric(tf.constant([3, 4]), images[..., :1], AugmentConfig()).numpy()
+    assert gray.shape == (8, 16, 16, 1)
+    assert math.isfinite(float(gray.sum()))

@@ -1,0 +1,289 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from inception_tf import data, sources
+from inception_tf.augment import AugmentConfig
+from fake_data import (
+    label_from_pixels, write_cifar10, write_cifar100, write_idx_dataset, write_image_folder,
+    write_mnist_npz, write_tfrecords,
+)
+
+TRAIN = np.arange(60) % 10
+TEST = (np.arange(20) * 3) % 10
+NO_PHOTOMETRIC = AugmentConfig(photometric=False)  # crops and flips keep a flat image flat
+
+
+def _all(dataset):
+    images, labels = [], []
+    for x, y in dataset:
+        images.append(x.numpy())
+        labels.append(y.numpy() if not isinstance(y, dict) else y["main"].numpy())
+    return np.concatenate(images), np.concatenate(labels)
+
+
+@pytest.fixture
+def idx_dir(tmp_path):
+    return write_idx_dataset(tmp_path / "fmnist", TRAIN, TEST)
+
+
+@pytest.fixture
+def no_system_data(tmp_path, monkeypatch):
+    """No OS package and an empty Keras cache, whatever this machine has installed."""
+    monkeypatch.setattr(sources, "FASHION_MNIST_SYSTEM_DIR", str(tmp_path / "no-system-dir"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
+    return tmp_path / "keras-home" / "datasets"
+
+
+def test_fashion_mnist_from_idx_files(idx_dir):
+    source = data.load_source("fashion_mnist", data_dir=idx_dir)
+    assert source.class_names[0] == "T-shirt/top" and source.num_classes == 10
+    assert {k: s.size for k, s in source.splits.items()} == {"train": 60, "test": 20}
+    images, labels = _all(data.make_dataset(source.splits["test"], 64, 8))
+    assert images.shape == (20, 64, 64, 3) and images.dtype == np.float32
+    assert images.min() >= -1.0 and images.max() <= 1.0
+    np.testing.assert_array_equal(labels, TEST)
+    np.testing.assert_array_equal(label_from_pixels(images), TEST)  # each image keeps its label
+
+
+def test_uncompressed_idx_files_and_the_os_package_place(tmp_path, no_system_data, monkeypatch):
+    system = write_idx_dataset(tmp_path / "system", TRAIN, TEST, gz=False)
+    monkeypatch.setattr(sources, "FASHION_MNIST_SYSTEM_DIR", str(system))
+    source = data.load_source("fashion_mnist")
+    assert source.location == str(system) and source.splits["train"].size == 60
+
+
+def test_fashion_mnist_from_the_keras_cache(no_system_data):
+    write_idx_dataset(no_system_data / "fashion-mnist", TRAIN, TEST)
+    assert data.load_source("fashion_mnist").location == str(no_system_data / "fashion-mnist")
+
+
+def test_missing_fashion_mnist_names_every_place_and_the_install_command(no_system_data, tmp_path):
+    with pytest.raises(data.DataNotFoundError) as error:
+        data.load_source("fashion_mnist", download=False)
+    message = str(error.value)
+    assert str(tmp_path / "no-system-dir") in message
+    assert str(no_system_data / "fashion-mnist") in message
+    assert "apt-get install -y dataset-fashion-mnist" in message
+
+
+def test_mnist_from_the_keras_cache(no_system_data):
+    write_mnist_npz(no_system_data / "mnist.npz", TRAIN, TEST)
+    source = data.load_source("mnist")
+    images, labels = _all(data.make_dataset(source.splits["train"], 32, 16, heads=None))
+    np.testing.assert_array_equal(label_from_pixels(images), TRAIN)
+    assert source.class_names == tuple("0123456789")
+
+
+def test_missing_mnist(no_system_data):
+    with pytest.raises(data.DataNotFoundError, match="mnist.npz"):
+        data.load_source("mnist", download=False)
+
+
+def test_cifar10_in_the_keras3_cache_layout(no_system_data):
+    names = [f"c{i}" for i in range(10)]
+    write_cifar10(no_system_data / "cifar-10-batches-py-target" / "cifar-10-batches-py", TRAIN, TEST, names)
+    source = data.load_source("cifar10")
+    assert source.class_names == tuple(names)
+    assert source.splits["train"].images.shape == (60, 32, 32, 3)
+    images, labels = _all(data.make_dataset(source.splits["train"], 48, 7))
+    np.testing.assert_array_equal(labels, TRAIN)
+    np.testing.assert_array_equal(label_from_pixels(images), TRAIN)
+
+
+def test_cifar100_in_the_keras2_cache_layout(no_system_data):
+    train = np.arange(50) * 2
+    write_cifar100(no_system_data / "cifar-100-python", train, np.arange(10))
+    source = data.load_source("cifar100")
+    assert source.num_classes == 100 and source.class_names[3] == "fine3"
+    np.testing.assert_array_equal(source.splits["train"].labels, train)
+
+
+def test_missing_cifar_lists_both_cache_layouts(no_system_data):
+    with pytest.raises(data.DataNotFoundError) as error:
+        data.load_source("cifar10", download=False)
+    assert "cifar-10-batches-py-target" in str(error.value)
+    assert str(no_system_data / "cifar-10-batches-py") in str(error.value)
+
+
+def test_limit_and_validation_split(idx_dir):
+    source = data.load_source("fashion_mnist", data_dir=idx_dir, limit=40, validation_split=0.25)
+    sizes = {k: s.size for k, s in source.splits.items()}
+    assert sizes == {"train": 30, "validation": 10, "test": 20}
+    np.testing.assert_array_equal(source.splits["validation"].labels, TRAIN[30:40])
+
+
+def test_eval_is_deterministic_and_never_augmented(idx_dir):
+    split = data.load_source("fashion_mnist", data_dir=idx_dir).splits["train"]
+    first = _all(data.make_dataset(split, 40, 16))
+    second = _all(data.make_dataset(split, 40, 16))
+    np.testing.assert_array_equal(first[0], second[0])
+    direct = data.preprocess_images(split.images, 40).numpy()
+    np.testing.assert_allclose(first[0], direct, atol=1e-6)  # the export's function, exactly
+
+
+def test_training_shuffles_and_augments_reproducibly(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (32, 28, 28, 1), dtype=np.uint8)
+    split = sources.Split(32, images=images, labels=np.arange(32, dtype=np.int32) % 10)
+    train = lambda seed: _all(data.make_dataset(split, 40, 8, training=True, seed=seed, heads=None))  # noqa: E731
+    a, b, c = train(7), train(7), train(8)
+    np.testing.assert_array_equal(a[0], b[0])
+    assert not np.array_equal(a[1], np.arange(32) % 10)  # shuffled
+    assert not np.array_equal(a[0], c[0])
+    evaluated = data.preprocess_images(images, 40).numpy()
+    order = [int(np.argmin(np.abs(evaluated - x).sum(axis=(1, 2, 3)))) for x in a[0]]
+    assert not np.allclose(a[0], evaluated[order], atol=1e-3)  # augmentation changed them
+    for policy in ("standard", "none"):
+        x, _ = _all(data.make_dataset(split, 40, 8, training=True, seed=1, augment=AugmentConfig(policy=policy), heads=None))
+        assert x.shape == (32, 40, 40, 3) and x.min() >= -1 and x.max() <= 1
+
+
+def test_training_keeps_labels_with_their_images(idx_dir):
+    split = data.load_source("fashion_mnist", data_dir=idx_dir).splits["train"]
+    images, labels = _all(data.make_dataset(split, 32, 8, training=True, seed=3, augment=NO_PHOTOMETRIC))
+    assert sorted(labels) == sorted(TRAIN)
+    np.testing.assert_array_equal(label_from_pixels(images), labels)
+
+
+def test_heads_get_the_same_labels(idx_dir):
+    split = data.load_source("fashion_mnist", data_dir=idx_dir).splits["test"]
+    _, labels = next(iter(data.make_dataset(split, 32, 4)))
+    assert set(labels) == {"main", "aux1", "aux2"}
+    for head in ("aux1", "aux2"):
+        np.testing.assert_array_equal(labels[head], labels["main"])
+    assert labels["main"].dtype == tf.int32
+
+
+def test_folder_source(tmp_path):
+    root = write_image_folder(tmp_path / "images", per_class=6)
+    source = data.load_source("folder", data_dir=root, validation_split=1 / 3)
+    assert source.class_names == ("cat", "dog", "emu")
+    assert {k: s.size for k, s in source.splits.items()} == {"train": 12, "validation": 6}
+    assert set(source.splits["validation"].labels) == {0, 1, 2}  # the fixed order mixes classes
+    for key in ("train", "validation"):
+        dataset = data.make_dataset(source.splits[key], 36, 5, heads=None)
+        assert dataset.cardinality().numpy() == -(-source.splits[key].size // 5)
+        images, labels = _all(dataset)
+        assert images.shape == (source.splits[key].size, 36, 36, 3)
+        np.testing.assert_array_equal(label_from_pixels(images), labels)
+    images, labels = _all(data.make_dataset(source.splits["train"], 36, 5, training=True, seed=0, augment=NO_PHOTOMETRIC))
+    np.testing.assert_array_equal(label_from_pixels(images), labels)
+
+
+def test_folder_with_train_and_test_subfolders(tmp_path):
+    write_image_folder(tmp_path / "d" / "train", per_class=4)
+    write_image_folder(tmp_path / "d" / "test", per_class=2)
+    source = data.load_source("folder", data_dir=tmp_path / "d")
+    assert {k: s.size for k, s in source.splits.items()} == {"train": 12, "test": 6}
+
+
+def test_folder_errors(tmp_path):
+    with pytest.raises(data.DataError, match=r"at least two class subfolders.*\['cat'\]"):
+        data.load_source("folder", data_dir=write_image_folder(tmp_path / "one", 2, classes=("cat",)))
+    root = write_image_folder(tmp_path / "empty", 2)
+    (root / "fox").mkdir()
+    with pytest.raises(data.DataError, match=r"without images.*\['fox'\]"):
+        data.load_source("folder", data_dir=root)
+    with pytest.raises(data.DataNotFoundError, match=r"Received: data_dir="):
+        data.load_source("folder", data_dir=tmp_path / "nowhere")
+    with pytest.raises(data.DataError, match=r"needs --data-dir"):
+        data.load_source("folder")
+
+
+def test_corrupt_files_are_named_or_skipped(tmp_path):
+    root = write_image_folder(tmp_path / "images", per_class=3)
+    good = (root / "cat" / "cat_0.png").read_bytes()
+    (root / "cat" / "truncated.png").write_bytes(good[: len(good) // 2])
+    (root / "dog" / "notes.jpg").write_text("not an image")
+    (root / "emu" / "empty.gif").write_bytes(b"")
+    with pytest.raises(data.DataError) as error:
+        data.load_source("folder", data_dir=root)
+    message = str(error.value)
+    for name, why in (("truncated.png", "truncated PNG"), ("notes.jpg", "not a JPEG"), ("empty.gif", "empty file")):
+        assert f"{name} ({why}" in message
+    assert "--skip-corrupt" in message
+    with pytest.warns(UserWarning, match=r"Left out 3 unreadable image file"):
+        source = data.load_source("folder", data_dir=root, skip_corrupt=True)
+    images, labels = _all(data.make_dataset(source.splits["train"], 32, 4))
+    assert len(labels) == 9
+    np.testing.assert_array_equal(label_from_pixels(images), labels)
+
+
+def test_tfrecord_source(tmp_path):
+    labels = np.arange(30) % 4
+    root = write_tfrecords(tmp_path / "tfr", labels, shards=3, names=["a", "b", "c", "d"])
+    write_tfrecords(root, np.arange(8) % 4, prefix="validation", shards=1)
+    source = data.load_source("tfrecord", data_dir=root)
+    assert source.class_names == ("a", "b", "c", "d")
+    assert {k: s.size for k, s in source.splits.items()} == {"train": 30, "validation": 8}
+    images, got = _all(data.make_dataset(source.splits["train"], 32, 8))
+    np.testing.assert_array_equal(got, labels)  # shard order, then record order
+    np.testing.assert_array_equal(label_from_pixels(images), got)
+    images, got = _all(data.make_dataset(source.splits["train"], 32, 8, training=True, seed=0, augment=NO_PHOTOMETRIC))
+    assert sorted(got) == sorted(labels)
+    np.testing.assert_array_equal(label_from_pixels(images), got)
+
+
+def test_tfrecord_limit_and_validation_split_without_labels_file(tmp_path):
+    root = write_tfrecords(tmp_path / "tfr", np.arange(20) % 5, shards=2)
+    source = data.load_source("tfrecord", data_dir=root, limit=15, validation_split=0.2)
+    assert source.class_names == ("0", "1", "2", "3", "4")
+    assert {k: s.size for k, s in source.splits.items()} == {"train": 12, "validation": 3}
+    _, got = _all(data.make_dataset(source.splits["validation"], 32, 2, heads=None))
+    np.testing.assert_array_equal(got, source.splits["validation"].labels)
+
+
+def test_labels_outside_the_classes_are_refused_before_training(tmp_path):
+    root = write_tfrecords(tmp_path / "tfr", [0, 1, 2, 7], shards=1, names=["a", "b", "c"])
+    with pytest.raises(data.DataError, match=r"outside \[0, 3\).*values \[7\]"):
+        data.load_source("tfrecord", data_dir=root)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    with tf.io.TFRecordWriter(str(bad / "train-0")) as writer:
+        writer.write(tf.train.Example().SerializeToString())
+    with pytest.raises(data.DataError, match=r"image/class/label"):
+        data.load_source("tfrecord", data_dir=bad)
+
+
+def test_labels_outside_the_classes_in_memory(tmp_path):
+    write_idx_dataset(tmp_path / "f", [0, 1, 12], [0])
+    with pytest.raises(data.DataError, match=r"outside \[0, 10\).*values \[12\]"):
+        data.load_source("fashion_mnist", data_dir=tmp_path / "f")
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda s: data.load_source("imagenet"), r"Received: name='imagenet'"),
+        (lambda s: data.load_source("fashion_mnist", validation_split=1.0), r"Received: validation_split=1.0"),
+        (lambda s: data.load_source("fashion_mnist", limit=0), r"Received: limit=0"),
+        (lambda s: data.make_dataset(s, 0, 8), r"Received: image_size=0"),
+        (lambda s: data.make_dataset(s, 32, 0), r"Received: batch_size=0"),
+        (lambda s: data.replica_batch_size(30, 4), r"4 replicas. Received: batch_size=30"),
+        (lambda s: AugmentConfig(policy="autoaugment"), r"Received: policy='autoaugment'"),
+        (lambda s: AugmentConfig(area_range=(0.0, 1.0)), r"Received: area_range=\(0.0, 1.0\)"),
+    ],
+)
+def test_bad_arguments(call, message):
+    split = sources.Split(2, images=np.zeros((2, 28, 28, 1), np.uint8), labels=np.zeros(2, np.int32))
+    with pytest.raises(ValueError, match=message):
+        call(split)
+
+
+def test_replica_batch_size():
+    assert data.replica_batch_size(64, 2) == 32
+
+
+def test_pipeline_benchmark_prints_its_line(idx_dir):
+    result = subprocess.run(
+        [sys.executable, "benchmarks/pipeline.py", "--data-dir", str(idx_dir), "--image-size", "64",
+         "--batch-size", "8", "--batches", "3", "--warmup", "1"],
+        capture_output=True, text=True, check=True,
+    )
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("images/s=") and " peak_rss_mb=" in last
+    assert float(last.split()[0].split("=")[1]) > 0

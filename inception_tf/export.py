@@ -1,0 +1,136 @@
+"""SavedModel export that serves without this package.
+
+The SavedModel holds the inference graph (main head only) in float32, two signatures and
+the class names:
+
+- `serving_default(images: uint8 [batch, height, width, 3])`, any height and width:
+  resized and normalised by `data.preprocess_images`, the function evaluation uses;
+  returns `probabilities` [batch, num_classes], `top_k_indices`, `top_k_scores` and
+  `top_k_classes` (names).
+- `preprocessed(inputs: float32 [batch, size, size, 3])`, already in [-1, 1]: returns
+  `probabilities`.
+- `assets/labels.txt`: one class name per line.
+"""
+
+import pathlib
+import tempfile
+
+import keras
+import tensorflow as tf
+
+from inception_tf import data as data_lib
+from inception_tf import files
+from inception_tf.model import inference_model
+
+LABELS_FILE = "labels.txt"
+
+
+def _with_float32_policies(config):
+    """A model config with every layer's dtype policy set to float32."""
+    if isinstance(config, dict):
+        if config.get("class_name") == "DTypePolicy" and isinstance(config.get("config"), dict):
+            return {**config, "config": {**config["config"], "name": "float32"}}
+        return {key: _with_float32_policies(value) for key, value in config.items()}
+    if isinstance(config, list):
+        return [_with_float32_policies(value) for value in config]
+    return config
+
+
+def as_float32(model):
+    """`model` rebuilt to compute in float32, with the same weights.
+
+    Mixed-precision training keeps float32 weights, so the copy is exact; only the
+    arithmetic changes.
+    """
+    policies = {layer.dtype_policy.name for layer in model.layers}
+    if policies <= {"float32"}:
+        return model
+    clone = keras.Model.from_config(_with_float32_policies(model.get_config()))
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+class _Serving(tf.Module):
+    def __init__(self, model, class_names, top_k, labels_path):
+        super().__init__()
+        self.model = model
+        self.labels = tf.saved_model.Asset(str(labels_path))
+        height, width = model.inputs[0].shape[1:3]
+        if height != width:
+            raise ValueError(f"Export expects a square model input. Received: input_shape={model.inputs[0].shape}")
+        self.image_size = height
+        self.class_names = list(class_names)
+        self.top_k = min(top_k, len(self.class_names))
+        self.classify = tf.function(
+            lambda inputs: {"probabilities": self._probabilities(inputs)},
+            input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32, name="inputs")],
+        )
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+    def serve(self, images):
+        probabilities = self._probabilities(data_lib.preprocess_images(images, self.image_size))
+        scores, indices = tf.math.top_k(probabilities, k=self.top_k)
+        return {
+            "probabilities": probabilities,
+            "top_k_indices": indices,
+            "top_k_scores": scores,
+            "top_k_classes": tf.gather(tf.constant(self.class_names), indices),
+        }
+
+    def _probabilities(self, inputs):
+        return tf.cast(self.model(inputs, training=False), tf.float32)
+
+
+def export_saved_model(model, path, class_names=None, top_k=5, float32=True):
+    """Writes the inference SavedModel of `model` (a GoogLeNet, aux heads or not) to `path`.
+
+    Written to a temporary folder beside `path` and moved into place, so `path` never
+    holds a half-written export.
+
+    Args:
+        model: the training or inference model.
+        path: the SavedModel folder.
+        class_names: the names for `labels.txt` and `top_k_classes` (default "0", "1", ...).
+        top_k: how many classes `serving_default` ranks.
+        float32: compute in float32 whatever precision training used.
+
+    Returns:
+        `path` as a `pathlib.Path`.
+    """
+    path = pathlib.Path(path)
+    model = inference_model(model)
+    if float32:
+        model = as_float32(model)
+    num_classes = model.outputs[0].shape[-1]
+    class_names = [str(i) for i in range(num_classes)] if class_names is None else list(class_names)
+    if len(class_names) != num_classes:
+        raise ValueError(
+            f"`class_names` must name the model's {num_classes} classes. Received: {len(class_names)} names"
+        )
+    if not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"`top_k` must be a positive integer. Received: top_k={top_k!r}")
+    tmp = files.temporary_sibling(path)
+    files.remove(tmp)
+    with tempfile.TemporaryDirectory() as scratch:
+        labels_path = pathlib.Path(scratch) / LABELS_FILE
+        labels_path.write_text("".join(f"{name}\n" for name in class_names))
+        module = _Serving(model, class_names, top_k, labels_path)
+        try:
+            tf.saved_model.save(
+                module, str(tmp), signatures={"serving_default": module.serve, "preprocessed": module.classify}
+            )
+        except BaseException:
+            files.remove(tmp)
+            raise
+    files.move_into_place(tmp, path)
+    return path
+
+
+def read_labels(path):
+    """Class names stored with a SavedModel (assets/labels.txt) or beside a .keras file."""
+    path = pathlib.Path(path)
+    candidates = [path / "assets" / LABELS_FILE] if path.is_dir() else [path.with_name(LABELS_FILE)]
+    for candidate in candidates:
+        if candidate.is_file():
+            return [line for line in candidate.read_text().splitlines() if line]
+    return None

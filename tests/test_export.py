@@ -1,0 +1,141 @@
+"""SavedModel export: it serves in a process where inception_tf cannot be imported."""
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from inception_tf import GoogLeNet, export_saved_model
+from inception_tf.data import preprocess_images
+from inception_tf.export import as_float32
+from runs import env
+
+CLASSES = ["zero", "one", "two", "three", "four"]
+
+# Runs in a fresh interpreter that refuses to import inception_tf.
+STANDALONE = textwrap.dedent(
+    """
+    import sys
+    class Refuse:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "inception_tf":
+                raise ImportError("inception_tf must not be needed to serve")
+    sys.meta_path.insert(0, Refuse())
+    import numpy as np
+    import tensorflow as tf
+    export, inputs, out = sys.argv[1:4]
+    loaded = tf.saved_model.load(export)
+    serve = loaded.signatures["serving_default"]
+    batches = np.load(inputs)
+    results = {}
+    for key in batches.files:
+        result = serve(images=tf.constant(batches[key]))
+        for name, value in result.items():
+            value = value.numpy()
+            results[f"{key}/{name}"] = value.astype(str) if value.dtype == object else value
+    pre = loaded.signatures["preprocessed"]
+    results["preprocessed"] = pre(inputs=tf.zeros([1, 64, 64, 3]))["probabilities"].numpy()
+    results["labels"] = np.array(open(export + "/assets/labels.txt").read().split())
+    np.savez(out, **results)
+    """
+)
+
+
+def _batches():
+    rng = np.random.default_rng(0)
+    return {
+        "small": rng.integers(0, 256, (3, 40, 50, 3), dtype=np.uint8),
+        "large": rng.integers(0, 256, (2, 300, 200, 3), dtype=np.uint8),
+    }
+
+
+def _serve_elsewhere(export_dir, tmp_path):
+    inputs, out = tmp_path / "inputs.npz", tmp_path / "out.npz"
+    np.savez(inputs, **_batches())
+    script = tmp_path / "serve.py"
+    script.write_text(STANDALONE)
+    subprocess.run(
+        [sys.executable, str(script), str(export_dir), str(inputs), str(out)],
+        check=True, capture_output=True, text=True, env=env(), cwd=tmp_path,
+    )
+    return dict(np.load(out))
+
+
+def _reference(model, images):
+    return np.asarray(model(preprocess_images(images, 64), training=False)[0], np.float32)
+
+
+def test_export_serves_without_the_package(tmp_path):
+    model = GoogLeNet(num_classes=5, input_shape=(64, 64, 3))
+    export_dir = export_saved_model(model, tmp_path / "export", CLASSES)
+    served = _serve_elsewhere(export_dir, tmp_path)
+    for key, images in _batches().items():
+        probabilities = served[f"{key}/probabilities"]
+        assert probabilities.shape == (len(images), 5) and probabilities.dtype == np.float32
+        np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+        np.testing.assert_allclose(probabilities, _reference(model, images), atol=1e-5)
+        top = served[f"{key}/top_k_indices"]
+        np.testing.assert_array_equal(top[:, 0], probabilities.argmax(axis=1))
+        assert list(served[f"{key}/top_k_classes"][0]) == [CLASSES[i] for i in top[0]]
+    assert served["preprocessed"].shape == (1, 5)
+    assert list(served["labels"]) == CLASSES
+
+
+def test_a_mixed_bfloat16_model_exports_to_float32(tmp_path):
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    model = GoogLeNet(num_classes=5, input_shape=(64, 64, 3))
+    keras.config.set_dtype_policy("float32")
+    assert model.get_layer("inception_3a_1x1_conv").compute_dtype == "bfloat16"
+    float_model = as_float32(model)
+    assert {layer.compute_dtype for layer in float_model.layers} == {"float32"}
+    export_dir = export_saved_model(model, tmp_path / "export", CLASSES)
+    served = _serve_elsewhere(export_dir, tmp_path)
+    for key, images in _batches().items():
+        probabilities = served[f"{key}/probabilities"]
+        np.testing.assert_allclose(probabilities, _reference(float_model, images), atol=1e-5)
+        np.testing.assert_allclose(probabilities, _reference(model, images), atol=2e-2)  # bfloat16's own
+
+
+def test_saved_model_cli_lists_both_signatures(tmp_path):
+    cli = shutil.which("saved_model_cli", path=str(__import__("pathlib").Path(sys.executable).parent))
+    if cli is None:
+        pytest.skip("saved_model_cli is not installed with this TensorFlow")
+    export_dir = export_saved_model(GoogLeNet(num_classes=5, input_shape=(64, 64, 3), aux_heads=False), tmp_path / "e")
+    shown = subprocess.run([cli, "show", "--dir", str(export_dir), "--all"], capture_output=True, text=True, env=env(), check=True).stdout
+    assert "signature_def['serving_default']" in shown and "signature_def['preprocessed']" in shown
+    assert "dtype: DT_UINT8" in shown and "shape: (-1, -1, -1, 3)" in shown
+    assert "shape: (-1, 5)" in shown
+    assert "dtype: DT_FLOAT" in shown and "shape: (-1, 64, 64, 3)" in shown  # the preprocessed signature
+
+
+def test_an_export_replaces_the_old_one_whole(tmp_path):
+    target = tmp_path / "export"
+    export_saved_model(GoogLeNet(num_classes=5, input_shape=(64, 64, 3)), target)
+    (target / "stale.txt").write_text("from the old export")
+    export_saved_model(GoogLeNet(num_classes=5, input_shape=(64, 64, 3)), target, CLASSES)
+    assert not (target / "stale.txt").exists()
+    assert (target / "assets" / "labels.txt").read_text().split() == CLASSES
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # no temporary left behind
+
+
+def test_export_rejects_wrong_class_names(tmp_path):
+    with pytest.raises(ValueError, match=r"name the model's 5 classes. Received: 2 names"):
+        export_saved_model(GoogLeNet(num_classes=5, input_shape=(64, 64, 3)), tmp_path / "e", ["a", "b"])
+    assert not (tmp_path / "e").exists()
+
+
+def test_export_command(tmp_path):
+    model = GoogLeNet(num_classes=5, input_shape=(64, 64, 3))
+    model.save(tmp_path / "model.keras")
+    (tmp_path / "labels.txt").write_text("\n".join(CLASSES) + "\n")
+    subprocess.run(
+        [sys.executable, "-m", "inception_tf", "export", "--model", str(tmp_path / "model.keras"), "--out", str(tmp_path / "sm")],
+        check=True, capture_output=True, text=True, env=env(),
+    )
+    assert (tmp_path / "sm" / "assets" / "labels.txt").read_text().split() == CLASSES
+    json.dumps({})  # the command printed its path; the folder is what counts

@@ -5,7 +5,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
-PYTEST_ARGS ?=
+# Two workers, one test file each (module fixtures train once).
+PYTEST_ARGS ?= -n 2 --dist loadfile
 
 .PHONY: train test install clean
 

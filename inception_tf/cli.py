@@ -1,14 +1,9 @@
 """Command line: `python -m inception_tf SUBCOMMAND ...` and the `inception-tf` script."""
 
 import argparse
-import os
 import sys
 
-# TensorFlow's C++ start-up chatter hides the program's own output; TF_CPP_MIN_LOG_LEVEL
-# set by the user still wins.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from inception_tf import model as model_lib  # noqa: E402
+from inception_tf import model as model_lib
 
 
 def _positive_int(text):
@@ -55,11 +50,205 @@ def _run_summary(args):
     return 0
 
 
+def _add_train(subparsers):
+    from inception_tf import augment, config, data
+
+    parser = subparsers.add_parser(
+        "train",
+        help="train, evaluate, report and export in one run directory",
+        description="Train GoogLeNet, evaluate it on the test split, write plots and reports, and export "
+        "a SavedModel, all into one run directory. Flags not given come from --config, then --preset, "
+        "then the defaults (Fashion-MNIST).",
+    )
+    defaults = config.RunConfig()
+    group = parser.add_argument_group("data")
+    group.add_argument("--dataset", choices=data.SOURCES, help=f"default: {defaults.data.dataset}")
+    group.add_argument("--data-dir", help="where the data set is (required for folder and tfrecord)")
+    group.add_argument("--image-size", type=_positive_int, help=f"model input side, default: {defaults.data.image_size}")
+    group.add_argument("--validation-split", type=float, help=f"held-out fraction of the training split, default: {defaults.data.validation_split}")
+    group.add_argument("--limit", type=_positive_int, help="keep the first N examples of each split (quick runs)")
+    group.add_argument("--skip-corrupt", action="store_true", default=None, help="leave unreadable image files out")
+    group.add_argument("--augment", choices=("auto",) + augment.POLICIES, help="default: auto (standard for 28-32 px data sets, paper otherwise)")
+    group = parser.add_argument_group("model")
+    group.add_argument("--variant", choices=model_lib.VARIANTS, help=f"default: {defaults.model.variant}")
+    group.add_argument("--no-aux-heads", dest="aux_heads", action="store_false", default=None, help="train without the two aux heads")
+    group.add_argument("--dropout-rate", type=float, help=f"default: {defaults.model.dropout_rate}")
+    group.add_argument("--init-from", help="start from the weights of a .keras model (heads replaced if the classes differ)")
+    group = parser.add_argument_group("training")
+    group.add_argument("--epochs", type=_positive_int, help=f"default: {defaults.train.epochs}")
+    group.add_argument("--batch-size", type=_positive_int, help=f"global batch, default: {defaults.train.batch_size}")
+    group.add_argument("--learning-rate", type=float, help=f"initial rate, default: {defaults.train.learning_rate}")
+    group.add_argument("--momentum", type=float, help=f"default: {defaults.train.momentum}")
+    group.add_argument("--schedule", choices=config.SCHEDULES, help=f"default: {defaults.train.schedule} (4%% lower every 8 epochs)")
+    group.add_argument("--label-smoothing", type=float, help="default: 0")
+    group.add_argument("--weight-decay", type=float, help="decoupled weight decay, default: none")
+    group.add_argument("--precision", choices=config.PRECISIONS, help="default: auto")
+    group.add_argument("--strategy", choices=config.STRATEGIES, help="default: auto")
+    group.add_argument("--seed", type=int, help=f"default: {defaults.train.seed}")
+    group = parser.add_argument_group("run")
+    group.add_argument("--run-dir", help="default: runs/DATASET-VARIANT-SIZEpx")
+    group.add_argument("--config", help="a config.json to run again (flags given here override it)")
+    group.add_argument("--preset", choices=sorted(config.PRESETS), help="quick: a few minutes on 2 CPU cores; paper: the paper's recipe")
+    group.add_argument("--overwrite", action="store_true", help="replace what the run directory holds")
+    parser.set_defaults(handler=_run_train)
+
+
+TRAIN_FLAGS = {
+    "dataset": "data.dataset", "data_dir": "data.data_dir", "image_size": "data.image_size",
+    "validation_split": "data.validation_split", "limit": "data.limit", "skip_corrupt": "data.skip_corrupt",
+    "augment": "data.augment", "variant": "model.variant", "aux_heads": "model.aux_heads",
+    "dropout_rate": "model.dropout_rate", "init_from": "init_from", "epochs": "train.epochs",
+    "batch_size": "train.batch_size", "learning_rate": "train.learning_rate", "momentum": "train.momentum",
+    "schedule": "train.schedule", "label_smoothing": "train.label_smoothing", "weight_decay": "train.weight_decay",
+    "precision": "train.precision", "strategy": "train.strategy", "seed": "train.seed", "run_dir": "run_dir",
+}
+
+
+def config_from_args(args):
+    """Defaults, then the preset, then --config, then the flags given."""
+    from inception_tf import config
+
+    run_config = config.RunConfig()
+    if args.preset:
+        run_config = run_config.replace(**config.PRESETS[args.preset])
+    if args.config:
+        run_config = config.RunConfig.from_json(args.config)
+        if args.preset:
+            run_config = run_config.replace(**config.PRESETS[args.preset])
+    given = {key: getattr(args, flag) for flag, key in TRAIN_FLAGS.items() if getattr(args, flag) is not None}
+    return run_config.replace(**given).validate()
+
+
+def _run_train(args):
+    from inception_tf import experiment
+
+    run_config = config_from_args(args)
+    try:
+        experiment.run(run_config, overwrite=args.overwrite)
+    except experiment.TrainingDiverged as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 3
+    except experiment.RunDirError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        from inception_tf.callbacks import backed_up_epoch
+
+        run_dir = run_config.run_dir or experiment.default_run_dir(run_config)
+        epoch = backed_up_epoch(f"{run_dir}/backup")
+        print(
+            f"\nInterrupted. {epoch} finished epoch(s) are saved in {run_dir}/backup; "
+            "run the same command again to resume.",
+            file=sys.stderr,
+        )
+        return 130
+    return 0
+
+
+def _add_evaluate(subparsers):
+    from inception_tf import data
+
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="evaluate a trained model: metrics.json, per-class table, confusion matrix",
+        description="Evaluate a .keras model on a data set split and write the same report as a training run.",
+    )
+    parser.add_argument("--model", required=True, help="a .keras model (e.g. RUN_DIR/model.keras)")
+    parser.add_argument("--dataset", choices=data.SOURCES, default="fashion_mnist")
+    parser.add_argument("--data-dir")
+    parser.add_argument("--split", choices=("test", "validation", "train"), default="test")
+    parser.add_argument("--validation-split", type=float, default=0.0, help="needed for --split validation on data sets without one")
+    parser.add_argument("--limit", type=_positive_int)
+    parser.add_argument("--batch-size", type=_positive_int, default=64)
+    parser.add_argument("--out", help="report folder, default: MODEL_DIR/evaluation-DATASET-SPLIT")
+    parser.set_defaults(handler=_run_evaluate)
+
+
+def _run_evaluate(args):
+    import json
+    import pathlib
+
+    import keras
+
+    from inception_tf import data, evaluation, files
+
+    source = data.load_source(args.dataset, data_dir=args.data_dir, validation_split=args.validation_split, limit=args.limit)
+    if args.split not in source.splits:
+        raise ValueError(f"{args.dataset} has no {args.split} split here: {sorted(source.splits)}. Received: split={args.split!r}")
+    model = keras.models.load_model(args.model, compile=False)
+    classes = model.outputs[0].shape[-1]
+    if classes != source.num_classes:
+        raise ValueError(
+            f"The model has {classes} classes and {args.dataset} has {source.num_classes}. Received: model={args.model!r}"
+        )
+    out = pathlib.Path(args.out or pathlib.Path(args.model).parent / f"evaluation-{args.dataset}-{args.split}")
+    out.mkdir(parents=True, exist_ok=True)
+    image_size = model.inputs[0].shape[1]
+    metrics = evaluation.evaluate(model, source.splits[args.split], source.class_names, image_size, args.batch_size, out, split_name="test")
+    metrics.update(evaluated_split=args.split, dataset=args.dataset, model=str(args.model))
+    files.write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    print(metrics["report"])
+    print(f"accuracy {metrics['test_accuracy']:.4f}, top-5 {metrics['test_top5_accuracy']:.4f}; report in {out}")
+    return 0
+
+
+def _add_export(subparsers):
+    parser = subparsers.add_parser(
+        "export",
+        help="export a .keras model as a SavedModel that serves without this package",
+        description="Write the inference SavedModel (main head, float32, uint8 images of any size in).",
+    )
+    parser.add_argument("--model", required=True, help="a .keras model")
+    parser.add_argument("--out", required=True, help="the SavedModel folder to write")
+    parser.add_argument("--labels", help="class names, one per line (default: labels.txt beside the model)")
+    parser.add_argument("--top-k", type=_positive_int, default=5)
+    parser.set_defaults(handler=_run_export)
+
+
+def _run_export(args):
+    import keras
+
+    from inception_tf import export
+
+    model = keras.models.load_model(args.model, compile=False)
+    if args.labels:
+        with open(args.labels) as f:
+            class_names = [line.strip() for line in f if line.strip()]
+    else:
+        class_names = export.read_labels(args.model)
+    path = export.export_saved_model(model, args.out, class_names, top_k=args.top_k)
+    print(f"SavedModel written to {path}")
+    return 0
+
+
+def _add_predict(subparsers):
+    parser = subparsers.add_parser(
+        "predict",
+        help="top-5 classes of image files",
+        description="Classify image files (any format OpenCV reads) with a SavedModel or a .keras model.",
+    )
+    parser.add_argument("--model", required=True, help="a SavedModel folder or a .keras file")
+    parser.add_argument("images", nargs="+", help="image files or folders of them")
+    parser.add_argument("--top-k", type=_positive_int, default=5)
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.set_defaults(handler=_run_predict)
+
+
+def _run_predict(args):
+    from inception_tf import predict
+
+    return predict.main(args.model, args.images, top_k=args.top_k, as_json=args.json)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="inception_tf", description="GoogLeNet (Inception v1) in Keras 3 on TensorFlow."
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_train(subparsers)
+    _add_evaluate(subparsers)
+    _add_export(subparsers)
+    _add_predict(subparsers)
     _add_summary(subparsers)
     return parser
 
@@ -68,6 +257,11 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except ValueError as error:
+    except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+
+
+def train_main(argv=None):
+    """`train.py` and the `inception-tf-train` script: `inception_tf train ...`."""
+    return main(["train", *(sys.argv[1:] if argv is None else argv)])

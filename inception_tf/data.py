@@ -176,6 +176,7 @@ def make_dataset(
     seed=None,
     heads=HEADS,
     drop_remainder=False,
+    one_hot=None,
     device=None,
 ):
     """Batches of (images, labels) for a model of input `image_size` x `image_size` x 3.
@@ -190,6 +191,8 @@ def make_dataset(
         heads: output names to repeat the labels for (a dict per batch), or None for
             plain label tensors.
         drop_remainder: drop the last, smaller batch.
+        one_hot: the number of classes, to give one-hot float32 labels (for label
+            smoothing) instead of int32 class ids.
         device: prefetch batches to this device (e.g. "/gpu:0") when one trains there
             without a tf.distribute strategy that distributes the data set itself.
 
@@ -227,6 +230,8 @@ def make_dataset(
         if split.kind == "records" or not split.ignore_decode_errors:
             batches = split.size // batch_size if drop_remainder else -(-split.size // batch_size)
             dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
+    if one_hot:
+        dataset = dataset.map(lambda images, labels: (images, tf.one_hot(labels, one_hot)))
     if heads:
         dataset = dataset.map(lambda images, labels: (images, {head: labels for head in heads}))
     if device is not None:

@@ -75,7 +75,9 @@ def _conv_block(x, filters, kernel_size, strides=1, variant="paper", name=None):
         name=f"{name}_conv",
     )(x)
     if not paper:
-        x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+        # Momentum 0.9 (PyTorch's 0.1, as torchvision): Keras's 0.99 leaves the moving
+        # statistics useless for evaluation until several hundred steps have passed.
+        x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-3, name=f"{name}_bn")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 

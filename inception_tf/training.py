@@ -1,4 +1,7 @@
-"""Compiling GoogLeNet with the paper's recipe."""
+"""Compiling and training GoogLeNet with the paper's recipe."""
+
+import json
+import os
 
 import keras
 
@@ -117,3 +120,83 @@ def labels_for_heads(model, y):
     if len(names) == 1:
         return y
     return {name: y for name in names}
+
+
+# --- Precision and strategy ---------------------------------------------------------------
+
+def _cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def resolve_precision(precision="auto"):
+    """`(policy, reason)`: the dtype policy to train in and why.
+
+    auto: mixed_float16 on a GPU with tensor cores (compute capability 7.0 or newer),
+    mixed_bfloat16 on a CPU with AMX or AVX-512 bf16, else float32.
+    """
+    import tensorflow as tf
+
+    if precision != "auto":
+        return precision, "asked for"
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        capability = details.get("compute_capability") or (0, 0)
+        name = details.get("device_name", "GPU")
+        if tuple(capability) >= (7, 0):
+            return "mixed_float16", f"{name} has tensor cores (compute capability {capability[0]}.{capability[1]})"
+        return "float32", f"{name} (compute capability {capability[0]}.{capability[1]}) gains nothing from float16"
+    flags = _cpu_flags()
+    fast = sorted(flags & {"amx_bf16", "avx512_bf16"})
+    if fast:
+        return "mixed_bfloat16", f"no GPU; this CPU has {' and '.join(fast)}"
+    return "float32", "no GPU and no bfloat16 instructions on this CPU"
+
+
+def _tf_config_workers():
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return 0
+    try:
+        cluster = json.loads(raw).get("cluster", {})
+    except ValueError:
+        raise ValueError(f"TF_CONFIG is not valid JSON. Received: TF_CONFIG={raw!r}") from None
+    return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+
+
+def resolve_strategy(strategy="auto"):
+    """`(name, reason)` of the tf.distribute strategy to use.
+
+    auto: multi_worker when TF_CONFIG names several workers, mirrored with more than one
+    GPU, else default (one device).
+    """
+    import tensorflow as tf
+
+    if strategy != "auto":
+        return strategy, "asked for"
+    workers = _tf_config_workers()
+    if workers > 1:
+        return "multi_worker", f"TF_CONFIG names {workers} workers"
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    if gpus > 1:
+        return "mirrored", f"{gpus} GPUs"
+    return "default", "one device" if gpus <= 1 else ""
+
+
+def make_strategy(name):
+    import tensorflow as tf
+
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "default":
+        return tf.distribute.get_strategy()
+    raise ValueError(f"Unknown strategy. Received: strategy={name!r}")

@@ -1,0 +1,205 @@
+"""Test-set metrics, the per-class table, the confusion matrix and the training curves."""
+
+import csv
+import pathlib
+import time
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on servers and CI
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from inception_tf import data as data_lib  # noqa: E402
+from inception_tf import files  # noqa: E402
+
+
+def predict(model, split, image_size, batch_size):
+    """Probabilities of every head of `model` on `split`, the labels, and images/s."""
+    dataset = data_lib.make_dataset(split, image_size, batch_size, training=False, heads=None)
+    heads = list(model.output_names)
+    outputs = {head: [] for head in heads}
+    labels = []
+    infer = tf.function(lambda images: model(images, training=False), reduce_retracing=True)
+    start = time.perf_counter()
+    for images, batch_labels in dataset:
+        result = infer(images)
+        result = result if isinstance(result, (list, tuple)) else [result]
+        for head, probabilities in zip(heads, result):
+            outputs[head].append(np.asarray(probabilities, np.float32))
+        labels.append(batch_labels.numpy())
+    elapsed = time.perf_counter() - start
+    labels = np.concatenate(labels)
+    return {head: np.concatenate(parts) for head, parts in outputs.items()}, labels, len(labels) / elapsed
+
+
+def top_k_accuracy(probabilities, labels, k):
+    k = min(k, probabilities.shape[1])
+    top = np.argpartition(-probabilities, k - 1, axis=1)[:, :k]
+    return float(np.mean(np.any(top == labels[:, None], axis=1)))
+
+
+def cross_entropy(probabilities, labels):
+    picked = probabilities[np.arange(len(labels)), labels]
+    return float(np.mean(-np.log(np.clip(picked, 1e-7, 1.0))))
+
+
+def confusion_matrix(labels, predictions, num_classes):
+    """Rows: true class, columns: predicted class."""
+    matrix = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(matrix, (labels, predictions), 1)
+    return matrix
+
+
+def per_class_table(matrix, class_names):
+    """Precision, recall, F1 and support per class, then macro and weighted averages."""
+    true_positive = np.diag(matrix).astype(np.float64)
+    predicted = matrix.sum(axis=0)
+    support = matrix.sum(axis=1)
+    precision = np.divide(true_positive, predicted, out=np.zeros_like(true_positive), where=predicted > 0)
+    recall = np.divide(true_positive, support, out=np.zeros_like(true_positive), where=support > 0)
+    denominator = precision + recall
+    f1 = np.divide(2 * precision * recall, denominator, out=np.zeros_like(denominator), where=denominator > 0)
+    rows = [
+        {"class": name, "precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+        for name, p, r, f, s in zip(class_names, precision, recall, f1, support)
+    ]
+    total = int(support.sum())
+    weights = support / max(total, 1)
+    averages = [
+        {"class": "macro avg", "precision": float(precision.mean()), "recall": float(recall.mean()),
+         "f1": float(f1.mean()), "support": total},
+        {"class": "weighted avg", "precision": float(precision @ weights), "recall": float(recall @ weights),
+         "f1": float(f1 @ weights), "support": total},
+    ]
+    return rows, averages
+
+
+def format_table(rows, averages, accuracy):
+    """The table as scikit-learn's classification_report prints it."""
+    width = max(12, *(len(r["class"]) for r in rows))
+    lines = [f"{'':>{width}} {'precision':>9} {'recall':>9} {'f1-score':>9} {'support':>9}", ""]
+    for row in rows:
+        lines.append(
+            f"{row['class']:>{width}} {row['precision']:>9.4f} {row['recall']:>9.4f} {row['f1']:>9.4f} {row['support']:>9}"
+        )
+    total = averages[0]["support"]
+    lines += ["", f"{'accuracy':>{width}} {'':>9} {'':>9} {accuracy:>9.4f} {total:>9}"]
+    for row in averages:
+        lines.append(
+            f"{row['class']:>{width}} {row['precision']:>9.4f} {row['recall']:>9.4f} {row['f1']:>9.4f} {row['support']:>9}"
+        )
+    return "\n".join(lines)
+
+
+def plot_confusion_matrix(matrix, class_names, path, title="Confusion matrix"):
+    size = max(6.0, 0.6 * len(class_names) + 2)
+    fig, ax = plt.subplots(figsize=(size, size * 0.85))
+    shown = ax.imshow(matrix, cmap="Blues")
+    fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
+    ticks = np.arange(len(class_names))
+    ax.set_xticks(ticks, class_names, rotation=45, ha="right")
+    ax.set_yticks(ticks, class_names)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    if len(class_names) <= 30:
+        threshold = matrix.max() / 2 if matrix.size else 0
+        for i in range(matrix.shape[0]):
+            for j in range(matrix.shape[1]):
+                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if matrix[i, j] > threshold else "black")
+    fig.tight_layout()
+    _save_figure(fig, path)
+
+
+def _save_figure(fig, path):
+    tmp = files.temporary_sibling(path, suffix=".png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    files.move_into_place(tmp, path)
+
+
+def read_history(path):
+    """history.csv as {column: np.array}, sorted by epoch."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return {}
+    rows.sort(key=lambda row: int(row["epoch"]))
+    columns = {}
+    for key in rows[0]:
+        try:
+            columns[key] = np.array([float(row[key]) for row in rows])
+        except (TypeError, ValueError):
+            continue
+    return columns
+
+
+def plot_curves(history_path, path):
+    """Loss and accuracy per epoch, train and validation, main and aux heads, and the
+    learning rate."""
+    history = read_history(history_path)
+    if not history:
+        raise ValueError(f"No epochs in {history_path}")
+    epochs = history["epoch"] + 1
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    panels = (
+        (axes[0], "loss", ["loss", "main_loss", "aux1_loss", "aux2_loss"]),
+        (axes[1], "accuracy", ["main_accuracy", "aux1_accuracy", "aux2_accuracy", "accuracy"]),
+    )
+    for ax, title, keys in panels:
+        for key in keys:
+            if key not in history:
+                continue
+            label = {"loss": "total (main + 0.3 aux)"}.get(key, key.replace("_" + title, "") or title)
+            line = ax.plot(epochs, history[key], "-", label=f"{label} train")[0]
+            if f"val_{key}" in history:
+                ax.plot(epochs, history[f"val_{key}"], "--", color=line.get_color(), label=f"{label} val")
+        ax.set_title(title)
+        ax.legend(fontsize=8)
+    if "learning_rate" in history:
+        axes[2].plot(epochs, history["learning_rate"], "-o", markersize=3)
+    axes[2].set_title("learning rate")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    _save_figure(fig, path)
+
+
+def evaluate(model, split, class_names, image_size, batch_size, out_dir, split_name="test"):
+    """Metrics of `model` on `split`; writes `confusion_matrix.png` into `out_dir`.
+
+    Returns a dict: `{split}_accuracy`, `{split}_top5_accuracy`, `{split}_loss` (the main
+    head's cross-entropy), each aux head's accuracy, images/s, the per-class table, and
+    the confusion matrix.
+    """
+    outputs, labels, images_per_second = predict(model, split, image_size, batch_size)
+    heads = list(outputs)
+    main = outputs["main"] if "main" in outputs else outputs[heads[0]]
+    predictions = main.argmax(axis=1)
+    accuracy = float(np.mean(predictions == labels))
+    matrix = confusion_matrix(labels, predictions, len(class_names))
+    rows, averages = per_class_table(matrix, class_names)
+    metrics = {
+        f"{split_name}_accuracy": accuracy,
+        f"{split_name}_top5_accuracy": top_k_accuracy(main, labels, 5),
+        f"{split_name}_loss": cross_entropy(main, labels),
+        f"{split_name}_examples": int(len(labels)),
+        "eval_images_per_second": images_per_second,
+    }
+    for head in heads:
+        if head != "main":
+            metrics[f"{split_name}_{head}_accuracy"] = float(np.mean(outputs[head].argmax(axis=1) == labels))
+    metrics["per_class"] = rows + averages
+    metrics["confusion_matrix"] = matrix.tolist()
+    metrics["report"] = format_table(rows, averages, accuracy)
+    plot_confusion_matrix(
+        matrix, class_names, pathlib.Path(out_dir) / "confusion_matrix.png",
+        title=f"Confusion matrix, {split_name} split ({len(labels)} images), accuracy {accuracy:.4f}",
+    )
+    return metrics

@@ -1,0 +1,271 @@
+"""One training run, from data to exported model, in one run directory.
+
+RUN_DIR/
+  config.json            the resolved configuration, written before training starts
+  history.csv            one row per epoch (losses, accuracies, learning rate, time)
+  logs/                  TensorBoard
+  best.weights.h5        the weights of the best validation epoch (+ best.json)
+  backup/                the last finished epoch, while the run is unfinished
+  model.keras            the full training model (three heads), best weights
+  labels.txt             the class names, for model.keras
+  saved_model/           the exported inference model
+  metrics.json           test metrics, per-class table, timings: the run is complete
+  curves.png, confusion_matrix.png
+"""
+
+import json
+import math
+import pathlib
+import sys
+import time
+
+import keras
+
+from inception_tf import callbacks as callbacks_lib
+from inception_tf import config as config_lib
+from inception_tf import data as data_lib
+from inception_tf import evaluation, export, files, schedules, training
+from inception_tf.augment import AugmentConfig
+from inception_tf.model import GoogLeNet
+
+RUN_FILES = (
+    "config.json", "history.csv", "logs", "best.weights.h5", "best.json", "backup", "model.keras",
+    "labels.txt", "saved_model", "metrics.json", "curves.png", "confusion_matrix.png",
+)
+CLASSIFIER_LAYERS = ("main_classifier", "aux1_classifier", "aux2_classifier")
+
+
+class RunDirError(RuntimeError):
+    """The run directory holds another run."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss stopped being finite."""
+
+
+def default_run_dir(config):
+    return f"runs/{config.data.dataset}-{config.model.variant}-{config.data.image_size}px"
+
+
+def resolve(config, log=print):
+    """The configuration with every "auto" replaced, and the reasons for each choice."""
+    config.validate()
+    policy, policy_reason = training.resolve_precision(config.train.precision)
+    strategy, strategy_reason = training.resolve_strategy(config.train.strategy)
+    resolved = config.replace(
+        **{
+            "train.precision": policy,
+            "train.strategy": strategy,
+            "data.augment": config.resolved_augment(),
+            "run_dir": config.run_dir or default_run_dir(config),
+        }
+    )
+    log(f"precision: {policy} ({policy_reason})")
+    log(f"strategy: {strategy} ({strategy_reason})")
+    return resolved
+
+
+def prepare_run_dir(config, overwrite=False):
+    """Checks the run directory against `config`; returns "new", "resume" or "complete"."""
+    run_dir = pathlib.Path(config.run_dir)
+    saved = run_dir / "config.json"
+    if overwrite:
+        for name in RUN_FILES:
+            files.remove(run_dir / name)
+        return "new"
+    if not saved.is_file():
+        leftovers = [name for name in RUN_FILES if (run_dir / name).exists()]
+        if leftovers:
+            raise RunDirError(f"{run_dir} holds {leftovers} but no config.json. Pass --overwrite to start afresh.")
+        return "new"
+    changes = config_lib.diff(json.loads(saved.read_text()), config.to_dict())
+    if changes:
+        listed = "\n".join(f"  {change}" for change in changes)
+        raise RunDirError(
+            f"{run_dir} holds a run with another configuration (saved -> now):\n{listed}\n"
+            "Pass --overwrite to replace it, or choose another --run-dir."
+        )
+    return "complete" if (run_dir / "metrics.json").is_file() else "resume"
+
+
+def transfer_weights(source_path, model, log=print):
+    """Copies the layers of a saved model into `model` by name; layers whose shapes differ
+    (the classifiers, for another number of classes) keep their fresh initialisation."""
+    source = keras.models.load_model(source_path, compile=False)
+    copied, replaced = 0, []
+    for layer in model.layers:
+        try:
+            other = source.get_layer(layer.name)
+        except ValueError:
+            continue
+        weights = other.get_weights()
+        if not weights and not layer.weights:
+            continue
+        if [w.shape for w in weights] == [tuple(v.shape) for v in layer.weights]:
+            layer.set_weights(weights)
+            copied += 1
+        else:
+            replaced.append(layer.name)
+    if copied == 0:
+        raise ValueError(
+            f"No layer of {source_path} fits this model (another variant?). "
+            f"Received: init_from={str(source_path)!r}"
+        )
+    log(f"init-from {source_path}: {copied} layers copied" + (f", new: {', '.join(replaced)}" if replaced else ""))
+    return copied, replaced
+
+
+def _schedule(config):
+    t = config.train
+    if t.schedule == "paper":
+        return schedules.paper_schedule(t.learning_rate)
+    if t.schedule == "cosine":
+        return schedules.CosineDecay(t.learning_rate, t.epochs, warmup_epochs=min(2, t.epochs - 1), alpha=0.01)
+    return lambda epoch, lr=None: t.learning_rate
+
+
+def _monitor(model):
+    return "val_main_accuracy" if len(model.outputs) > 1 else "val_accuracy"
+
+
+def run(config, overwrite=False, log=print):
+    """Trains, evaluates, reports and exports. Returns the metrics dict.
+
+    Raises RunDirError when the run directory holds another configuration and
+    TrainingDiverged when the loss stops being finite; KeyboardInterrupt passes
+    through with the last finished epoch saved in RUN_DIR/backup.
+    """
+    config = resolve(config, log)
+    run_dir = pathlib.Path(config.run_dir)
+    state = prepare_run_dir(config, overwrite)
+    if state == "complete":
+        log(f"{run_dir} is complete (metrics.json); pass --overwrite to train it again.")
+        return json.loads((run_dir / "metrics.json").read_text())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    files.write_text_atomic(run_dir / "config.json", config.to_json())
+    log(f"run directory: {run_dir} ({'resuming' if state == 'resume' else 'new run'})")
+
+    d, m, t = config.data, config.model, config.train
+    keras.utils.set_random_seed(t.seed)
+    keras.config.set_dtype_policy(t.precision)
+    source = data_lib.load_source(
+        d.dataset, data_dir=d.data_dir, validation_split=d.validation_split, limit=d.limit,
+        skip_corrupt=d.skip_corrupt,
+    )
+    splits = source.splits
+    test_name = "test" if "test" in splits else "validation"
+    log(
+        f"data: {source.name} from {source.location}, {source.num_classes} classes, "
+        + ", ".join(f"{key} {split.size}" for key, split in splits.items())
+    )
+
+    strategy = training.make_strategy(t.strategy)
+    data_lib.replica_batch_size(t.batch_size, strategy.num_replicas_in_sync)
+    with strategy.scope():
+        model = GoogLeNet(
+            num_classes=source.num_classes, input_shape=(d.image_size, d.image_size, 3), variant=m.variant,
+            aux_heads=m.aux_heads, dropout_rate=m.dropout_rate,
+        )
+        if config.init_from:
+            transfer_weights(config.init_from, model, log)
+        training.compile_for_training(
+            model,
+            learning_rate=t.learning_rate,
+            momentum=t.momentum,
+            labels="categorical" if t.label_smoothing else "sparse",
+            label_smoothing=t.label_smoothing,
+            weight_decay=t.weight_decay,
+        )
+
+    heads = tuple(model.output_names)
+    one_hot = source.num_classes if t.label_smoothing else None
+    train_data = data_lib.make_dataset(
+        splits["train"], d.image_size, t.batch_size, training=True, augment=AugmentConfig(policy=d.augment),
+        seed=t.seed, heads=heads, one_hot=one_hot,
+    )
+    val_split = splits.get("validation")
+    val_data = None if val_split is None else data_lib.make_dataset(
+        val_split, d.image_size, t.batch_size, heads=heads, one_hot=one_hot
+    )
+
+    history_path = run_dir / "history.csv"
+    backup_dir = run_dir / "backup"
+    callbacks_lib.truncate_history(history_path, callbacks_lib.backed_up_epoch(backup_dir))
+    nan_guard = callbacks_lib.NaNGuard()
+    callback_list = [
+        keras.callbacks.LearningRateScheduler(_schedule(config)),
+        nan_guard,
+        callbacks_lib.EpochTimer(),
+        keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"), profile_batch=0),
+    ]
+    best_path = run_dir / "best.weights.h5"
+    if val_data is not None:
+        callback_list.append(callbacks_lib.BestWeights(best_path, _monitor(model)))
+    callback_list += [
+        keras.callbacks.CSVLogger(str(history_path), append=True),
+        callbacks_lib.AtomicBackupAndRestore(str(backup_dir)),  # after CSVLogger: see its docstring
+    ]
+    model.fit(train_data, validation_data=val_data, epochs=t.epochs, callbacks=callback_list, shuffle=False,
+        verbose=1 if sys.stdout.isatty() else 2,  # a live bar on a terminal, a line per epoch in logs
+    )
+    if nan_guard.stopped_at is not None:
+        epoch, batch = nan_guard.stopped_at
+        finished = callbacks_lib.backed_up_epoch(backup_dir)
+        kept = f"the last good state (epoch {finished}) is in {backup_dir}" if finished else "no epoch had finished"
+        if best_path.is_file():
+            kept += f", the best weights are in {best_path}"
+        raise TrainingDiverged(
+            f"The loss stopped being finite at epoch {epoch + 1}, batch {batch}. Training stopped; {kept}. "
+            "Lower --learning-rate, then run again with --overwrite."
+        )
+
+    history = evaluation.read_history(history_path)
+    training_time = float(history.get("epoch_time_s", [0.0]).sum()) if history else 0.0
+    epochs_done = len(history.get("epoch", [])) if history else 0
+    if best_path.is_file():
+        model.load_weights(best_path)
+        best = json.loads((run_dir / "best.json").read_text())
+        log(f"best epoch: {best['epoch'] + 1} ({best['monitor']} {best['value']:.4f})")
+
+    metrics = evaluation.evaluate(
+        model, splits[test_name], source.class_names, d.image_size, t.batch_size, run_dir, split_name="test"
+    )
+    log(f"\n{test_name} split, {metrics['test_examples']} images:\n{metrics['report']}")
+    evaluation.plot_curves(history_path, run_dir / "curves.png")
+
+    tmp = files.temporary_sibling(run_dir / "model.keras", suffix=".keras")
+    model.save(tmp)
+    files.move_into_place(tmp, run_dir / "model.keras")
+    files.write_text_atomic(run_dir / "labels.txt", "".join(f"{name}\n" for name in source.class_names))
+    export.export_saved_model(model, run_dir / "saved_model", source.class_names)
+
+    metrics.update(
+        evaluated_split=test_name,
+        training_time_s=training_time,
+        train_images_per_second=(splits["train"].size * epochs_done / training_time) if training_time else None,
+        epochs=epochs_done,
+        best_epoch=json.loads((run_dir / "best.json").read_text())["epoch"] + 1 if best_path.is_file() else None,
+        train_examples=splits["train"].size,
+        precision=t.precision,
+        strategy=t.strategy,
+        replicas=strategy.num_replicas_in_sync,
+        parameters=model.count_params(),
+        finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
+    files.write_text_atomic(run_dir / "metrics.json", json.dumps(_jsonable(metrics), indent=2) + "\n")
+    files.remove(backup_dir)
+    log(
+        f"test accuracy {metrics['test_accuracy']:.4f}, top-5 {metrics['test_top5_accuracy']:.4f}, "
+        f"loss {metrics['test_loss']:.4f}; training {training_time / 60:.1f} min; results in {run_dir}"
+    )
+    return metrics
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {key: _jsonable(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

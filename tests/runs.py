@@ -1,0 +1,58 @@
+"""Helpers for tests that run the command line in a subprocess."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+# The bn variant learns in a few dozen steps, where the paper variant needs hundreds.
+SMALL = ["--dataset", "fashion_mnist", "--image-size", "64", "--batch-size", "64", "--limit", "2048", "--variant", "bn"]
+TINY = [*SMALL[:-3], "1024", "--variant", "bn"]  # for runs whose accuracy nobody reads
+
+
+def env():
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+
+
+def train(*args, check=True, timeout=900):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args], capture_output=True, text=True, env=env(), timeout=timeout
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"train.py {args} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def start_train(*args):
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env(),
+    )
+
+
+def wait_for_backup(run_dir, epoch, process, timeout=600):
+    """Block until RUN_DIR/backup/state.json records `epoch` finished epochs."""
+    state = pathlib.Path(run_dir) / "backup" / "state.json"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if state.is_file() and json.loads(state.read_text())["epoch"] >= epoch:
+            return json.loads(state.read_text())["epoch"]
+        if process.poll() is not None:
+            raise AssertionError(f"training ended before epoch {epoch}:\n{process.stdout.read()}")
+        time.sleep(0.05)
+    raise AssertionError(f"no backup of epoch {epoch} within {timeout} s")
+
+
+def kill(process, sig=signal.SIGKILL):
+    process.send_signal(sig)
+    output, _ = process.communicate(timeout=120)
+    return process.returncode, output
+
+
+def history_epochs(run_dir):
+    lines = (pathlib.Path(run_dir) / "history.csv").read_text().splitlines()
+    return [int(line.split(",")[0]) for line in lines[1:]]

@@ -1,0 +1,67 @@
+import json
+
+import pytest
+
+from inception_tf import cli
+from inception_tf.config import PRESETS, RunConfig, diff
+
+
+def _args(*argv):
+    return cli.build_parser().parse_args(["train", *argv])
+
+
+def test_round_trip_through_json(tmp_path):
+    config = RunConfig().replace(**{"train.epochs": 7, "data.dataset": "cifar10", "run_dir": "x"})
+    path = tmp_path / "config.json"
+    path.write_text(config.to_json())
+    assert RunConfig.from_json(path) == config
+
+
+def test_unknown_keys_are_named():
+    with pytest.raises(ValueError, match=r"`train` section.*\['epochz'\]"):
+        RunConfig.from_dict({"train": {"epochz": 3}})
+    with pytest.raises(ValueError, match=r"Received: 'train.epochz'"):
+        RunConfig().replace(**{"train.epochz": 3})
+
+
+def test_flags_override_config_file_which_overrides_preset(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(RunConfig().replace(**{"train.epochs": 9, "train.seed": 4}).to_json())
+    config = cli.config_from_args(_args("--config", str(path), "--seed", "5"))
+    assert (config.train.epochs, config.train.seed) == (9, 5)
+    config = cli.config_from_args(_args("--preset", "quick", "--epochs", "3"))
+    assert config.train.epochs == 3 and config.data.limit == PRESETS["quick"]["data.limit"]
+    config = cli.config_from_args(_args("--no-aux-heads", "--skip-corrupt"))
+    assert config.model.aux_heads is False and config.data.skip_corrupt is True
+
+
+def test_defaults_suit_fashion_mnist():
+    config = cli.config_from_args(_args())
+    assert config.data.dataset == "fashion_mnist" and config.resolved_augment() == "standard"
+    assert cli.config_from_args(_args("--dataset", "folder")).resolved_augment() == "paper"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--validation-split", "1.5"], r"Received: validation_split=1.5"),
+        (["--learning-rate", "-1"], r"Received: learning_rate=-1.0"),
+        (["--image-size", "48"], r"at least 49. Received: image_size=48"),
+        (["--no-aux-heads", "--image-size", "31"], r"at least 32. Received: image_size=31"),
+    ],
+)
+def test_bad_values_are_named(argv, message):
+    with pytest.raises(ValueError, match=message):
+        cli.config_from_args(_args(*argv))
+
+
+def test_diff_lists_changed_keys():
+    old = RunConfig().to_dict()
+    new = RunConfig().replace(**{"train.epochs": 3, "data.limit": 10}).to_dict()
+    assert diff(old, new) == ["data.limit: None -> 10", "train.epochs: 15 -> 3"]
+    assert diff(old, json.loads(json.dumps(old))) == []
+
+
+def test_presets_are_valid():
+    for name, values in PRESETS.items():
+        RunConfig().replace(**values).validate()

@@ -1,0 +1,131 @@
+"""The main job, end to end: `python train.py ...` on real Fashion-MNIST (a small part)."""
+
+import json
+import signal
+
+import keras
+import numpy as np
+import pytest
+
+from inception_tf import GoogLeNet
+from inception_tf.experiment import transfer_weights
+from runs import SMALL, TINY, history_epochs, kill, start_train, train, wait_for_backup
+
+RUN_FILES = ["config.json", "history.csv", "metrics.json", "curves.png", "confusion_matrix.png", "model.keras", "saved_model", "labels.txt"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run") / "run"
+    result = train(*SMALL, "--epochs", "2", "--learning-rate", "0.05", "--run-dir", str(run_dir))
+    return run_dir, result
+
+
+def test_a_run_leaves_every_artifact(run_dir):
+    run_dir, result = run_dir
+    for name in RUN_FILES:
+        assert (run_dir / name).exists(), name
+    assert not (run_dir / "backup").exists()
+    assert history_epochs(run_dir) == [0, 1]
+    header = (run_dir / "history.csv").read_text().splitlines()[0].split(",")
+    assert {"learning_rate", "epoch_time_s", "val_main_accuracy", "aux1_loss"} <= set(header)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test_accuracy"] > 0.3  # chance is 0.1
+    assert metrics["test_top5_accuracy"] >= metrics["test_accuracy"]
+    assert metrics["test_examples"] == 2048 and metrics["epochs"] == 2
+    assert metrics["training_time_s"] > 0 and metrics["train_images_per_second"] > 0
+    assert [row["class"] for row in metrics["per_class"]][:2] == ["T-shirt/top", "Trouser"]
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["train"]["precision"] in ("float32", "mixed_bfloat16", "mixed_float16")
+    assert config["data"]["augment"] == "standard" and config["train"]["epochs"] == 2
+    assert "precision: " in result.stdout and "T-shirt/top" in result.stdout
+    model = keras.models.load_model(run_dir / "model.keras")
+    assert model.output_names == ["main", "aux1", "aux2"]
+
+
+def test_the_same_command_again_finds_the_run_complete(run_dir):
+    run_dir, _ = run_dir
+    result = train(*SMALL, "--epochs", "2", "--learning-rate", "0.05", "--run-dir", str(run_dir))
+    assert "is complete" in result.stdout
+    assert history_epochs(run_dir) == [0, 1]
+
+
+def test_another_configuration_is_refused(run_dir):
+    run_dir, _ = run_dir
+    result = train(*SMALL, "--epochs", "3", "--learning-rate", "0.02", "--run-dir", str(run_dir), check=False)
+    assert result.returncode == 2
+    assert "train.epochs: 2 -> 3" in result.stderr and "--overwrite" in result.stderr
+
+
+def test_evaluate_command_writes_the_same_report(run_dir, tmp_path):
+    import subprocess
+    import sys
+
+    from runs import env
+
+    run_dir, _ = run_dir
+    out = tmp_path / "eval"
+    result = subprocess.run(
+        [sys.executable, "-m", "inception_tf", "evaluate", "--model", str(run_dir / "model.keras"),
+         "--dataset", "fashion_mnist", "--limit", "2048", "--out", str(out)],
+        capture_output=True, text=True, env=env(), check=True,
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    original = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test_accuracy"] == pytest.approx(original["test_accuracy"], abs=1e-9)
+    assert (out / "confusion_matrix.png").is_file()
+    assert "weighted avg" in result.stdout
+
+
+def test_fine_tuning_replaces_the_heads_for_other_classes(run_dir):
+    run_dir, _ = run_dir
+    model = GoogLeNet(num_classes=3, input_shape=(64, 64, 3), variant="bn")
+    copied, replaced = transfer_weights(run_dir / "model.keras", model, log=lambda message: None)
+    assert sorted(replaced) == ["aux1_classifier", "aux2_classifier", "main_classifier"]
+    source = keras.models.load_model(run_dir / "model.keras")
+    np.testing.assert_array_equal(
+        model.get_layer("inception_5b_5x5_conv").get_weights()[0],
+        source.get_layer("inception_5b_5x5_conv").get_weights()[0],
+    )
+
+
+def test_unknown_values_list_the_choices():
+    result = train("--dataset", "imagenet21k", check=False)
+    assert result.returncode == 2
+    assert "invalid choice: 'imagenet21k'" in result.stderr and "fashion_mnist" in result.stderr
+    result = train("--image-size", "40", check=False)
+    assert result.returncode == 2 and "Received: image_size=40" in result.stderr
+
+
+def test_a_diverging_run_stops_with_a_clear_message(tmp_path):
+    result = train(*TINY, "--epochs", "2", "--learning-rate", "1e12", "--run-dir", str(tmp_path / "nan"), check=False)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "stopped being finite" in result.stderr
+
+
+def test_sigkill_after_the_first_epoch_resumes_at_the_second(tmp_path):
+    run_dir = tmp_path / "killed"
+    args = [*TINY, "--epochs", "3", "--run-dir", str(run_dir)]
+    process = start_train(*args)
+    assert wait_for_backup(run_dir, 1, process) == 1
+    kill(process, signal.SIGKILL)
+    assert history_epochs(run_dir) in ([0], [0, 1])  # a kill may land between the row and the backup
+    result = train(*args)
+    assert "resuming" in result.stdout
+    assert "Epoch 2/3" in result.stdout and "Epoch 1/3" not in result.stdout
+    assert history_epochs(run_dir) == [0, 1, 2]
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 3
+
+
+def test_ctrl_c_keeps_the_last_epoch_and_says_how_to_resume(tmp_path):
+    run_dir = tmp_path / "interrupted"
+    args = [*TINY, "--epochs", "2", "--run-dir", str(run_dir)]
+    process = start_train(*args)
+    wait_for_backup(run_dir, 1, process)
+    returncode, output = kill(process, signal.SIGINT)
+    if returncode == 0:  # the interrupt landed after the last epoch: nothing to resume
+        pytest.skip("training finished before the interrupt")
+    assert returncode == 130, output
+    assert "run the same command again to resume" in output
+    train(*args)
+    assert history_epochs(run_dir) == [0, 1]

@@ -1,6 +1,7 @@
 """Command line: `python -m inception_tf SUBCOMMAND ...` and the `inception-tf` script."""
 
 import argparse
+import os
 import sys
 
 from inception_tf import model as model_lib
@@ -50,11 +51,12 @@ def _run_summary(args):
     return 0
 
 
-def _add_train(subparsers):
+def _add_train(subparsers, prog=None):
     from inception_tf import augment, config, data
 
     parser = subparsers.add_parser(
         "train",
+        **({"prog": prog} if prog else {}),
         help="train, evaluate, report and export in one run directory",
         description="Train GoogLeNet, evaluate it on the test split, write plots and reports, and export "
         "a SavedModel, all into one run directory. Flags not given come from --config, then --preset, "
@@ -86,7 +88,7 @@ def _add_train(subparsers):
     group.add_argument("--strategy", choices=config.STRATEGIES, help="default: auto")
     group.add_argument("--seed", type=int, help=f"default: {defaults.train.seed}")
     group = parser.add_argument_group("run")
-    group.add_argument("--run-dir", help="default: runs/DATASET-VARIANT-SIZEpx")
+    group.add_argument("--run-dir", help="default: runs/DATASET-VARIANT-SIZEpx-EPOCHSep[-limitN]")
     group.add_argument("--config", help="a config.json to run again (flags given here override it)")
     group.add_argument("--preset", choices=sorted(config.PRESETS), help="quick: a few minutes on 2 CPU cores; paper: the paper's recipe")
     group.add_argument("--overwrite", action="store_true", help="replace what the run directory holds")
@@ -240,12 +242,14 @@ def _run_predict(args):
     return predict.main(args.model, args.images, top_k=args.top_k, as_json=args.json)
 
 
-def build_parser():
+def build_parser(train_prog=None):
+    """The command line; `train_prog` names the train command in its usage line when it
+    runs as `train.py` or `inception-tf-train`."""
     parser = argparse.ArgumentParser(
         prog="inception_tf", description="GoogLeNet (Inception v1) in Keras 3 on TensorFlow."
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _add_train(subparsers)
+    _add_train(subparsers, prog=train_prog)
     _add_evaluate(subparsers)
     _add_export(subparsers)
     _add_predict(subparsers)
@@ -253,8 +257,8 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
+def main(argv=None, train_prog=None):
+    args = build_parser(train_prog).parse_args(argv)
     try:
         return args.handler(args)
     except (ValueError, FileNotFoundError) as error:
@@ -264,4 +268,4 @@ def main(argv=None):
 
 def train_main(argv=None):
     """`train.py` and the `inception-tf-train` script: `inception_tf train ...`."""
-    return main(["train", *(sys.argv[1:] if argv is None else argv)])
+    return main(["train", *(sys.argv[1:] if argv is None else argv)], train_prog=os.path.basename(sys.argv[0]))

@@ -13,7 +13,7 @@ from inception_tf import model as model_lib
 
 SCHEDULES = ("paper", "cosine", "constant")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
-STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
+STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker")
 SMALL_IMAGE_SOURCES = ("fashion_mnist", "mnist", "cifar10", "cifar100")
 
 

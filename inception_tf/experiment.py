@@ -44,7 +44,11 @@ class TrainingDiverged(RuntimeError):
 
 
 def default_run_dir(config):
-    return f"runs/{config.data.dataset}-{config.model.variant}-{config.data.image_size}px"
+    """`runs/fashion_mnist-paper-64px-15ep`: the same command finds its run again, and
+    a --preset quick run does not collide with the full one."""
+    d = config.data
+    limit = f"-limit{d.limit}" if d.limit else ""
+    return f"runs/{d.dataset}-{config.model.variant}-{d.image_size}px-{config.train.epochs}ep{limit}"
 
 
 def resolve(config, log=print):
@@ -153,6 +157,11 @@ def run(config, overwrite=False, log=print):
         skip_corrupt=d.skip_corrupt,
     )
     splits = source.splits
+    if "test" not in splits and "validation" not in splits:
+        raise ValueError(
+            f"{source.name} at {source.location} has no test or validation split to evaluate on: "
+            f"pass --validation-split. Received: validation_split={d.validation_split}"
+        )
     test_name = "test" if "test" in splits else "validation"
     log(
         f"data: {source.name} from {source.location}, {source.num_classes} classes, "

@@ -175,7 +175,8 @@ def resolve_strategy(strategy="auto"):
     """`(name, reason)` of the tf.distribute strategy to use.
 
     auto: multi_worker when TF_CONFIG names several workers, mirrored with more than one
-    GPU, else default (one device).
+    GPU, one_device with one GPU (its distributed data set prefetches batches onto the
+    GPU), else default.
     """
     import tensorflow as tf
 
@@ -187,7 +188,9 @@ def resolve_strategy(strategy="auto"):
     gpus = len(tf.config.list_physical_devices("GPU"))
     if gpus > 1:
         return "mirrored", f"{gpus} GPUs"
-    return "default", "one device" if gpus <= 1 else ""
+    if gpus == 1:
+        return "one_device", "one GPU: batches are prefetched onto it"
+    return "default", "no GPU"
 
 
 def make_strategy(name):
@@ -197,6 +200,8 @@ def make_strategy(name):
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
+    if name == "one_device":
+        return tf.distribute.OneDeviceStrategy("/gpu:0" if tf.config.list_physical_devices("GPU") else "/cpu:0")
     if name == "default":
         return tf.distribute.get_strategy()
     raise ValueError(f"Unknown strategy. Received: strategy={name!r}")

@@ -72,3 +72,9 @@ def test_strategy_choice(monkeypatch):
     assert training.resolve_strategy("auto")[0] == "multi_worker"
     monkeypatch.delenv("TF_CONFIG")
     assert training.resolve_strategy("auto")[0] == "default"  # no GPU here
+
+
+def test_every_strategy_name_builds_here():
+    for name in ("default", "one_device", "mirrored"):
+        strategy = training.make_strategy(name)
+        assert strategy.num_replicas_in_sync >= 1

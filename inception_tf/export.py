@@ -64,9 +64,10 @@ class _Serving(tf.Module):
         self.classify = tf.function(
             lambda inputs: {"probabilities": self._probabilities(inputs)},
             input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32, name="inputs")],
+            autograph=False,
         )
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")], autograph=False)
     def serve(self, images):
         probabilities = self._probabilities(data_lib.preprocess_images(images, self.image_size))
         scores, indices = tf.math.top_k(probabilities, k=self.top_k)

@@ -80,18 +80,17 @@ def per_class_table(matrix, class_names):
 def format_table(rows, averages, accuracy):
     """The table as scikit-learn's classification_report prints it."""
     width = max(12, *(len(r["class"]) for r in rows))
-    lines = [f"{'':>{width}} {'precision':>9} {'recall':>9} {'f1-score':>9} {'support':>9}", ""]
-    for row in rows:
-        lines.append(
-            f"{row['class']:>{width}} {row['precision']:>9.4f} {row['recall']:>9.4f} {row['f1']:>9.4f} {row['support']:>9}"
-        )
+
+    def line(row):
+        return f"{row['class']:>{width}} {row['precision']:>9.4f} {row['recall']:>9.4f} {row['f1']:>9.4f} {row['support']:>9}"
+
     total = averages[0]["support"]
-    lines += ["", f"{'accuracy':>{width}} {'':>9} {'':>9} {accuracy:>9.4f} {total:>9}"]
-    for row in averages:
-        lines.append(
-            f"{row['class']:>{width}} {row['precision']:>9.4f} {row['recall']:>9.4f} {row['f1']:>9.4f} {row['support']:>9}"
-        )
-    return "\n".join(lines)
+    return "\n".join(
+        [f"{'':>{width}} {'precision':>9} {'recall':>9} {'f1-score':>9} {'support':>9}", ""]
+        + [line(row) for row in rows]
+        + ["", f"{'accuracy':>{width}} {'':>9} {'':>9} {accuracy:>9.4f} {total:>9}"]
+        + [line(row) for row in averages]
+    )
 
 
 def plot_confusion_matrix(matrix, class_names, path, title="Confusion matrix"):

@@ -231,6 +231,7 @@ def run(config, overwrite=False, log=print):
     history = evaluation.read_history(history_path)
     training_time = float(history.get("epoch_time_s", [0.0]).sum()) if history else 0.0
     epochs_done = len(history.get("epoch", [])) if history else 0
+    best = None
     if best_path.is_file():
         model.load_weights(best_path)
         best = json.loads((run_dir / "best.json").read_text())
@@ -253,7 +254,7 @@ def run(config, overwrite=False, log=print):
         training_time_s=training_time,
         train_images_per_second=(splits["train"].size * epochs_done / training_time) if training_time else None,
         epochs=epochs_done,
-        best_epoch=json.loads((run_dir / "best.json").read_text())["epoch"] + 1 if best_path.is_file() else None,
+        best_epoch=best["epoch"] + 1 if best else None,
         train_examples=splits["train"].size,
         precision=t.precision,
         strategy=t.strategy,

@@ -114,10 +114,15 @@ def load_source(name, data_dir=None, validation_split=0.0, limit=None, skip_corr
 
 # --- Pipelines ------------------------------------------------------------------------
 
-def _decode_file(path):
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+def _decode(encoded):
+    """JPEG / PNG / BMP / GIF (first frame) bytes -> uint8 RGB [h, w, 3]."""
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
     return image
+
+
+def _decode_file(path):
+    return _decode(tf.io.read_file(path))
 
 
 def _decode_record(record):
@@ -128,9 +133,7 @@ def _decode_record(record):
             sources.LABEL_FEATURE: tf.io.FixedLenFeature([], tf.int64),
         },
     )
-    image = tf.io.decode_image(features[sources.IMAGE_FEATURE], channels=3, expand_animations=False)
-    image.set_shape([None, None, 3])
-    return image, tf.cast(features[sources.LABEL_FEATURE], tf.int32)
+    return _decode(features[sources.IMAGE_FEATURE]), tf.cast(features[sources.LABEL_FEATURE], tf.int32)
 
 
 def _examples(split, training, seed):

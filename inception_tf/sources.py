@@ -197,12 +197,16 @@ def _cifar_candidates(name, data_dir):
     return candidates
 
 
+def _default_class_names(name):
+    """CIFAR-10's names; CIFAR-100's come from its meta file, else `class_0` ..."""
+    return CIFAR10_CLASSES if name == "cifar10" else tuple(f"class_{i}" for i in range(100))
+
+
 def _load_cifar(name, folder):
     inner, _, files, meta_file, meta_key = CIFAR_LAYOUTS[name]
     label_key = "labels" if name == "cifar10" else "fine_labels"
     splits = _cifar_folder(folder, files, label_key)
-    default = CIFAR10_CLASSES if name == "cifar10" else tuple(f"class_{i}" for i in range(100))
-    class_names = default
+    class_names = _default_class_names(name)
     if (folder / meta_file).is_file():
         names = _load_pickle(folder / meta_file).get(meta_key)
         if names:
@@ -287,7 +291,7 @@ def load_array_source(name, data_dir=None, download=True):
         except Exception as error:  # urllib and Keras raise several kinds
             download_error = f"failed ({error})"
         else:
-            names = class_names or (CIFAR10_CLASSES if name == "cifar10" else tuple(f"class_{i}" for i in range(100)))
+            names = class_names or _default_class_names(name)
             return Source(name, names, splits, "Keras download")
     raise _not_found(name, looked_in, download_error, install)
 

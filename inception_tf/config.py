@@ -30,7 +30,10 @@ class DataConfig:
 
 @dataclasses.dataclass
 class ModelConfig:
-    variant: str = "paper"
+    # The defaults are the recipe tuned for Fashion-MNIST on a 2-core CPU (README,
+    # "Results"): BatchNorm, cosine decay, label smoothing and weight decay reach a
+    # higher accuracy in the same time. `--preset paper` restores the paper's recipe.
+    variant: str = "bn"
     aux_heads: bool = True
     dropout_rate: float = 0.4
 
@@ -39,11 +42,13 @@ class ModelConfig:
 class TrainConfig:
     epochs: int = 15
     batch_size: int = 64
-    learning_rate: float = 0.01
+    learning_rate: float = 0.05
     momentum: float = 0.9
-    schedule: str = "paper"
-    label_smoothing: float = 0.0
-    weight_decay: float = None
+    schedule: str = "cosine"
+    label_smoothing: float = 0.1
+    # Decoupled (per step, without momentum): 5e-3 here shrinks as 5e-4 does in the
+    # usual coupled L2 with momentum 0.9.
+    weight_decay: float = 5e-3
     precision: str = "auto"
     strategy: str = "auto"
     seed: int = 0
@@ -158,8 +163,9 @@ PRESETS = {
         "train.epochs": 2,
         "train.batch_size": 64,
     },
-    # The paper's recipe as published: 224x224, its crops and colour distortion, SGD
-    # momentum 0.9, 4% lower every 8 epochs.
+    # The paper's recipe as published: 224x224, its crops and colour distortion, LRN and
+    # no BatchNorm, SGD momentum 0.9, 4% lower every 8 epochs, no label smoothing. The
+    # paper gives no weight decay (Caffe's reproduction used 2e-4 coupled).
     "paper": {
         "data.image_size": 224,
         "data.augment": "paper",
@@ -168,5 +174,7 @@ PRESETS = {
         "train.learning_rate": 0.01,
         "train.momentum": 0.9,
         "train.batch_size": 32,
+        "train.label_smoothing": 0.0,
+        "train.weight_decay": None,
     },
 }

@@ -7,6 +7,9 @@ import keras
 
 AUX_LOSS_WEIGHT = 0.3  # the paper's weight of each auxiliary loss
 LABEL_MODES = ("sparse", "categorical")
+# Variable names left out of weight decay: shrinking a bias or a BatchNorm scale towards
+# zero regularises nothing and only fights the normalisation.
+NO_WEIGHT_DECAY = ("bias", "gamma", "beta")
 
 
 def _classifier_is_logits(model):
@@ -41,7 +44,9 @@ def compile_for_training(
         labels: "sparse" (integer class ids) or "categorical" (one-hot rows).
         aux_loss_weight: weight of each auxiliary loss.
         label_smoothing: with `labels="categorical"` only.
-        weight_decay: decoupled weight decay of the optimizer, or None.
+        weight_decay: decoupled weight decay of the optimizer (each step multiplies the
+            weights by `1 - learning_rate * weight_decay`), or None. Biases and
+            BatchNorm's scale and offset are left out, as in most recipes.
         jit_compile: passed to `Model.compile`.
 
     Returns:
@@ -57,6 +62,8 @@ def compile_for_training(
         raise ValueError(
             f"`aux_loss_weight` must be non-negative. Received: aux_loss_weight={aux_loss_weight!r}"
         )
+    if weight_decay is not None and not weight_decay >= 0:
+        raise ValueError(f"`weight_decay` must be non-negative or None. Received: weight_decay={weight_decay!r}")
     if not 0 <= label_smoothing < 1:
         raise ValueError(f"`label_smoothing` must be in [0, 1). Received: label_smoothing={label_smoothing!r}")
     if label_smoothing and labels == "sparse":
@@ -104,6 +111,8 @@ def compile_for_training(
     optimizer = keras.optimizers.SGD(
         learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay
     )
+    if weight_decay:
+        optimizer.exclude_from_weight_decay(var_names=list(NO_WEIGHT_DECAY))
     model.compile(
         optimizer=optimizer,
         loss=losses,

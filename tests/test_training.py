@@ -77,3 +77,22 @@ def test_bad_compile_arguments(kwargs, message):
     model = GoogLeNet(num_classes=4, input_shape=(64, 64, 3))
     with pytest.raises(ValueError, match=message):
         compile_for_training(model, **kwargs)
+
+
+def test_weight_decay_shrinks_kernels_but_not_biases_or_batchnorm():
+    model = GoogLeNet(num_classes=4, input_shape=(64, 64, 3), variant="bn", aux_heads=False)
+    compile_for_training(model, learning_rate=0.1, momentum=0.0, weight_decay=0.5)
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    # Zero gradients: whatever changes is the decay alone.
+    model.optimizer.apply_gradients([(np.zeros(v.shape, "float32"), v) for v in model.trainable_variables])
+    names = set()
+    for variable, old in zip(model.trainable_variables, before):
+        names.add(variable.name)
+        factor = 1.0 if variable.name in ("bias", "gamma", "beta") else 1 - 0.1 * 0.5
+        np.testing.assert_allclose(variable.numpy(), old * factor, rtol=1e-6, err_msg=variable.path)
+    assert {"kernel", "bias", "gamma", "beta"} <= names
+
+
+def test_negative_weight_decay_is_refused():
+    with pytest.raises(ValueError, match="Received: weight_decay=-0.1"):
+        compile_for_training(GoogLeNet(num_classes=4, input_shape=(64, 64, 3), aux_heads=False), weight_decay=-0.1)

@@ -37,6 +37,23 @@ class LocalResponseNormalization(keras.layers.Layer):
         self.beta = float(beta)
 
     def call(self, inputs):
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            # TensorFlow's fused kernel (and its fused gradient) runs several times
+            # faster than the composed ops below, which stay for the other backends.
+            y = tf.nn.local_response_normalization(
+                tf.cast(inputs, tf.float32),
+                depth_radius=self.depth_radius,
+                bias=self.bias,
+                alpha=self.alpha / (2 * self.depth_radius + 1),
+                beta=self.beta,
+            )
+            return tf.cast(y, self.compute_dtype)
+        return self.composed(inputs)
+
+    def composed(self, inputs):
+        """The same normalisation written with `keras.ops` (any backend)."""
         x = ops.cast(inputs, "float32")
         r = self.depth_radius
         squared = ops.pad(ops.square(x), [[0, 0]] * (len(x.shape) - 1) + [[r, r]])
@@ -60,3 +77,53 @@ class LocalResponseNormalization(keras.layers.Layer):
             beta=self.beta,
         )
         return config
+
+
+@keras.saving.register_keras_serializable(package="inception_tf")
+class FusedBatchNormalization(keras.layers.BatchNormalization):
+    """`BatchNormalization` through TensorFlow's fused kernel, as tf.keras 2 did with
+    `fused=True`.
+
+    Keras 3 composes batch normalisation from moments, casts and arithmetic, which under
+    mixed_bfloat16 on a CPU costs three times the fused kernel's time (forward and
+    backward, measured on a 32x56x56x192 batch). The results are the same but for the
+    moving variance, which the kernel updates with the unbiased batch variance
+    (n / (n - 1) times Keras's), as tf.keras and PyTorch do.
+
+    Falls back to Keras's own computation for other backends, an axis other than the
+    last, masks, `synchronized=True` and batch renormalisation.
+    """
+
+    def _fused(self, inputs, mask):
+        return (
+            keras.backend.backend() == "tensorflow"
+            and mask is None
+            and not self.synchronized
+            and not getattr(self, "renorm", False)
+            and self.axis in (-1, len(inputs.shape) - 1)
+            and len(inputs.shape) == 4
+        )
+
+    def call(self, inputs, training=None, mask=None):
+        if not self._fused(inputs, mask) or not isinstance(training, (bool, type(None))):
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        channels = inputs.shape[-1]
+        scale = tf.cast(self.gamma, tf.float32) if self.scale else tf.ones([channels], tf.float32)
+        offset = tf.cast(self.beta, tf.float32) if self.center else tf.zeros([channels], tf.float32)
+        x = tf.cast(inputs, self.compute_dtype)
+        mean = tf.cast(self.moving_mean, tf.float32)
+        variance = tf.cast(self.moving_variance, tf.float32)
+        if training and self.trainable:
+            y, new_mean, new_variance = tf.compat.v1.nn.fused_batch_norm(
+                x, scale, offset, mean=mean, variance=variance, epsilon=self.epsilon,
+                is_training=True, exponential_avg_factor=1.0 - self.momentum,
+            )
+            self.moving_mean.assign(tf.cast(new_mean, self.moving_mean.dtype))
+            self.moving_variance.assign(tf.cast(new_variance, self.moving_variance.dtype))
+        else:
+            y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+                x, scale, offset, mean=mean, variance=variance, epsilon=self.epsilon, is_training=False
+            )
+        return y

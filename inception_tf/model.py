@@ -13,7 +13,7 @@ The builder reads like the paper's Table 1. Known deviations from other ports:
 
 import keras
 
-from inception_tf.layers import LocalResponseNormalization
+from inception_tf.layers import FusedBatchNormalization, LocalResponseNormalization
 
 VARIANTS = ("paper", "bn")
 POOLINGS = ("avg", "max", None)
@@ -77,7 +77,7 @@ def _conv_block(x, filters, kernel_size, strides=1, variant="paper", name=None):
     if not paper:
         # Momentum 0.9 (PyTorch's 0.1, as torchvision): Keras's 0.99 leaves the moving
         # statistics useless for evaluation until several hundred steps have passed.
-        x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-3, name=f"{name}_bn")(x)
+        x = FusedBatchNormalization(momentum=0.9, epsilon=1e-3, name=f"{name}_bn")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 

@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 
 import keras
-from inception_tf import LocalResponseNormalization
+from inception_tf.layers import FusedBatchNormalization, LocalResponseNormalization
 
 
 def test_lrn_matches_caffe_definition_through_tf_nn():
@@ -14,12 +14,28 @@ def test_lrn_matches_caffe_definition_through_tf_nn():
     np.testing.assert_allclose(np.asarray(ours), reference.numpy(), rtol=1e-5, atol=1e-6)
 
 
-def test_lrn_by_hand_at_the_channel_edges():
+@pytest.mark.parametrize("path", ["fused", "composed"])
+def test_lrn_by_hand_at_the_channel_edges(path):
     x = np.arange(1, 7, dtype="float32").reshape(1, 1, 1, 6) * 40.0
-    y = np.asarray(LocalResponseNormalization(depth_radius=1, bias=2.0, alpha=3e-3, beta=0.5)(x))
+    layer = LocalResponseNormalization(depth_radius=1, bias=2.0, alpha=3e-3, beta=0.5)
+    y = np.asarray(layer(x) if path == "fused" else layer.composed(x))
     sq = np.pad(x[0, 0, 0] ** 2, 1)
     expected = x[0, 0, 0] / (2.0 + 3e-3 / 3 * (sq[:-2] + sq[1:-1] + sq[2:])) ** 0.5
     np.testing.assert_allclose(y[0, 0, 0], expected, rtol=1e-6)
+
+
+def test_lrn_fused_and_composed_paths_agree_with_their_gradients():
+    layer = LocalResponseNormalization()
+    x = tf.constant(np.random.default_rng(2).normal(scale=30.0, size=(2, 4, 4, 12)).astype("float32"))
+    grads = []
+    for call in (layer, layer.composed):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = call(x)
+            loss = tf.reduce_sum(y * tf.range(12, dtype=tf.float32))
+        grads.append((y.numpy(), tape.gradient(loss, x).numpy()))
+    np.testing.assert_allclose(grads[0][0], grads[1][0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(grads[0][1], grads[1][1], rtol=1e-4, atol=1e-6)
 
 
 def test_lrn_runs_under_mixed_bfloat16():
@@ -42,3 +58,39 @@ def test_lrn_config_round_trip():
 def test_lrn_rejects_a_bad_radius():
     with pytest.raises(ValueError, match=r"Received: depth_radius=-1"):
         LocalResponseNormalization(depth_radius=-1)
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_fused_batchnorm_matches_keras_batchnorm(policy):
+    keras.config.set_dtype_policy(policy)
+    x = np.random.default_rng(3).normal(2.0, 3.0, size=(8, 5, 5, 6)).astype("float32")
+    fused = FusedBatchNormalization(momentum=0.9, epsilon=1e-3)
+    plain = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-3)
+    for layer in (fused, plain):
+        layer.build(x.shape)
+        layer.gamma.assign(np.linspace(0.5, 2.0, 6))
+        layer.beta.assign(np.linspace(-1.0, 1.0, 6))
+    tolerance = 1e-4 if policy == "float32" else 5e-2
+    # Training: normalised by the batch statistics, moving statistics updated.
+    a, b = (np.asarray(keras.ops.cast(layer(x, training=True), "float32")) for layer in (fused, plain))
+    np.testing.assert_allclose(a, b, rtol=tolerance, atol=tolerance)
+    np.testing.assert_allclose(fused.moving_mean.numpy(), plain.moving_mean.numpy(), rtol=1e-5, atol=1e-5)
+    n = x.size // 6  # the kernel keeps the unbiased variance
+    np.testing.assert_allclose(
+        fused.moving_variance.numpy() - 0.9, (plain.moving_variance.numpy() - 0.9) * n / (n - 1), rtol=1e-3
+    )
+    # Inference: normalised by the moving statistics.
+    fused.moving_variance.assign(plain.moving_variance.numpy())
+    a, b = (np.asarray(keras.ops.cast(layer(x, training=False), "float32")) for layer in (fused, plain))
+    np.testing.assert_allclose(a, b, rtol=tolerance, atol=tolerance)
+
+
+def test_fused_batchnorm_round_trips_and_falls_back_when_synchronized():
+    layer = FusedBatchNormalization(momentum=0.9, name="bn")
+    clone = FusedBatchNormalization.from_config(layer.get_config())
+    assert clone.momentum == 0.9 and clone.name == "bn"
+    layer.synchronized = True
+    x = np.ones((2, 3, 3, 4), "float32")
+    layer.build(x.shape)
+    assert not layer._fused(keras.ops.convert_to_tensor(x), None)
+    np.testing.assert_allclose(np.asarray(layer(x, training=True)), 0.0, atol=1e-6)

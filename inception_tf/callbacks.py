@@ -30,10 +30,15 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     the two then repeats an epoch's row, which `truncate_history` drops on resume,
     rather than losing it. The backup is kept when training ends; the caller removes it
     once the whole run is done.
+
+    Under a multi-worker strategy every worker restores from the chief's backup in a
+    directory they all reach (`restore_dir`), and writes its own to `backup_dir`: the
+    chief's is that same directory, the others' a temporary one.
     """
 
-    def __init__(self, backup_dir):
+    def __init__(self, backup_dir, restore_dir=None):
         super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=False, double_checkpoint=False)
+        self.restore_dir = str(restore_dir) if restore_dir is not None else self.backup_dir
         self.restored_epoch = 0
 
     @property
@@ -44,12 +49,13 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         self._load_model()
 
     def _load_model(self):
-        if not self._state_path.is_file():
+        state_path = backup_state_path(self.restore_dir)
+        if not state_path.is_file():
             return
-        state = json.loads(self._state_path.read_text())
+        state = json.loads(state_path.read_text())
         if self.model.optimizer is not None and not self.model.optimizer.built:
             self.model.optimizer.build(self.model.trainable_variables)
-        self.model.load_weights(pathlib.Path(self.backup_dir) / state["weights"])
+        self.model.load_weights(pathlib.Path(self.restore_dir) / state["weights"])
         self.model._initial_epoch = self.restored_epoch = self._current_epoch = state["epoch"]
 
     def on_epoch_end(self, epoch, logs=None):
@@ -104,7 +110,9 @@ class BestWeights(keras.callbacks.Callback):
     keeps comparing against the best of the epochs before the interruption.
     """
 
-    def __init__(self, filepath, monitor, mode="max"):
+    def __init__(self, filepath, monitor, mode="max", resume_from=None):
+        """`resume_from`: the JSON state to start from instead of the one beside
+        `filepath` (a worker that writes to a temporary place follows the chief's)."""
         super().__init__()
         if mode not in ("max", "min"):
             raise ValueError(f"`mode` must be 'max' or 'min'. Received: mode={mode!r}")
@@ -113,14 +121,16 @@ class BestWeights(keras.callbacks.Callback):
         self.mode = mode
         self.best = None
         self.best_epoch = None
+        self.resume_from = pathlib.Path(resume_from) if resume_from is not None else None
 
     @property
     def state_path(self):
         return self.filepath.with_name(self.filepath.name.replace(".weights.h5", "") + ".json")
 
     def on_train_begin(self, logs=None):
-        if self.state_path.is_file():
-            state = json.loads(self.state_path.read_text())
+        state_path = self.resume_from or self.state_path
+        if state_path.is_file():
+            state = json.loads(state_path.read_text())
             if state.get("monitor") == self.monitor:
                 self.best, self.best_epoch = state["value"], state["epoch"]
 

@@ -136,24 +136,32 @@ def _decode_record(record):
     return _decode(features[sources.IMAGE_FEATURE]), tf.cast(features[sources.LABEL_FEATURE], tf.int32)
 
 
-def _examples(split, training, seed):
-    """(uint8 image, int32 label) pairs of `split`, shuffled when training."""
+def _examples(split, training, seed, shard=None):
+    """(uint8 image, int32 label) pairs of `split`, shuffled when training, and whether
+    `shard` (count, index) was applied by file (else tf.distribute shards by data)."""
     autotune = tf.data.AUTOTUNE
+    count, index = shard or (1, 0)
     if split.kind == "arrays":
         dataset = tf.data.Dataset.from_tensor_slices((split.images, split.labels))
         if training:
             dataset = dataset.shuffle(split.size, seed=seed, reshuffle_each_iteration=True)
-        return dataset
+        return dataset, False
     if split.kind == "files":
         dataset = tf.data.Dataset.from_tensor_slices((list(split.files), split.labels))
+        if count > 1:  # by file: each worker decodes only its own images
+            dataset = dataset.shard(count, index)
         if training:  # shuffling paths costs nothing; decode after
             dataset = dataset.shuffle(split.size, seed=seed, reshuffle_each_iteration=True)
         dataset = dataset.map(lambda path, label: (_decode_file(path), label), num_parallel_calls=autotune)
         if split.ignore_decode_errors:
             dataset = dataset.ignore_errors(log_warning=True)
-        return dataset
+        return dataset, count > 1
+    by_file = False
     if training and split.record_range is None:
         files = tf.data.Dataset.from_tensor_slices(list(split.shards))
+        by_file = 1 < count <= len(split.shards)
+        if by_file:
+            files = files.shard(count, index)
         files = files.shuffle(len(split.shards), seed=seed, reshuffle_each_iteration=True)
         dataset = files.interleave(
             tf.data.TFRecordDataset, cycle_length=min(len(split.shards), 8), num_parallel_calls=autotune
@@ -167,7 +175,7 @@ def _examples(split, training, seed):
             dataset = dataset.skip(start).take(stop - start)
     if training:
         dataset = dataset.shuffle(SHUFFLE_BUFFER_RECORDS, seed=seed, reshuffle_each_iteration=True)
-    return dataset.map(_decode_record, num_parallel_calls=autotune)
+    return dataset.map(_decode_record, num_parallel_calls=autotune), by_file
 
 
 def make_dataset(
@@ -181,6 +189,7 @@ def make_dataset(
     drop_remainder=False,
     one_hot=None,
     device=None,
+    shard=None,
 ):
     """Batches of (images, labels) for a model of input `image_size` x `image_size` x 3.
 
@@ -198,6 +207,11 @@ def make_dataset(
             smoothing) instead of int32 class ids.
         device: prefetch batches to this device (e.g. "/gpu:0") when one trains there
             without a tf.distribute strategy that distributes the data set itself.
+        shard: `(count, index)` of this worker under a multi-worker strategy. Image
+            files, and TFRecord shards when there are at least `count` of them, are
+            split by file before anything is read; in-memory arrays (and too few
+            TFRecord files) are split by data, tf.distribute keeping every count-th
+            batch. Leave `batch_size` global either way.
 
     Returns:
         A `tf.data.Dataset` of `(float32 [b, size, size, 3] in [-1, 1], labels)`.
@@ -206,9 +220,13 @@ def make_dataset(
         raise ValueError(f"`image_size` must be a positive integer. Received: image_size={image_size!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}")
+    if shard is not None:
+        count, index = shard
+        if not (isinstance(count, int) and isinstance(index, int) and 0 <= index < count):
+            raise ValueError(f"`shard` must be (count, index) with 0 <= index < count. Received: shard={shard!r}")
     augment = augment if augment is not None else augment_lib.AugmentConfig()
     autotune = tf.data.AUTOTUNE
-    dataset = _examples(split, training, seed)
+    dataset, by_file = _examples(split, training, seed, shard)
     seeds = tf.data.Dataset.random(seed=seed).batch(2, drop_remainder=True)
 
     if training and augment.active:
@@ -230,13 +248,19 @@ def make_dataset(
 
         dataset = tf.data.Dataset.zip(dataset, seeds).map(transform_one, num_parallel_calls=autotune)
         dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=autotune)
-        if split.kind == "records" or not split.ignore_decode_errors:
+        if not by_file and (split.kind == "records" or not split.ignore_decode_errors):
             batches = split.size // batch_size if drop_remainder else -(-split.size // batch_size)
             dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
     if one_hot:
         dataset = dataset.map(lambda images, labels: (images, tf.one_hot(labels, one_hot)))
     if heads:
         dataset = dataset.map(lambda images, labels: (images, {head: labels for head in heads}))
+    if shard is not None and shard[0] > 1:
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.OFF if by_file else tf.data.experimental.AutoShardPolicy.DATA
+        )
+        dataset = dataset.with_options(options)
     if device is not None:
         return dataset.apply(tf.data.experimental.prefetch_to_device(device))
     return dataset.prefetch(autotune)

@@ -13,10 +13,12 @@ RUN_DIR/
   curves.png, confusion_matrix.png
 """
 
+import contextlib
 import json
 import math
 import pathlib
 import sys
+import tempfile
 import time
 
 import keras
@@ -138,16 +140,43 @@ def run(config, overwrite=False, log=print):
     Raises RunDirError when the run directory holds another configuration and
     TrainingDiverged when the loss stops being finite; KeyboardInterrupt passes
     through with the last finished epoch saved in RUN_DIR/backup.
+
+    Under a multi-worker strategy every worker runs this with the same configuration.
+    The chief writes the run directory, evaluates and exports, and returns the metrics;
+    the other workers train, write what they must to a temporary directory that they
+    remove, and return None.
     """
     config = resolve(config, log)
+    # MultiWorkerMirroredStrategy must exist before TensorFlow runs anything else.
+    strategy = training.make_strategy(config.train.strategy)
+    role = training.worker_role(strategy)
     run_dir = pathlib.Path(config.run_dir)
-    state = prepare_run_dir(config, overwrite)
+    if role.is_chief:
+        state = prepare_run_dir(config, overwrite)
+        out_dir = run_dir
+    else:
+        # Read-only: the chief alone changes the run directory (and --overwrite empties
+        # it, so there is nothing to resume from).
+        state = "new" if overwrite else prepare_run_dir(config)
+        out_dir = pathlib.Path(tempfile.mkdtemp(prefix=f"inception_tf-{role.task_type}{role.task_id}-"))
     if state == "complete":
         log(f"{run_dir} is complete (metrics.json); pass --overwrite to train it again.")
-        return json.loads((run_dir / "metrics.json").read_text())
-    run_dir.mkdir(parents=True, exist_ok=True)
-    files.write_text_atomic(run_dir / "config.json", config.to_json())
-    log(f"run directory: {run_dir} ({'resuming' if state == 'resume' else 'new run'})")
+        return json.loads((run_dir / "metrics.json").read_text()) if role.is_chief else None
+    if role.count > 1:
+        log(f"worker: {role.name}, {role.index + 1} of {role.count}" + ("" if role.is_chief else f", writes to {out_dir}"))
+    try:
+        return _train_and_report(config, strategy, role, out_dir, state, overwrite, log)
+    finally:
+        if not role.is_chief:
+            files.remove(out_dir)
+
+
+def _train_and_report(config, strategy, role, out_dir, state, overwrite, log):
+    run_dir = pathlib.Path(config.run_dir)
+    if role.is_chief:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        files.write_text_atomic(run_dir / "config.json", config.to_json())
+        log(f"run directory: {run_dir} ({'resuming' if state == 'resume' else 'new run'})")
 
     d, m, t = config.data, config.model, config.train
     keras.utils.set_random_seed(t.seed)
@@ -168,70 +197,82 @@ def run(config, overwrite=False, log=print):
         + ", ".join(f"{key} {split.size}" for key, split in splits.items())
     )
 
-    strategy = training.make_strategy(t.strategy)
     data_lib.replica_batch_size(t.batch_size, strategy.num_replicas_in_sync)
     with strategy.scope():
-        model = GoogLeNet(
-            num_classes=source.num_classes, input_shape=(d.image_size, d.image_size, 3), variant=m.variant,
-            aux_heads=m.aux_heads, dropout_rate=m.dropout_rate,
-        )
-        if config.init_from:
-            transfer_weights(config.init_from, model, log)
-        training.compile_for_training(
-            model,
-            learning_rate=t.learning_rate,
-            momentum=t.momentum,
-            labels="categorical" if t.label_smoothing else "sparse",
-            label_smoothing=t.label_smoothing,
-            weight_decay=t.weight_decay,
-        )
+        model = _build_and_compile(config, source.num_classes, log)
+    if strategy.num_replicas_in_sync > 1:
+        training.synchronize_batchnorm(model)
 
     heads = tuple(model.output_names)
     one_hot = source.num_classes if t.label_smoothing else None
+    shard = (role.count, role.index) if role.count > 1 else None
     train_data = data_lib.make_dataset(
         splits["train"], d.image_size, t.batch_size, training=True, augment=AugmentConfig(policy=d.augment),
-        seed=t.seed, heads=heads, one_hot=one_hot,
+        seed=t.seed, heads=heads, one_hot=one_hot, shard=shard,
     )
     val_split = splits.get("validation")
     val_data = None if val_split is None else data_lib.make_dataset(
-        val_split, d.image_size, t.batch_size, heads=heads, one_hot=one_hot
+        val_split, d.image_size, t.batch_size, heads=heads, one_hot=one_hot, shard=shard
     )
 
-    history_path = run_dir / "history.csv"
-    backup_dir = run_dir / "backup"
-    callbacks_lib.truncate_history(history_path, callbacks_lib.backed_up_epoch(backup_dir))
+    history_path = out_dir / "history.csv"
+    backup_dir = out_dir / "backup"
+    # The chief's backup, which every worker restores from (none after --overwrite).
+    shared_backup = None if (overwrite and not role.is_chief) else run_dir / "backup"
+    if role.is_chief:
+        callbacks_lib.truncate_history(history_path, callbacks_lib.backed_up_epoch(backup_dir))
     nan_guard = callbacks_lib.NaNGuard()
     callback_list = [
         keras.callbacks.LearningRateScheduler(_schedule(config)),
         nan_guard,
         callbacks_lib.EpochTimer(),
-        keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"), profile_batch=0),
+        keras.callbacks.TensorBoard(log_dir=str(out_dir / "logs"), profile_batch=0),
     ]
-    best_path = run_dir / "best.weights.h5"
+    best_path = out_dir / "best.weights.h5"
     if val_data is not None:
-        callback_list.append(callbacks_lib.BestWeights(best_path, _monitor(model)))
+        resume_best = None if role.is_chief or shared_backup is None else run_dir / "best.json"
+        callback_list.append(callbacks_lib.BestWeights(best_path, _monitor(model), resume_from=resume_best))
     callback_list += [
         keras.callbacks.CSVLogger(str(history_path), append=True),
-        callbacks_lib.AtomicBackupAndRestore(str(backup_dir)),  # after CSVLogger: see its docstring
+        # After CSVLogger: see its docstring.
+        callbacks_lib.AtomicBackupAndRestore(str(backup_dir), restore_dir=shared_backup),
     ]
-    model.fit(train_data, validation_data=val_data, epochs=t.epochs, callbacks=callback_list, shuffle=False,
-        verbose=1 if sys.stdout.isatty() else 2,  # a live bar on a terminal, a line per epoch in logs
-    )
+    fixes = training.multi_worker_fit(model) if role.count > 1 else contextlib.nullcontext()
+    with fixes:
+        model.fit(train_data, validation_data=val_data, epochs=t.epochs, callbacks=callback_list, shuffle=False,
+            verbose=1 if sys.stdout.isatty() else 2,  # a live bar on a terminal, a line per epoch in logs
+        )
     if nan_guard.stopped_at is not None:
         epoch, batch = nan_guard.stopped_at
+        backup_dir = run_dir / "backup"
         finished = callbacks_lib.backed_up_epoch(backup_dir)
         kept = f"the last good state (epoch {finished}) is in {backup_dir}" if finished else "no epoch had finished"
-        if best_path.is_file():
-            kept += f", the best weights are in {best_path}"
+        if (run_dir / best_path.name).is_file():
+            kept += f", the best weights are in {run_dir / best_path.name}"
         raise TrainingDiverged(
             f"The loss stopped being finite at epoch {epoch + 1}, batch {batch}. Training stopped; {kept}. "
             "Lower --learning-rate, then run again with --overwrite."
         )
+    # Every worker reads its weights (a collective under some strategies) before the
+    # others leave; equal digests show the replicas stayed in step.
+    digest = training.weights_digest(model)
+    log(f"weights after training: sha256 {digest}")
+    if not role.is_chief:
+        log(f"{role.name}: training done; the chief evaluates and exports into {run_dir}")
+        return None
 
     history = evaluation.read_history(history_path)
     training_time = float(history.get("epoch_time_s", [0.0]).sum()) if history else 0.0
     epochs_done = len(history.get("epoch", [])) if history else 0
     best = None
+    if role.count > 1:
+        # Evaluate and export a copy outside the strategy: the other workers are gone,
+        # and a distributed model would wait for them.
+        model = _build_and_compile(config, source.num_classes, log=lambda *_: None, init=False)
+        model.optimizer.build(model.trainable_variables)
+        backup_dir = run_dir / "backup"
+        last = backup_dir / json.loads(callbacks_lib.backup_state_path(backup_dir).read_text())["weights"]
+        model.load_weights(last)
     if best_path.is_file():
         model.load_weights(best_path)
         best = json.loads((run_dir / "best.json").read_text())
@@ -259,16 +300,36 @@ def run(config, overwrite=False, log=print):
         precision=t.precision,
         strategy=t.strategy,
         replicas=strategy.num_replicas_in_sync,
+        workers=role.count,
+        weights_sha256=digest,
         parameters=model.count_params(),
         finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
     files.write_text_atomic(run_dir / "metrics.json", json.dumps(_jsonable(metrics), indent=2) + "\n")
-    files.remove(backup_dir)
+    files.remove(run_dir / "backup")
     log(
         f"test accuracy {metrics['test_accuracy']:.4f}, top-5 {metrics['test_top5_accuracy']:.4f}, "
         f"loss {metrics['test_loss']:.4f}; training {training_time / 60:.1f} min; results in {run_dir}"
     )
     return metrics
+
+
+def _build_and_compile(config, num_classes, log, init=True):
+    d, m, t = config.data, config.model, config.train
+    model = GoogLeNet(
+        num_classes=num_classes, input_shape=(d.image_size, d.image_size, 3), variant=m.variant,
+        aux_heads=m.aux_heads, dropout_rate=m.dropout_rate,
+    )
+    if init and config.init_from:
+        transfer_weights(config.init_from, model, log)
+    return training.compile_for_training(
+        model,
+        learning_rate=t.learning_rate,
+        momentum=t.momentum,
+        labels="categorical" if t.label_smoothing else "sparse",
+        label_smoothing=t.label_smoothing,
+        weight_decay=t.weight_decay,
+    )
 
 
 def _jsonable(value):

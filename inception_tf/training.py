@@ -1,9 +1,13 @@
 """Compiling and training GoogLeNet with the paper's recipe."""
 
+import contextlib
+import dataclasses
+import hashlib
 import json
 import os
 
 import keras
+import numpy as np
 
 AUX_LOSS_WEIGHT = 0.3  # the paper's weight of each auxiliary loss
 LABEL_MODES = ("sparse", "categorical")
@@ -206,7 +210,21 @@ def make_strategy(name):
     import tensorflow as tf
 
     if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        if _tf_config_workers() < 1:
+            raise ValueError(
+                "strategy='multi_worker' needs TF_CONFIG to name the cluster and this task. "
+                f"Received: TF_CONFIG={os.environ.get('TF_CONFIG')!r}"
+            )
+        # Ring all-reduce over gRPC: the collective that works on CPUs and across
+        # machines; NCCL is chosen by TensorFlow itself where every worker has GPUs.
+        implementation = (
+            tf.distribute.experimental.CommunicationImplementation.AUTO
+            if tf.config.list_physical_devices("GPU")
+            else tf.distribute.experimental.CommunicationImplementation.RING
+        )
+        return tf.distribute.MultiWorkerMirroredStrategy(
+            communication_options=tf.distribute.experimental.CommunicationOptions(implementation=implementation)
+        )
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "one_device":
@@ -214,3 +232,107 @@ def make_strategy(name):
     if name == "default":
         return tf.distribute.get_strategy()
     raise ValueError(f"Unknown strategy. Received: strategy={name!r}")
+
+
+# --- Multi-worker roles -------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class WorkerRole:
+    """Where this process sits in a tf.distribute cluster (one process: the chief of one).
+
+    task_type, task_id: as TF_CONFIG names them ("chief" / "worker", index).
+    index, count: this worker's input pipeline among all workers (the chief first).
+    """
+
+    task_type: str = None
+    task_id: int = 0
+    index: int = 0
+    count: int = 1
+
+    @property
+    def is_chief(self):
+        """The one process that writes the run directory: "chief", else worker 0."""
+        return self.index == 0
+
+    @property
+    def name(self):
+        return f"{self.task_type}:{self.task_id}" if self.task_type else "single process"
+
+
+def worker_role(strategy):
+    """The `WorkerRole` of this process under `strategy`."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    if resolver is None or task_type not in ("chief", "worker"):
+        return WorkerRole()
+    cluster = resolver.cluster_spec().as_dict()
+    chiefs = len(cluster.get("chief", []))
+    count = chiefs + len(cluster.get("worker", []))
+    task_id = int(resolver.task_id or 0)
+    index = task_id if task_type == "chief" else chiefs + task_id
+    return WorkerRole(task_type=task_type, task_id=task_id, index=index, count=count)
+
+
+def weights_digest(model):
+    """sha256 of every weight of `model`, in order: equal on workers that agree."""
+    digest = hashlib.sha256()
+    for value in model.get_weights():
+        digest.update(np.ascontiguousarray(value).tobytes())
+    return digest.hexdigest()
+
+
+def synchronize_batchnorm(model):
+    """Computes every BatchNormalization's batch statistics over the global batch.
+
+    With several replicas each would otherwise normalise by its own share of the batch
+    and keep moving statistics of its own, so that the workers end with different
+    weights and the chief's evaluation sees only its share's statistics.
+    """
+    layers = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in layers:
+        layer.synchronized = True
+    return len(layers)
+
+
+@contextlib.contextmanager
+def multi_worker_fit(model):
+    """Works around two bugs of Keras 3.15's `fit` under MultiWorkerMirroredStrategy
+    (keras-team/keras#20585, open), for the duration of the block:
+
+    - before training, `fit` averages a first batch with `strategy.reduce` to build the
+      metrics, which fails on a nested `(images, {head: labels})` batch: this builds
+      them from this worker's own part of the batch, as Keras does without a strategy;
+    - each step averages the replicas' scalar logs with `strategy.reduce("MEAN", v,
+      axis=0)`, an invalid axis for a scalar: the mean across replicas is `axis=None`,
+      what Keras computes on one machine.
+    """
+    import tensorflow as tf
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    def local(value):
+        if isinstance(value, tf.distribute.DistributedValues):
+            return model.distribute_strategy.experimental_local_results(value)[0]
+        return value
+
+    def maybe_symbolic_build(iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, batches in iterator:
+                data_batch = keras.tree.map_structure(local, next(batches))
+                break
+        with model.distribute_strategy.scope():
+            model._symbolic_build(data_batch=data_batch)
+
+    original = tf_trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(strategy):
+            return keras.tree.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+        return original(values, strategy, reduction)
+
+    model._maybe_symbolic_build = maybe_symbolic_build
+    tf_trainer.reduce_per_replica = reduce_per_replica
+    try:
+        yield model
+    finally:
+        tf_trainer.reduce_per_replica = original
+        del model._maybe_symbolic_build

@@ -287,3 +287,43 @@ def test_pipeline_benchmark_prints_its_line(idx_dir):
     last = result.stdout.strip().splitlines()[-1]
     assert last.startswith("images/s=") and " peak_rss_mb=" in last
     assert float(last.split()[0].split("=")[1]) > 0
+
+
+def test_workers_split_image_files_by_file(tmp_path):
+    root = write_image_folder(tmp_path / "images", per_class=5)
+    split = data.load_source("folder", data_dir=str(root)).splits["train"]
+    parts = [
+        _all(data.make_dataset(split, 32, 4, training=True, seed=0, heads=None, shard=(2, index)))[1]
+        for index in (0, 1)
+    ]
+    assert [len(part) for part in parts] == [8, 7]
+    assert sorted(np.concatenate(parts).tolist()) == sorted(split.labels.tolist())
+    options = data.make_dataset(split, 32, 4, shard=(2, 1)).options()
+    assert options.experimental_distribute.auto_shard_policy == tf.data.experimental.AutoShardPolicy.OFF
+
+
+def test_workers_split_tfrecord_files_when_there_are_enough(tmp_path):
+    folder = write_tfrecords(tmp_path / "records", np.arange(40) % 4, shards=4, names=["a", "b", "c", "d"])
+    split = data.load_source("tfrecord", data_dir=str(folder)).splits["train"]
+    parts = [
+        _all(data.make_dataset(split, 32, 5, training=True, seed=0, heads=None, shard=(2, index)))[1]
+        for index in (0, 1)
+    ]
+    assert [len(part) for part in parts] == [20, 20]
+    assert sorted(np.concatenate(parts).tolist()) == sorted(split.labels.tolist())
+    # More workers than files: split by data, by tf.distribute.
+    options = data.make_dataset(split, 32, 5, training=True, seed=0, shard=(5, 0)).options()
+    assert options.experimental_distribute.auto_shard_policy == tf.data.experimental.AutoShardPolicy.DATA
+
+
+def test_in_memory_arrays_are_split_by_data(idx_dir):
+    split = data.load_source("fashion_mnist", data_dir=str(idx_dir)).splits["train"]
+    dataset = data.make_dataset(split, 32, 8, training=True, seed=0, shard=(2, 1))
+    assert dataset.options().experimental_distribute.auto_shard_policy == tf.data.experimental.AutoShardPolicy.DATA
+    assert len(_all(dataset)[1]) == split.size  # tf.distribute shards it, not the pipeline
+
+
+def test_a_bad_shard_is_refused(idx_dir):
+    split = data.load_source("fashion_mnist", data_dir=str(idx_dir)).splits["train"]
+    with pytest.raises(ValueError, match=r"Received: shard=\(2, 2\)"):
+        data.make_dataset(split, 32, 8, shard=(2, 2))

@@ -96,3 +96,51 @@ def test_weight_decay_shrinks_kernels_but_not_biases_or_batchnorm():
 def test_negative_weight_decay_is_refused():
     with pytest.raises(ValueError, match="Received: weight_decay=-0.1"):
         compile_for_training(GoogLeNet(num_classes=4, input_shape=(64, 64, 3), aux_heads=False), weight_decay=-0.1)
+
+
+class _Resolver:
+    def __init__(self, cluster, task_type, task_id):
+        self.task_type, self.task_id, self._cluster = task_type, task_id, cluster
+
+    def cluster_spec(self):
+        import tensorflow as tf
+
+        return tf.train.ClusterSpec(self._cluster)
+
+
+class _Strategy:
+    def __init__(self, resolver):
+        self.cluster_resolver = resolver
+
+
+@pytest.mark.parametrize(
+    "cluster, task, expected",
+    [
+        ({"worker": ["a:1", "b:1"]}, ("worker", 0), (0, 2, True)),
+        ({"worker": ["a:1", "b:1"]}, ("worker", 1), (1, 2, False)),
+        ({"chief": ["c:1"], "worker": ["a:1", "b:1"]}, ("chief", 0), (0, 3, True)),
+        ({"chief": ["c:1"], "worker": ["a:1", "b:1"]}, ("worker", 0), (1, 3, False)),
+    ],
+)
+def test_worker_roles_from_the_cluster(cluster, task, expected):
+    from inception_tf.training import worker_role
+
+    role = worker_role(_Strategy(_Resolver(cluster, *task)))
+    assert (role.index, role.count, role.is_chief) == expected
+    assert role.name == f"{task[0]}:{task[1]}"
+
+
+def test_one_process_is_its_own_chief():
+    import tensorflow as tf
+    from inception_tf.training import worker_role
+
+    role = worker_role(tf.distribute.get_strategy())
+    assert role.is_chief and role.count == 1 and role.name == "single process"
+
+
+def test_multi_worker_needs_tf_config(monkeypatch):
+    from inception_tf.training import make_strategy
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ValueError, match="needs TF_CONFIG.*Received: TF_CONFIG=None"):
+        make_strategy("multi_worker")

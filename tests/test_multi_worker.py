@@ -1,0 +1,111 @@
+"""Two workers on 127.0.0.1 train one model with MultiWorkerMirroredStrategy.
+
+Each test starts two `train.py` processes that differ only in TF_CONFIG's task, as two
+machines would run them.
+"""
+
+import json
+import os
+import pathlib
+import re
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+
+import runs
+
+pytestmark = pytest.mark.slow
+
+ARGS = [*runs.TINY, "--batch-size", "32", "--strategy", "multi_worker"]
+
+
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _start_workers(run_dir, epochs, ports):
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    processes = []
+    for index in range(len(ports)):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, str(runs.ROOT / "train.py"), *ARGS, "--epochs", str(epochs), "--run-dir", str(run_dir)],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                env={**runs.env(), "TF_CONFIG": tf_config},
+            )
+        )
+    return processes
+
+
+def _finish(processes, timeout=900):
+    outputs = []
+    try:
+        for process in processes:
+            output, _ = process.communicate(timeout=timeout)
+            outputs.append(output)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    return [p.returncode for p in processes], outputs
+
+
+def _digest(output):
+    found = re.findall(r"weights after training: sha256 ([0-9a-f]{64})", output)
+    assert found, output[-3000:]
+    return found[-1]
+
+
+def test_two_workers_train_one_model_and_only_the_chief_writes(tmp_path):
+    run_dir = tmp_path / "run"
+    codes, outputs = _finish(_start_workers(run_dir, 2, _free_ports(2)))
+    assert codes == [0, 0], "\n\n".join(o[-3000:] for o in outputs)
+    assert "worker: worker:0, 1 of 2" in outputs[0]
+    # The replicas stayed in step: the same weights on both workers.
+    assert _digest(outputs[0]) == _digest(outputs[1])
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["workers"] == 2 and metrics["replicas"] == 2 and metrics["strategy"] == "multi_worker"
+    assert metrics["weights_sha256"] == _digest(outputs[0])
+    assert metrics["test_accuracy"] > 0.2  # 10 classes: chance is 0.1
+    for name in ("config.json", "history.csv", "model.keras", "saved_model", "curves.png", "confusion_matrix.png"):
+        assert (run_dir / name).exists(), name
+    assert not (run_dir / "backup").exists()
+    assert runs.history_epochs(run_dir) == [0, 1]
+    # The other worker wrote only to its temporary directory, and removed it.
+    temporary = re.search(r"writes to (\S+)", outputs[1]).group(1)
+    assert not pathlib.Path(temporary).exists()
+    assert "the chief evaluates and exports" in outputs[1]
+
+
+def test_a_killed_worker_fails_the_job_and_the_same_command_resumes(tmp_path):
+    run_dir = tmp_path / "run"
+    ports = _free_ports(2)
+    chief, other = _start_workers(run_dir, 3, ports)
+    runs.wait_for_backup(run_dir, 1, chief)
+    other.send_signal(signal.SIGKILL)
+    other.communicate(timeout=60)
+    # The chief's collectives lose their peer: it must fail, not hang.
+    (code,), (output,) = _finish([chief], timeout=300)
+    assert code != 0, output[-3000:]
+    finished = json.loads((run_dir / "backup" / "state.json").read_text())["epoch"]
+    assert finished >= 1
+
+    codes, outputs = _finish(_start_workers(run_dir, 3, _free_ports(2)))
+    assert codes == [0, 0], "\n\n".join(o[-3000:] for o in outputs)
+    # Both resumed after the last finished epoch, not from the start.
+    for output in outputs:
+        assert f"Epoch {finished + 1}/3" in output and "Epoch 1/3" not in output
+    assert _digest(outputs[0]) == _digest(outputs[1])
+    assert runs.history_epochs(run_dir) == [0, 1, 2]
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 3

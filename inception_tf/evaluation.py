@@ -4,16 +4,16 @@ import csv
 import pathlib
 import time
 
-import matplotlib
+import matplotlib.ticker
+import numpy as np
+import tensorflow as tf
 
-matplotlib.use("Agg")  # files only: no display on servers and CI
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+# Figures drawn without pyplot: files only, no display needed on servers and CI, and the
+# caller's pyplot backend (a notebook's inline one) left as it was.
+from matplotlib.figure import Figure
 
-from inception_tf import data as data_lib  # noqa: E402
-from inception_tf import files  # noqa: E402
+from inception_tf import data as data_lib
+from inception_tf import files
 
 
 def predict(model, split, image_size, batch_size):
@@ -95,7 +95,8 @@ def format_table(rows, averages, accuracy):
 
 def plot_confusion_matrix(matrix, class_names, path, title="Confusion matrix"):
     size = max(6.0, 0.6 * len(class_names) + 2)
-    fig, ax = plt.subplots(figsize=(size, size * 0.85))
+    fig = Figure(figsize=(size, size * 0.85))
+    ax = fig.subplots()
     shown = ax.imshow(matrix, cmap="Blues")
     fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
     ticks = np.arange(len(class_names))
@@ -117,7 +118,6 @@ def plot_confusion_matrix(matrix, class_names, path, title="Confusion matrix"):
 def _save_figure(fig, path):
     tmp = files.temporary_sibling(path, suffix=".png")
     fig.savefig(tmp, dpi=110)
-    plt.close(fig)
     files.move_into_place(tmp, path)
 
 
@@ -144,7 +144,8 @@ def plot_curves(history_path, path):
     if not history:
         raise ValueError(f"No epochs in {history_path}")
     epochs = history["epoch"] + 1
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    fig = Figure(figsize=(16, 4.5))
+    axes = fig.subplots(1, 3)
     panels = (
         (axes[0], "loss", ["loss", "main_loss", "aux1_loss", "aux2_loss"]),
         (axes[1], "accuracy", ["main_accuracy", "aux1_accuracy", "aux2_accuracy", "accuracy"]),

@@ -55,3 +55,26 @@ def test_train_help_in_readme_is_current(capsys, monkeypatch):
         "README's `python train.py --help` block differs from the parser: regenerate it with "
         "COLUMNS=100 python train.py --help"
     )
+
+
+def test_benchmark_commands_use_existing_flags():
+    import subprocess
+    import sys
+
+    root = README.parent
+    commands = {}
+    for block in _blocks("sh"):
+        for line in block.splitlines():
+            match = re.search(r"(benchmarks/\w+\.py)(.*)", line.split("#")[0])
+            if match:
+                commands.setdefault(match.group(1), set()).update(
+                    re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", match.group(2))
+                )
+    assert {"benchmarks/pipeline.py", "benchmarks/throughput.py"} <= set(commands)
+    for script, flags in commands.items():
+        assert (root / script).is_file(), f"README names {script}, which does not exist"
+        help_text = subprocess.run(
+            [sys.executable, str(root / script), "--help"], capture_output=True, text=True, check=True
+        ).stdout
+        for flag in flags:
+            assert flag in help_text, f"README: {script} uses {flag}, which its --help lacks"

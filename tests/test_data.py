@@ -289,15 +289,20 @@ def test_pipeline_benchmark_prints_its_line(idx_dir):
     assert float(last.split()[0].split("=")[1]) > 0
 
 
+def _labels_of_two_workers(split, batch_size):
+    """The labels each of two workers reads; together they must be the split's, once each."""
+    parts = [
+        _all(data.make_dataset(split, 32, batch_size, training=True, seed=0, heads=None, shard=(2, index)))[1]
+        for index in (0, 1)
+    ]
+    assert sorted(np.concatenate(parts).tolist()) == sorted(split.labels.tolist())
+    return [len(part) for part in parts]
+
+
 def test_workers_split_image_files_by_file(tmp_path):
     root = write_image_folder(tmp_path / "images", per_class=5)
     split = data.load_source("folder", data_dir=str(root)).splits["train"]
-    parts = [
-        _all(data.make_dataset(split, 32, 4, training=True, seed=0, heads=None, shard=(2, index)))[1]
-        for index in (0, 1)
-    ]
-    assert [len(part) for part in parts] == [8, 7]
-    assert sorted(np.concatenate(parts).tolist()) == sorted(split.labels.tolist())
+    assert _labels_of_two_workers(split, 4) == [8, 7]
     options = data.make_dataset(split, 32, 4, shard=(2, 1)).options()
     assert options.experimental_distribute.auto_shard_policy == tf.data.experimental.AutoShardPolicy.OFF
 
@@ -305,12 +310,7 @@ def test_workers_split_image_files_by_file(tmp_path):
 def test_workers_split_tfrecord_files_when_there_are_enough(tmp_path):
     folder = write_tfrecords(tmp_path / "records", np.arange(40) % 4, shards=4, names=["a", "b", "c", "d"])
     split = data.load_source("tfrecord", data_dir=str(folder)).splits["train"]
-    parts = [
-        _all(data.make_dataset(split, 32, 5, training=True, seed=0, heads=None, shard=(2, index)))[1]
-        for index in (0, 1)
-    ]
-    assert [len(part) for part in parts] == [20, 20]
-    assert sorted(np.concatenate(parts).tolist()) == sorted(split.labels.tolist())
+    assert _labels_of_two_workers(split, 5) == [20, 20]
     # More workers than files: split by data, by tf.distribute.
     options = data.make_dataset(split, 32, 5, training=True, seed=0, shard=(5, 0)).options()
     assert options.experimental_distribute.auto_shard_policy == tf.data.experimental.AutoShardPolicy.DATA

@@ -217,8 +217,9 @@ def _train_and_report(config, strategy, role, out_dir, state, overwrite, log):
 
     history_path = out_dir / "history.csv"
     backup_dir = out_dir / "backup"
-    # The chief's backup, which every worker restores from (none after --overwrite).
-    shared_backup = None if (overwrite and not role.is_chief) else run_dir / "backup"
+    # The chief's files, which every worker resumes from (none after --overwrite).
+    chief_backup, chief_best = run_dir / "backup", run_dir / "best.weights.h5"
+    shared_backup = None if (overwrite and not role.is_chief) else chief_backup
     if role.is_chief:
         callbacks_lib.truncate_history(history_path, callbacks_lib.backed_up_epoch(backup_dir))
     nan_guard = callbacks_lib.NaNGuard()
@@ -244,11 +245,10 @@ def _train_and_report(config, strategy, role, out_dir, state, overwrite, log):
         )
     if nan_guard.stopped_at is not None:
         epoch, batch = nan_guard.stopped_at
-        backup_dir = run_dir / "backup"
-        finished = callbacks_lib.backed_up_epoch(backup_dir)
-        kept = f"the last good state (epoch {finished}) is in {backup_dir}" if finished else "no epoch had finished"
-        if (run_dir / best_path.name).is_file():
-            kept += f", the best weights are in {run_dir / best_path.name}"
+        finished = callbacks_lib.backed_up_epoch(chief_backup)
+        kept = f"the last good state (epoch {finished}) is in {chief_backup}" if finished else "no epoch had finished"
+        if chief_best.is_file():
+            kept += f", the best weights are in {chief_best}"
         raise TrainingDiverged(
             f"The loss stopped being finite at epoch {epoch + 1}, batch {batch}. Training stopped; {kept}. "
             "Lower --learning-rate, then run again with --overwrite."
@@ -270,9 +270,9 @@ def _train_and_report(config, strategy, role, out_dir, state, overwrite, log):
         # and a distributed model would wait for them.
         model = _build_and_compile(config, source.num_classes, log=lambda *_: None, init=False)
         model.optimizer.build(model.trainable_variables)
-        backup_dir = run_dir / "backup"
-        last = backup_dir / json.loads(callbacks_lib.backup_state_path(backup_dir).read_text())["weights"]
-        model.load_weights(last)
+        if not best_path.is_file():  # else the best weights are loaded below
+            state = json.loads(callbacks_lib.backup_state_path(chief_backup).read_text())
+            model.load_weights(chief_backup / state["weights"])
     if best_path.is_file():
         model.load_weights(best_path)
         best = json.loads((run_dir / "best.json").read_text())
@@ -306,7 +306,7 @@ def _train_and_report(config, strategy, role, out_dir, state, overwrite, log):
         finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
     files.write_text_atomic(run_dir / "metrics.json", json.dumps(_jsonable(metrics), indent=2) + "\n")
-    files.remove(run_dir / "backup")
+    files.remove(chief_backup)
     log(
         f"test accuracy {metrics['test_accuracy']:.4f}, top-5 {metrics['test_top5_accuracy']:.4f}, "
         f"loss {metrics['test_loss']:.4f}; training {training_time / 60:.1f} min; results in {run_dir}"

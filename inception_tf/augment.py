@@ -24,6 +24,11 @@ class AugmentConfig:
     crop, flip, photometric: switch each part of the policy off on its own.
     area_range, aspect_range: the paper's crop: 8%-100% of the area, aspect 3/4 to 4/3.
     pad_fraction: the standard policy's padding, as a fraction of the side (4 px of 32).
+    erasing: the probability of random erasing (Zhong et al., 2017, "Random Erasing Data
+        Augmentation"): one rectangle of the image replaced by uniform noise, after the
+        other steps. 0 (the paper's recipe) turns it off.
+    erasing_area, erasing_aspect: the rectangle's share of the image's area and its
+        width/height ratio (Zhong et al.'s defaults: 2%-40%, 0.3 to 1/0.3).
     brightness, contrast, saturation, hue: photometric strengths, as Inception's
         `distort_color` (saturation and hue only touch colour images).
     """
@@ -39,20 +44,23 @@ class AugmentConfig:
     contrast: tuple = (0.5, 1.5)
     saturation: tuple = (0.5, 1.5)
     hue: float = 0.2
+    erasing: float = 0.0
+    erasing_area: tuple = (0.02, 0.4)
+    erasing_aspect: tuple = (0.3, 1 / 0.3)
 
     def __post_init__(self):
         if self.policy not in POLICIES:
             raise ValueError(f"`policy` must be one of {POLICIES}. Received: policy={self.policy!r}")
-        low, high = self.area_range
-        if not 0 < low <= high <= 1:
-            raise ValueError(
-                f"`area_range` must satisfy 0 < low <= high <= 1. Received: area_range={self.area_range!r}"
-            )
-        low, high = self.aspect_range
-        if not 0 < low <= high:
-            raise ValueError(
-                f"`aspect_range` must satisfy 0 < low <= high. Received: aspect_range={self.aspect_range!r}"
-            )
+        for name in ("area_range", "erasing_area"):
+            low, high = getattr(self, name)
+            if not 0 < low <= high <= 1:
+                raise ValueError(f"`{name}` must satisfy 0 < low <= high <= 1. Received: {name}={getattr(self, name)!r}")
+        for name in ("aspect_range", "erasing_aspect"):
+            low, high = getattr(self, name)
+            if not 0 < low <= high:
+                raise ValueError(f"`{name}` must satisfy 0 < low <= high. Received: {name}={getattr(self, name)!r}")
+        if not 0 <= self.erasing <= 1:
+            raise ValueError(f"`erasing` must be a probability in [0, 1]. Received: erasing={self.erasing!r}")
         if not 0 <= self.pad_fraction < 1:
             raise ValueError(f"`pad_fraction` must be in [0, 1). Received: pad_fraction={self.pad_fraction!r}")
 
@@ -61,7 +69,7 @@ class AugmentConfig:
         """Whether this configuration changes any image."""
         if self.policy == "none":
             return False
-        return self.crop or self.flip or (self.policy == "paper" and self.photometric)
+        return self.crop or self.flip or (self.policy == "paper" and self.photometric) or self.erasing > 0
 
 
 def _uniform(seed, shape, low, high):
@@ -138,3 +146,27 @@ def photometric(seed, images, config):
         hue = tf.math.floormod(hsv[..., :1] + _uniform(seeds[3], per_image, -config.hue, config.hue), 1.0)
         images = tf.image.hsv_to_rgb(tf.concat([hue, hsv[..., 1:]], axis=-1))
     return tf.clip_by_value(images, 0.0, 1.0)
+
+
+def random_erasing(seed, images, config):
+    """With probability `config.erasing`, one rectangle of each image (its share of the
+    area and aspect drawn as the crops are) becomes uniform noise.
+
+    `images`: float32 [batch, height, width, channels] in [0, 1]. Where a drawn rectangle
+    does not fit, its sides are clipped to the image, as for the crops, instead of
+    Zhong et al.'s rejection sampling.
+    """
+    shape = tf.shape(images)
+    batch, height, width = shape[0], shape[1], shape[2]
+    seeds = tf.random.experimental.stateless_split(seed, 3)
+    boxes = random_resized_crop_boxes(seeds[0], batch, height, width, config.erasing_area, config.erasing_aspect)
+    y1, x1, y2, x2 = (side[:, None] for side in tf.unstack(boxes, axis=1))
+    # Pixel centres in the boxes' normalised coordinates.
+    ys = (tf.range(height, dtype=tf.float32)[None] + 0.5) / tf.cast(height, tf.float32)
+    xs = (tf.range(width, dtype=tf.float32)[None] + 0.5) / tf.cast(width, tf.float32)
+    rows = (ys >= y1) & (ys < y2)
+    cols = (xs >= x1) & (xs < x2)
+    erase = _uniform(seeds[1], [batch], 0.0, 1.0) < config.erasing
+    mask = rows[:, :, None] & cols[:, None, :] & erase[:, None, None]
+    noise = tf.random.stateless_uniform(shape, seeds[2], dtype=images.dtype)
+    return tf.where(mask[..., None], noise, images)

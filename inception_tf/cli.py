@@ -71,6 +71,7 @@ def _add_train(subparsers, prog=None):
     group.add_argument("--limit", type=_positive_int, help="keep the first N examples of each split (quick runs)")
     group.add_argument("--skip-corrupt", action="store_true", default=None, help="leave unreadable image files out")
     group.add_argument("--augment", choices=("auto",) + augment.POLICIES, help="default: auto (standard for 28-32 px data sets, paper otherwise)")
+    group.add_argument("--random-erasing", type=float, metavar="P", help=f"probability of erasing a random rectangle of a training image, default: {defaults.data.random_erasing}")
     group = parser.add_argument_group("model")
     group.add_argument("--variant", choices=model_lib.VARIANTS, help=f"default: {defaults.model.variant}")
     group.add_argument("--no-aux-heads", dest="aux_heads", action="store_false", default=None, help="train without the two aux heads")
@@ -98,7 +99,7 @@ def _add_train(subparsers, prog=None):
 TRAIN_FLAGS = {
     "dataset": "data.dataset", "data_dir": "data.data_dir", "image_size": "data.image_size",
     "validation_split": "data.validation_split", "limit": "data.limit", "skip_corrupt": "data.skip_corrupt",
-    "augment": "data.augment", "variant": "model.variant", "aux_heads": "model.aux_heads",
+    "augment": "data.augment", "random_erasing": "data.random_erasing", "variant": "model.variant", "aux_heads": "model.aux_heads",
     "dropout_rate": "model.dropout_rate", "init_from": "init_from", "epochs": "train.epochs",
     "batch_size": "train.batch_size", "learning_rate": "train.learning_rate", "momentum": "train.momentum",
     "schedule": "train.schedule", "label_smoothing": "train.label_smoothing", "weight_decay": "train.weight_decay",

@@ -52,14 +52,16 @@ def preprocess_images(images, image_size):
 
 
 def augment_images(images, image_size, config, seed):
-    """What training does to a batch: crop, flip, resize, photometric distortion, then
-    the same `to_model_input` as evaluation."""
+    """What training does to a batch: crop, flip, resize, photometric distortion, random
+    erasing, then the same `to_model_input` as evaluation."""
     shape = tf.shape(images)
-    crop_seed, color_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    crop_seed, color_seed, erase_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
     boxes = augment_lib.train_boxes(crop_seed, shape[0], shape[1], shape[2], config)
     resized = resize_images(images, image_size, boxes)
     if config.policy == "paper" and config.photometric:
         resized = augment_lib.photometric(color_seed, resized, config)
+    if config.policy != "none" and config.erasing > 0:
+        resized = augment_lib.random_erasing(erase_seed, resized, config)
     return to_model_input(resized)
 
 

@@ -207,8 +207,9 @@ def _train_and_report(config, strategy, role, out_dir, state, overwrite, log):
     one_hot = source.num_classes if t.label_smoothing else None
     shard = (role.count, role.index) if role.count > 1 else None
     train_data = data_lib.make_dataset(
-        splits["train"], d.image_size, t.batch_size, training=True, augment=AugmentConfig(policy=d.augment),
-        seed=t.seed, heads=heads, one_hot=one_hot, shard=shard,
+        splits["train"], d.image_size, t.batch_size, training=True,
+        augment=AugmentConfig(policy=d.augment, erasing=d.random_erasing), seed=t.seed,
+        heads=heads, one_hot=one_hot, shard=shard,
     )
     val_split = splits.get("validation")
     val_data = None if val_split is None else data_lib.make_dataset(

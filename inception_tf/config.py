@@ -42,7 +42,7 @@ class ModelConfig:
 
 @dataclasses.dataclass
 class TrainConfig:
-    epochs: int = 18
+    epochs: int = 22
     batch_size: int = 64
     learning_rate: float = 0.05
     momentum: float = 0.9

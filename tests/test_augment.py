@@ -57,3 +57,28 @@ def test_photometric_stays_in_range_and_changes_colour_images():
     gray = augment.photometric(tf.constant([3, 4]), images[..., :1], AugmentConfig()).numpy()
     assert gray.shape == (8, 16, 16, 1)
     assert math.isfinite(float(gray.sum()))
+
+
+def test_random_erasing_fills_one_rectangle_with_noise_at_its_rate():
+    config = AugmentConfig(policy="standard", erasing=1.0)
+    images = tf.zeros([256, 32, 32, 1])
+    out = augment.random_erasing(tf.constant([5, 6]), images, config).numpy()
+    erased = out != 0
+    share = erased.mean(axis=(1, 2, 3))
+    # Zhong et al.'s 2%-40% of the area (give or take a row of pixels at 32x32).
+    assert 0.01 < share.min() and share.max() <= 0.43 and 0.15 < share.mean() < 0.25
+    for image in erased[:16, ..., 0]:
+        rows, cols = np.flatnonzero(image.any(axis=1)), np.flatnonzero(image.any(axis=0))
+        # One solid rectangle: every pixel between its first and last row and column.
+        assert image[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].all()
+        assert image.sum() == len(rows) * len(cols)
+    assert out.min() >= 0 and out.max() <= 1
+    half = augment.random_erasing(tf.constant([5, 6]), images, AugmentConfig(erasing=0.5)).numpy()
+    assert 0.35 < (half != 0).any(axis=(1, 2, 3)).mean() < 0.65
+    none = augment.random_erasing(tf.constant([5, 6]), images, AugmentConfig(erasing=0.0)).numpy()
+    assert not none.any()
+
+
+def test_random_erasing_alone_makes_the_config_active():
+    assert AugmentConfig(crop=False, flip=False, photometric=False, erasing=0.5).active
+    assert not AugmentConfig(policy="none", erasing=0.5).active

@@ -142,6 +142,16 @@ def test_training_shuffles_and_augments_reproducibly(tmp_path):
         assert x.shape == (32, 40, 40, 3) and x.min() >= -1 and x.max() <= 1
 
 
+def test_training_pipeline_erases_after_resizing():
+    flat = sources.Split(16, images=np.full((16, 28, 28, 1), 255, np.uint8), labels=np.zeros(16, np.int32))
+    erase = AugmentConfig(policy="standard", crop=False, flip=False, erasing=1.0)
+    images, _ = _all(data.make_dataset(flat, 48, 8, training=True, seed=0, augment=erase, heads=None))
+    noise = images < 1.0
+    assert noise.any(axis=(1, 2, 3)).all() and noise.mean() < 0.45
+    # Grayscale noise, erased before the channels are repeated: the three stay equal.
+    np.testing.assert_array_equal(images[..., 0], images[..., 2])
+
+
 def test_training_keeps_labels_with_their_images(idx_dir):
     split = data.load_source("fashion_mnist", data_dir=idx_dir).splits["train"]
     images, labels = _all(data.make_dataset(split, 32, 8, training=True, seed=3, augment=NO_PHOTOMETRIC))
@@ -266,6 +276,8 @@ def test_labels_outside_the_classes_in_memory(tmp_path):
         (lambda s: data.replica_batch_size(30, 4), r"4 replicas. Received: batch_size=30"),
         (lambda s: AugmentConfig(policy="autoaugment"), r"Received: policy='autoaugment'"),
         (lambda s: AugmentConfig(area_range=(0.0, 1.0)), r"Received: area_range=\(0.0, 1.0\)"),
+        (lambda s: AugmentConfig(erasing=1.5), r"Received: erasing=1.5"),
+        (lambda s: AugmentConfig(erasing_aspect=(2.0, 1.0)), r"Received: erasing_aspect=\(2.0, 1.0\)"),
     ],
 )
 def test_bad_arguments(call, message):

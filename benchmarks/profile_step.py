@@ -1,0 +1,92 @@
+"""Where a GoogLeNet training step spends its time: TensorFlow's profiler, summed per op.
+
+    python benchmarks/profile_step.py --variant paper --image-size 224 --batch-size 32
+
+Builds the model as `benchmarks/throughput.py` does (SGD, three heads, a synthetic batch
+held in memory), warms it up, traces `--steps` training steps with
+`tf.profiler.experimental` and prints the ops that took the most time per step, grouped
+by op type (`--by type`) or one line per op of the graph (`--by op`). Op times overlap
+where TensorFlow runs two ops at once, so the shares are of the summed op time, not of
+the wall time, which is printed first.
+"""
+
+import argparse
+import collections
+import os
+import pathlib
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from tensorflow.tsl.profiler.protobuf import xplane_pb2  # noqa: E402
+
+from inception_tf import GoogLeNet, training  # noqa: E402
+from inception_tf.model import VARIANTS  # noqa: E402
+
+
+def op_times(xspace_path, by="type"):
+    """{op type or op name: summed microseconds} of the TensorFlow ops in a host trace."""
+    space = xplane_pb2.XSpace()
+    space.ParseFromString(pathlib.Path(xspace_path).read_bytes())
+    totals = collections.Counter()
+    for plane in space.planes:
+        if "host:CPU" not in plane.name:
+            continue
+        for line in plane.lines:
+            for event in line.events:
+                # An op's event is named "op name:op type"; the executor's own frames
+                # ("ExecutorState::Process", "EagerLocalExecute: ...") are left out.
+                name = plane.event_metadata[event.metadata_id].name
+                op_name, _, op_type = name.rpartition(":")
+                if not op_name or "::" in name or op_type.startswith(" "):
+                    continue
+                totals[op_type if by == "type" else name] += event.duration_ps / 1e6
+    return totals
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--variant", choices=VARIANTS, default="paper")
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--precision", default="auto", help="auto (as train.py chooses), float32, mixed_bfloat16, ...")
+    parser.add_argument("--steps", type=int, default=3, help="training steps traced")
+    parser.add_argument("--top", type=int, default=25, help="lines printed")
+    parser.add_argument("--by", choices=("type", "op"), default="type")
+    args = parser.parse_args(argv)
+    precision, reason = training.resolve_precision(args.precision)
+    keras.config.set_dtype_policy(precision)
+    keras.utils.set_random_seed(0)
+    size, batch = args.image_size, args.batch_size
+    model = training.compile_for_training(GoogLeNet(10, (size, size, 3), variant=args.variant))
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-1, 1, (batch, size, size, 3)).astype("float32")
+    labels = training.labels_for_heads(model, rng.integers(0, 10, batch))
+    data = tf.data.Dataset.from_tensors((images, labels)).repeat()
+    model.fit(data, steps_per_epoch=2, epochs=1, verbose=0, shuffle=False)  # tracing and oneDNN set-up
+
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        start = time.perf_counter()
+        model.fit(data, steps_per_epoch=args.steps, epochs=1, verbose=0, shuffle=False)
+        wall = time.perf_counter() - start
+        tf.profiler.experimental.stop()
+        (trace,) = pathlib.Path(logdir).rglob("*.xplane.pb")
+        totals = op_times(trace, args.by)
+
+    print(f"{args.variant}, {size}x{size}, batch {batch}, {precision} ({reason})")
+    print(f"wall {1000 * wall / args.steps:.0f} ms per step ({args.steps * batch / wall:.1f} images/s, profiler on)")
+    summed = sum(totals.values())
+    if not summed:
+        raise SystemExit("The profiler recorded no TensorFlow op: no host trace was written.")
+    print(f"summed op time {summed / 1000 / args.steps:.0f} ms per step")
+    for key, micros in totals.most_common(args.top):
+        print(f"{micros / 1000 / args.steps:8.1f} ms {100 * micros / summed:5.1f}%  {key}")
+
+
+if __name__ == "__main__":
+    main()

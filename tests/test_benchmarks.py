@@ -1,0 +1,26 @@
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_profile_step_prints_the_ops_of_a_training_step():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/profile_step.py"), "--variant", "paper", "--image-size", "64",
+         "--batch-size", "2", "--steps", "1", "--top", "60"],
+        capture_output=True, text=True, check=True, cwd=ROOT,
+    )
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("paper, 64x64, batch 2, ")
+    assert re.match(r"wall \d+ ms per step \([\d.]+ images/s", lines[1])
+    assert re.match(r"summed op time \d+ ms per step", lines[2])
+    rows = [re.match(r"\s*([\d.]+) ms\s+([\d.]+)%  (\S+)$", line) for line in lines[3:]]
+    assert len(rows) > 10 and all(rows), lines
+    shares = [float(row.group(2)) for row in rows]
+    assert shares == sorted(shares, reverse=True) and 90 < sum(shares) <= 100.1
+    op_types = {row.group(3) for row in rows}
+    # The paper variant's step: convolutions and LRN, forward and backward; no executor frames.
+    assert {"LRN", "LRNGrad"} <= op_types and any("Conv2DBackpropFilter" in op for op in op_types)
+    assert not any("::" in op or op.startswith("__") for op in op_types)

@@ -2,7 +2,7 @@
 
     python benchmarks/profile_step.py --variant paper --image-size 224 --batch-size 32
 
-Builds the model as `benchmarks/throughput.py` does (SGD, three heads, a synthetic batch
+Builds the model as `benchmarks/throughput.py` does, with its `synthetic_training` (SGD, three heads, a synthetic batch
 held in memory), warms it up, traces `--steps` training steps with
 `tf.profiler.experimental` and prints the ops that took the most time per step, grouped
 by op type (`--by type`) or one line per op of the graph (`--by op`). Op times overlap
@@ -19,13 +19,12 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow.tsl.profiler.protobuf import xplane_pb2  # noqa: E402
 
-from inception_tf import GoogLeNet, training  # noqa: E402
+from inception_tf import training  # noqa: E402
 from inception_tf.model import VARIANTS  # noqa: E402
+from throughput import synthetic_training  # noqa: E402  (this script's folder is on sys.path)
 
 
 def op_times(xspace_path, by="type"):
@@ -59,14 +58,8 @@ def main(argv=None):
     parser.add_argument("--by", choices=("type", "op"), default="type")
     args = parser.parse_args(argv)
     precision, reason = training.resolve_precision(args.precision)
-    keras.config.set_dtype_policy(precision)
-    keras.utils.set_random_seed(0)
     size, batch = args.image_size, args.batch_size
-    model = training.compile_for_training(GoogLeNet(10, (size, size, 3), variant=args.variant))
-    rng = np.random.default_rng(0)
-    images = rng.uniform(-1, 1, (batch, size, size, 3)).astype("float32")
-    labels = training.labels_for_heads(model, rng.integers(0, 10, batch))
-    data = tf.data.Dataset.from_tensors((images, labels)).repeat()
+    model, _, data = synthetic_training(args.variant, precision, size, batch)
     model.fit(data, steps_per_epoch=2, epochs=1, verbose=0, shuffle=False)  # tracing and oneDNN set-up
 
     with tempfile.TemporaryDirectory() as logdir:

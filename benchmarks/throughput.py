@@ -56,15 +56,22 @@ def matmul_ceiling(dtype, repeats, seconds, n=4096):
     return tuple(rate * 2 * n**3 / 1e12 for rate in rates)
 
 
-def measure_model(variant, policy, args, saved_model=True):
+def synthetic_training(variant, policy, size, batch):
+    """`(model, images, data)`: the compiled training model in `policy`, one random batch,
+    and that batch repeated as a data set, so that a timed step is the model's alone."""
     keras.config.set_dtype_policy(policy)
     keras.utils.set_random_seed(0)
-    size, batch = args.image_size, args.batch_size
     model = training.compile_for_training(GoogLeNet(10, (size, size, 3), variant=variant))
     rng = np.random.default_rng(0)
     images = rng.uniform(-1, 1, (batch, size, size, 3)).astype("float32")
-    labels = rng.integers(0, 10, batch)
-    data = tf.data.Dataset.from_tensors((images, training.labels_for_heads(model, labels))).repeat()
+    labels = training.labels_for_heads(model, rng.integers(0, 10, batch))
+    return model, images, tf.data.Dataset.from_tensors((images, labels)).repeat()
+
+
+def measure_model(variant, policy, args, saved_model=True):
+    size, batch = args.image_size, args.batch_size
+    model, images, data = synthetic_training(variant, policy, size, batch)
+    rng = np.random.default_rng(1)
     train_macs = sum(stage.macs for stage in summary.profile(model))
     main = inference_model(model)
     infer_macs = sum(stage.macs for stage in summary.profile(main))

@@ -6,7 +6,7 @@ For each variant: training steps (SGD, three heads, a synthetic batch held in me
 that only the model is timed: `benchmarks/pipeline.py` times the input side), Keras
 inference of the main head, and the exported SavedModel (float32, the default export,
 and bfloat16) at batch 1 and 64. Each figure is the median of `--repeats` timed runs
-after warm-up, with their range. The same figures in float32, measured in the same run,
+after warm-up, with their range; a training run's rate is that of its median step. The same figures in float32, measured in the same run,
 give the ratio that holds on a shared machine whose absolute speed drifts.
 
 Achieved TFLOP/s counts 2 FLOPs per multiply-accumulate (MACs from `inception_tf.summary`)
@@ -47,6 +47,31 @@ def timed(run, images_per_call, repeats, seconds):
     return statistics.median(rates), min(rates), max(rates)
 
 
+class _StepEnds(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.times = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.times.append(time.perf_counter())
+
+
+def timed_training(model, data, batch, repeats, seconds):
+    """images/s of the training steps of `model.fit` (median, low, high over `repeats`
+    fits of at least `seconds`). Each fit's rate comes from its median step, timed from
+    one step's end to the next: fit's own start and end, and a step slowed by the
+    machine for a moment, stay out of the figure."""
+    probe = _StepEnds()
+    model.fit(data, steps_per_epoch=3, epochs=1, verbose=0, shuffle=False, callbacks=[probe])
+    steps = max(4, int(seconds / max(float(np.median(np.diff(probe.times))), 1e-6)) + 1)
+    rates = []
+    for _ in range(repeats):
+        ends = _StepEnds()
+        model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False, callbacks=[ends])
+        rates.append(batch / float(np.median(np.diff(ends.times))))
+    return statistics.median(rates), min(rates), max(rates)
+
+
 def matmul_ceiling(dtype, repeats, seconds, n=4096):
     """TFLOP/s of an n x n matmul in `dtype` (median, low, high)."""
     a = tf.random.uniform((n, n), dtype=tf.float32)
@@ -76,12 +101,9 @@ def measure_model(variant, policy, args, saved_model=True):
     main = inference_model(model)
     infer_macs = sum(stage.macs for stage in summary.profile(main))
 
-    steps = max(1, args.train_steps)
     model.fit(data, steps_per_epoch=1, epochs=1, verbose=0, shuffle=False)  # trace once
     result = {"variant": variant, "precision": policy, "train_macs": train_macs, "inference_macs": infer_macs}
-    result["train"] = timed(
-        lambda: model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False), steps * batch, args.repeats, args.seconds
-    )
+    result["train"] = timed_training(model, data, batch, args.repeats, args.seconds)
     forward = tf.function(lambda x: main(x, training=False))
     x = tf.constant(images)
     result["inference"] = timed(lambda: forward(x).numpy(), batch, args.repeats, args.seconds)
@@ -154,7 +176,6 @@ def main(argv=None):
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--precision", default="auto", help="auto (as train.py chooses), float32, mixed_bfloat16, ...")
-    parser.add_argument("--train-steps", type=int, default=2, help="steps per timed fit call")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=6.0, help="least duration of one timed run")
     parser.add_argument("--no-float32", action="store_true", help="skip the float32 reference")

@@ -24,3 +24,19 @@ def test_profile_step_prints_the_ops_of_a_training_step():
     # The paper variant's step: convolutions and LRN, forward and backward; no executor frames.
     assert {"LRN", "LRNGrad"} <= op_types and any("Conv2DBackpropFilter" in op for op in op_types)
     assert not any("::" in op or op.startswith("__") for op in op_types)
+
+
+def test_throughput_prints_a_row_per_variant_with_its_ceiling():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/throughput.py"), "--variants", "bn", "--image-size", "64",
+         "--batch-size", "2", "--repeats", "1", "--seconds", "0.2", "--no-float32", "--no-saved-model",
+         "--precision", "float32"],
+        capture_output=True, text=True, check=True, cwd=ROOT,
+    )
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("GoogLeNet, 64x64, batch 2, ")
+    assert re.match(r"matmul ceiling \(4096\^2\): bfloat16 [\d.]+ ", lines[1])
+    row = next(line for line in lines if line.startswith("| bn | float32 |"))
+    train, tflops = re.match(r"\| bn \| float32 \| ([\d.]+) \([\d.]+-[\d.]+\) \| ([\d.]+) \(\d+%\)", row).groups()
+    assert float(train) > 0 and float(tflops) > 0
+    assert re.match(r"MACs per image: [\d.]+ G training \(three heads\)", lines[-1])

@@ -13,6 +13,9 @@ import math
 import tensorflow as tf
 
 POLICIES = ("paper", "standard", "none")
+TEST_CROPS = (1, 2, 10)
+# The paper's test crops are 224 of a 256 side; ours keep that ratio.
+TEST_CORNER_SIDE = 224 / 256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,6 +127,34 @@ def train_boxes(seed, batch, height, width, config):
         boxes = tf.tile(tf.constant([[0.0, 0.0, 1.0, 1.0]]), [batch, 1])
     if config.flip:
         boxes = flip_boxes(flip_seed, boxes)
+    return boxes
+
+
+def test_view_boxes(crops, config):
+    """The normalised boxes (y1, x1, y2, x2) of multi-crop testing, the whole image first.
+
+    The paper averages the softmax over many crops of each test image (144: 4 scales,
+    3 squares, 6 crops, and their mirrors). Here, as in AlexNet's 10-crop form:
+    1, the whole image (single-crop); 2, it and its mirror; 10, the whole image and four
+    corner views, each with its mirror. The corner views follow the training crops: the
+    standard policy's images shifted by half its padding, the paper policy's crops of
+    224/256 of the side.
+    """
+    if crops not in TEST_CROPS:
+        raise ValueError(f"`crops` must be one of {TEST_CROPS}. Received: crops={crops!r}")
+    positions = [(0.0, 0.0, 1.0, 1.0)]
+    if crops == 10:
+        if config.policy == "standard":
+            shift = config.pad_fraction / 2
+            positions += [(y, x, y + 1.0, x + 1.0) for y in (-shift, shift) for x in (-shift, shift)]
+        else:
+            side = TEST_CORNER_SIDE
+            positions += [(y, x, y + side, x + side) for y in (0.0, 1.0 - side) for x in (0.0, 1.0 - side)]
+    boxes = []
+    for y1, x1, y2, x2 in positions:
+        boxes.append((y1, x1, y2, x2))
+        if crops > 1:
+            boxes.append((y1, x2, y2, x1))  # x1 > x2: crop_and_resize mirrors it
     return boxes
 
 

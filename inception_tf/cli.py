@@ -72,6 +72,7 @@ def _add_train(subparsers, prog=None):
     group.add_argument("--skip-corrupt", action="store_true", default=None, help="leave unreadable image files out")
     group.add_argument("--augment", choices=("auto",) + augment.POLICIES, help="default: auto (standard for 28-32 px data sets, paper otherwise)")
     group.add_argument("--random-erasing", type=float, metavar="P", help=f"probability of erasing a random rectangle of a training image, default: {defaults.data.random_erasing}")
+    group.add_argument("--test-crops", type=int, choices=augment.TEST_CROPS, help=f"crops per test image, softmax averaged (10: corners, centre, mirrors), default: {defaults.data.test_crops}")
     group = parser.add_argument_group("model")
     group.add_argument("--variant", choices=model_lib.VARIANTS, help=f"default: {defaults.model.variant}")
     group.add_argument("--no-aux-heads", dest="aux_heads", action="store_false", default=None, help="train without the two aux heads")
@@ -99,7 +100,8 @@ def _add_train(subparsers, prog=None):
 TRAIN_FLAGS = {
     "dataset": "data.dataset", "data_dir": "data.data_dir", "image_size": "data.image_size",
     "validation_split": "data.validation_split", "limit": "data.limit", "skip_corrupt": "data.skip_corrupt",
-    "augment": "data.augment", "random_erasing": "data.random_erasing", "variant": "model.variant", "aux_heads": "model.aux_heads",
+    "augment": "data.augment", "random_erasing": "data.random_erasing", "test_crops": "data.test_crops",
+    "variant": "model.variant", "aux_heads": "model.aux_heads",
     "dropout_rate": "model.dropout_rate", "init_from": "init_from", "epochs": "train.epochs",
     "batch_size": "train.batch_size", "learning_rate": "train.learning_rate", "momentum": "train.momentum",
     "schedule": "train.schedule", "label_smoothing": "train.label_smoothing", "weight_decay": "train.weight_decay",
@@ -149,7 +151,7 @@ def _run_train(args):
 
 
 def _add_evaluate(subparsers):
-    from inception_tf import data
+    from inception_tf import augment, data
 
     parser = subparsers.add_parser(
         "evaluate",
@@ -163,6 +165,8 @@ def _add_evaluate(subparsers):
     parser.add_argument("--validation-split", type=float, default=0.0, help="needed for --split validation on data sets without one")
     parser.add_argument("--limit", type=_positive_int)
     parser.add_argument("--batch-size", type=_positive_int, default=64)
+    parser.add_argument("--test-crops", type=int, choices=augment.TEST_CROPS, help="crops per image, softmax averaged (10: corners, centre, mirrors), default: the run's config.json beside --model, else 1")
+    parser.add_argument("--augment", choices=augment.POLICIES, help="the training policy the 10 crops follow, default: the run's config.json beside --model, else the data set's")
     parser.add_argument("--out", help="report folder, default: MODEL_DIR/evaluation-DATASET-SPLIT")
     parser.set_defaults(handler=_run_evaluate)
 
@@ -173,7 +177,7 @@ def _run_evaluate(args):
 
     import keras
 
-    from inception_tf import data, evaluation, files
+    from inception_tf import augment, config, data, evaluation, files
 
     source = data.load_source(args.dataset, data_dir=args.data_dir, validation_split=args.validation_split, limit=args.limit)
     if args.split not in source.splits:
@@ -187,7 +191,17 @@ def _run_evaluate(args):
     out = pathlib.Path(args.out or pathlib.Path(args.model).parent / f"evaluation-{args.dataset}-{args.split}")
     out.mkdir(parents=True, exist_ok=True)
     image_size = model.inputs[0].shape[1]
-    metrics = evaluation.evaluate(model, source.splits[args.split], source.class_names, image_size, args.batch_size, out, split_name="test")
+    # What the run beside the model did, unless the flags say otherwise.
+    run_config = pathlib.Path(args.model).parent / "config.json"
+    run_data = json.loads(run_config.read_text()).get("data", {}) if run_config.is_file() else {}
+    crops = args.test_crops or run_data.get("test_crops") or 1
+    policy = args.augment or run_data.get("augment")
+    if policy not in augment.POLICIES:
+        policy = config.RunConfig().replace(**{"data.dataset": args.dataset}).resolved_augment()
+    views = augment.test_view_boxes(crops, augment.AugmentConfig(policy=policy)) if crops > 1 else None
+    metrics = evaluation.evaluate(
+        model, source.splits[args.split], source.class_names, image_size, args.batch_size, out, split_name="test", views=views
+    )
     metrics.update(evaluated_split=args.split, dataset=args.dataset, model=str(args.model))
     files.write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     print(metrics["report"])

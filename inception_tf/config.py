@@ -28,6 +28,9 @@ class DataConfig:
     augment: str = "auto"  # "standard" for the small-image data sets, "paper" otherwise
     # The probability of erasing a random rectangle of a training image (README, "Results").
     random_erasing: float = 0.5
+    # Test images seen as 1, 2 or 10 crops, the softmax averaged (`augment.test_view_boxes`):
+    # the paper's multi-crop testing, +0.15 points on the validation split (README, "Results").
+    test_crops: int = 10
 
 
 @dataclasses.dataclass
@@ -42,9 +45,11 @@ class ModelConfig:
 
 @dataclasses.dataclass
 class TrainConfig:
-    epochs: int = 22
-    batch_size: int = 64
-    learning_rate: float = 0.05
+    # Batch 128 steps faster than 64 on the CPU (380 against 282 images/s in the default
+    # runs), so 26 epochs fit where 22 did; the rate scales with the batch.
+    epochs: int = 26
+    batch_size: int = 128
+    learning_rate: float = 0.1
     momentum: float = 0.9
     schedule: str = "cosine"
     label_smoothing: float = 0.1
@@ -113,6 +118,7 @@ class RunConfig:
         _choice("schedule", t.schedule, SCHEDULES)
         _choice("precision", t.precision, PRECISIONS)
         _choice("strategy", t.strategy, STRATEGIES)
+        _choice("test_crops", d.test_crops, augment_lib.TEST_CROPS)
         _positive_int("image_size", d.image_size)
         _positive_int("epochs", t.epochs)
         _positive_int("batch_size", t.batch_size)

@@ -22,17 +22,20 @@ SHUFFLE_BUFFER_RECORDS = 4096  # encoded images (ImageNet's are ~110 KB each)
 
 # --- The one preprocessing function (training, evaluation, export) ---------------------
 
-def resize_images(images, image_size, boxes=None):
-    """uint8 (or float, 0-255) [batch, h, w, c] -> float32 [batch, size, size, c] in [0, 1].
+def resize_images(images, image_size, boxes=None, box_indices=None):
+    """uint8 (or float, 0-255) [batch, h, w, c] -> float32 [boxes, size, size, c] in [0, 1].
 
-    `boxes` ([batch, 4], normalised y1, x1, y2, x2) crop before resizing; a box with
-    x1 > x2 is mirrored. Without boxes the whole image is resized.
+    `boxes` ([n, 4], normalised y1, x1, y2, x2) crop before resizing; a box with
+    x1 > x2 is mirrored, and outside the image is 0. Box i crops image `box_indices[i]`
+    (default: image i). Without boxes the whole image is resized.
     """
     batch = tf.shape(images)[0]
     if boxes is None:
         boxes = tf.tile(tf.constant([[0.0, 0.0, 1.0, 1.0]]), [batch, 1])
+    if box_indices is None:
+        box_indices = tf.range(batch)
     resized = tf.image.crop_and_resize(
-        images, boxes, tf.range(batch), [image_size, image_size], method="bilinear"
+        images, boxes, box_indices, [image_size, image_size], method="bilinear"
     )
     return resized / 255.0
 
@@ -49,6 +52,16 @@ def to_model_input(images):
 def preprocess_images(images, image_size):
     """What evaluation and the exported model do to a batch of uint8 images of any size."""
     return to_model_input(resize_images(images, image_size))
+
+
+def view_images(images, image_size, views):
+    """uint8 [batch, h, w, c] -> float32 [batch, len(views), size, size, 3]: the model
+    input of every view box (`augment.test_view_boxes`) of every image."""
+    count = len(views)
+    batch = tf.shape(images)[0]
+    boxes = tf.tile(tf.constant(views, tf.float32), [batch, 1])
+    inputs = to_model_input(resize_images(images, image_size, boxes, tf.repeat(tf.range(batch), count)))
+    return tf.reshape(inputs, [batch, count, image_size, image_size, 3])
 
 
 def augment_images(images, image_size, config, seed):
@@ -192,6 +205,7 @@ def make_dataset(
     one_hot=None,
     device=None,
     shard=None,
+    views=None,
 ):
     """Batches of (images, labels) for a model of input `image_size` x `image_size` x 3.
 
@@ -214,10 +228,14 @@ def make_dataset(
             split by file before anything is read; in-memory arrays (and too few
             TFRecord files) are split by data, tf.distribute keeping every count-th
             batch. Leave `batch_size` global either way.
+        views: evaluation only: boxes of multi-crop testing (`augment.test_view_boxes`);
+            each batch then holds every view of each image, [b, views, size, size, 3].
 
     Returns:
         A `tf.data.Dataset` of `(float32 [b, size, size, 3] in [-1, 1], labels)`.
     """
+    if views is not None and training:
+        raise ValueError("`views` are for evaluation: pass training=False. Received: training=True")
     if not isinstance(image_size, int) or image_size < 1:
         raise ValueError(f"`image_size` must be a positive integer. Received: image_size={image_size!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -234,6 +252,9 @@ def make_dataset(
     if training and augment.active:
         def transform(images, labels, pair_seed):
             return augment_images(images, image_size, augment, pair_seed), labels
+    elif views is not None:
+        def transform(images, labels, pair_seed):
+            return view_images(images, image_size, views), labels
     else:
         def transform(images, labels, pair_seed):
             return preprocess_images(images, image_size), labels

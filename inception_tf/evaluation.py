@@ -16,19 +16,35 @@ from inception_tf import data as data_lib
 from inception_tf import files
 
 
-def predict(model, split, image_size, batch_size):
-    """Probabilities of every head of `model` on `split`, the labels, and images/s."""
-    dataset = data_lib.make_dataset(split, image_size, batch_size, training=False, heads=None)
+def predict(model, split, image_size, batch_size, views=None):
+    """Probabilities of every head of `model` on `split`, the labels, and images/s.
+
+    With `views` (boxes from `augment.test_view_boxes`) each head's probabilities are
+    [examples, views, classes], one row per view; else [examples, classes].
+    """
+    count = len(views) if views else 1
+    dataset = data_lib.make_dataset(
+        split, image_size, max(1, batch_size // count), training=False, heads=None, views=views
+    )
     heads = list(model.output_names)
     outputs = {head: [] for head in heads}
     labels = []
-    infer = tf.function(lambda images: model(images, training=False), reduce_retracing=True)
+
+    @tf.function(reduce_retracing=True)
+    def infer(images):
+        return model(images, training=False)
+
     start = time.perf_counter()
     for images, batch_labels in dataset:
+        if views:  # every view of the batch in one call
+            images = tf.reshape(images, [-1, image_size, image_size, 3])
         result = infer(images)
         result = result if isinstance(result, (list, tuple)) else [result]
         for head, probabilities in zip(heads, result):
-            outputs[head].append(np.asarray(probabilities, np.float32))
+            probabilities = np.asarray(probabilities, np.float32)
+            if views:
+                probabilities = probabilities.reshape(-1, count, probabilities.shape[-1])
+            outputs[head].append(probabilities)
         labels.append(batch_labels.numpy())
     elapsed = time.perf_counter() - start
     labels = np.concatenate(labels)
@@ -171,16 +187,25 @@ def plot_curves(history_path, path):
     _save_figure(fig, path)
 
 
-def evaluate(model, split, class_names, image_size, batch_size, out_dir, split_name="test"):
+def evaluate(model, split, class_names, image_size, batch_size, out_dir, split_name="test", views=None):
     """Metrics of `model` on `split`; writes `confusion_matrix.png` into `out_dir`.
 
+    With `views` (multi-crop testing, `augment.test_view_boxes`), each head's softmax is
+    averaged over the views, as the paper does, and the whole-image view alone is
+    reported beside it as `{split}_single_crop_accuracy`.
+
     Returns a dict: `{split}_accuracy`, `{split}_top5_accuracy`, `{split}_loss` (the main
-    head's cross-entropy), each aux head's accuracy, images/s, the per-class table, and
-    the confusion matrix.
+    head's cross-entropy), each aux head's accuracy, the number of crops, images/s, the
+    per-class table, and the confusion matrix.
     """
-    outputs, labels, images_per_second = predict(model, split, image_size, batch_size)
+    outputs, labels, images_per_second = predict(model, split, image_size, batch_size, views)
+    single = None
+    if views:
+        single = {head: probabilities[:, 0] for head, probabilities in outputs.items()}
+        outputs = {head: probabilities.mean(axis=1) for head, probabilities in outputs.items()}
     heads = list(outputs)
-    main = outputs["main"] if "main" in outputs else outputs[heads[0]]
+    main_head = "main" if "main" in outputs else heads[0]
+    main = outputs[main_head]
     predictions = main.argmax(axis=1)
     accuracy = float(np.mean(predictions == labels))
     matrix = confusion_matrix(labels, predictions, len(class_names))
@@ -190,10 +215,13 @@ def evaluate(model, split, class_names, image_size, batch_size, out_dir, split_n
         f"{split_name}_top5_accuracy": top_k_accuracy(main, labels, 5),
         f"{split_name}_loss": cross_entropy(main, labels),
         f"{split_name}_examples": int(len(labels)),
+        f"{split_name}_crops": len(views) if views else 1,
         "eval_images_per_second": images_per_second,
     }
+    if single is not None:
+        metrics[f"{split_name}_single_crop_accuracy"] = float(np.mean(single[main_head].argmax(axis=1) == labels))
     for head in heads:
-        if head != "main":
+        if head != main_head:
             metrics[f"{split_name}_{head}_accuracy"] = float(np.mean(outputs[head].argmax(axis=1) == labels))
     metrics["per_class"] = rows + averages
     metrics["confusion_matrix"] = matrix.tolist()

@@ -23,6 +23,7 @@ import time
 
 import keras
 
+from inception_tf import augment as augment_lib
 from inception_tf import callbacks as callbacks_lib
 from inception_tf import config as config_lib
 from inception_tf import data as data_lib
@@ -279,8 +280,10 @@ def _train_and_report(config, strategy, role, out_dir, state, overwrite, log):
         best = json.loads((run_dir / "best.json").read_text())
         log(f"best epoch: {best['epoch'] + 1} ({best['monitor']} {best['value']:.4f})")
 
+    views = augment_lib.test_view_boxes(d.test_crops, AugmentConfig(policy=d.augment))
     metrics = evaluation.evaluate(
-        model, splits[test_name], source.class_names, d.image_size, t.batch_size, run_dir, split_name="test"
+        model, splits[test_name], source.class_names, d.image_size, t.batch_size, run_dir,
+        split_name="test", views=views if d.test_crops > 1 else None,
     )
     log(f"\n{test_name} split, {metrics['test_examples']} images:\n{metrics['report']}")
     evaluation.plot_curves(history_path, run_dir / "curves.png")

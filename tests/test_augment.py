@@ -1,6 +1,7 @@
 import math
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from inception_tf import augment
@@ -82,3 +83,25 @@ def test_random_erasing_fills_one_rectangle_with_noise_at_its_rate():
 def test_random_erasing_alone_makes_the_config_active():
     assert AugmentConfig(crop=False, flip=False, photometric=False, erasing=0.5).active
     assert not AugmentConfig(policy="none", erasing=0.5).active
+
+
+def test_test_view_boxes_whole_image_first_then_mirrors_and_corners():
+    standard, paper = AugmentConfig(policy="standard"), AugmentConfig(policy="paper")
+    assert augment.test_view_boxes(1, standard) == [(0.0, 0.0, 1.0, 1.0)]
+    assert augment.test_view_boxes(2, paper) == [(0.0, 0.0, 1.0, 1.0), (0.0, 1.0, 1.0, 0.0)]
+    shift = standard.pad_fraction / 2
+    boxes = np.array(augment.test_view_boxes(10, standard))
+    assert boxes.shape == (10, 4) and tuple(boxes[0]) == (0.0, 0.0, 1.0, 1.0)
+    np.testing.assert_allclose(boxes[:, 2] - boxes[:, 0], 1.0)  # the image's own size, shifted
+    np.testing.assert_allclose(np.abs(boxes[:, 3] - boxes[:, 1]), 1.0)
+    assert set(np.round(boxes[2:, 0], 6)) == {-round(shift, 6), round(shift, 6)}
+    assert (boxes[1::2, 1] > boxes[1::2, 3]).all() and (boxes[0::2, 1] < boxes[0::2, 3]).all()
+    corners = np.array(augment.test_view_boxes(10, paper))[2::2]  # unmirrored corner crops
+    np.testing.assert_allclose(corners[:, 2] - corners[:, 0], 224 / 256)
+    assert corners.min() == 0.0 and corners.max() == 1.0  # inside the image, at its corners
+    assert len({tuple(box) for box in corners}) == 4
+
+
+def test_test_view_boxes_refuses_other_counts():
+    with pytest.raises(ValueError, match=r"Received: crops=5"):
+        augment.test_view_boxes(5, AugmentConfig())

@@ -42,6 +42,14 @@ def test_defaults_suit_fashion_mnist():
     assert config.data.random_erasing == 0.5
     assert cli.config_from_args(_args("--preset", "paper")).data.random_erasing == 0.0
     assert cli.config_from_args(_args("--random-erasing", "0.25")).data.random_erasing == 0.25
+    assert cli.config_from_args(_args("--test-crops", "10")).data.test_crops == 10
+
+
+def test_test_crops_from_a_config_file_are_checked(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(RunConfig().replace(**{"data.test_crops": 3}).to_json())
+    with pytest.raises(ValueError, match=r"`test_crops` must be one of \(1, 2, 10\). Received: test_crops=3"):
+        cli.config_from_args(_args("--config", str(path)))
 
 
 @pytest.mark.parametrize(

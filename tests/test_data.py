@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from inception_tf import data, sources
+from inception_tf import augment, data, sources
 from inception_tf.augment import AugmentConfig
 from fake_data import (
     label_from_pixels, write_cifar10, write_cifar100, write_idx_dataset, write_image_folder,
@@ -123,6 +123,21 @@ def test_eval_is_deterministic_and_never_augmented(idx_dir):
     np.testing.assert_array_equal(first[0], second[0])
     direct = data.preprocess_images(split.images, 40).numpy()
     np.testing.assert_allclose(first[0], direct, atol=1e-6)  # the export's function, exactly
+
+
+def test_eval_views_hold_every_crop_of_each_image():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (5, 28, 28, 1), dtype=np.uint8)
+    split = sources.Split(5, images=images, labels=np.arange(5, dtype=np.int32))
+    views = augment.test_view_boxes(10, AugmentConfig(policy="standard"))
+    x, labels = _all(data.make_dataset(split, 32, 2, heads=None, views=views))
+    assert x.shape == (5, 10, 32, 32, 3)
+    np.testing.assert_array_equal(labels, np.arange(5))
+    np.testing.assert_allclose(x[:, 0], data.preprocess_images(images, 32).numpy(), atol=1e-6)
+    np.testing.assert_allclose(x[:, 1], x[:, 0, :, ::-1], atol=1e-5)  # the mirror
+    assert not np.allclose(x[:, 2], x[:, 0], atol=1e-3)  # a shifted corner view
+    with pytest.raises(ValueError, match=r"Received: training=True"):
+        data.make_dataset(split, 32, 2, training=True, views=views)
 
 
 def test_training_shuffles_and_augments_reproducibly(tmp_path):

@@ -17,7 +17,7 @@ RUN_FILES = ["config.json", "history.csv", "metrics.json", "curves.png", "confus
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run") / "run"
-    result = train(*SMALL, "--epochs", "2", "--learning-rate", "0.05", "--run-dir", str(run_dir))
+    result = train(*SMALL, "--epochs", "2", "--learning-rate", "0.05", "--test-crops", "10", "--run-dir", str(run_dir))
     return run_dir, result
 
 
@@ -33,6 +33,7 @@ def test_a_run_leaves_every_artifact(run_dir):
     assert metrics["test_accuracy"] > 0.3  # chance is 0.1
     assert metrics["test_top5_accuracy"] >= metrics["test_accuracy"]
     assert metrics["test_examples"] == 2048 and metrics["epochs"] == 2
+    assert metrics["test_crops"] == 10 and metrics["test_single_crop_accuracy"] > 0.3
     assert metrics["training_time_s"] > 0 and metrics["train_images_per_second"] > 0
     assert [row["class"] for row in metrics["per_class"]][:2] == ["T-shirt/top", "Trouser"]
     config = json.loads((run_dir / "config.json").read_text())
@@ -45,7 +46,7 @@ def test_a_run_leaves_every_artifact(run_dir):
 
 def test_the_same_command_again_finds_the_run_complete(run_dir):
     run_dir, _ = run_dir
-    result = train(*SMALL, "--epochs", "2", "--learning-rate", "0.05", "--run-dir", str(run_dir))
+    result = train(*SMALL, "--epochs", "2", "--learning-rate", "0.05", "--test-crops", "10", "--run-dir", str(run_dir))
     assert "is complete" in result.stdout
     assert history_epochs(run_dir) == [0, 1]
 
@@ -72,7 +73,9 @@ def test_evaluate_command_writes_the_same_report(run_dir, tmp_path):
     )
     metrics = json.loads((out / "metrics.json").read_text())
     original = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["test_accuracy"] == pytest.approx(original["test_accuracy"], abs=1e-9)
+    # The run's 10 crops and its policy, read from the config.json beside the model.
+    for key in ("test_accuracy", "test_single_crop_accuracy", "test_loss"):
+        assert metrics[key] == pytest.approx(original[key], abs=1e-6), key
     assert (out / "confusion_matrix.png").is_file()
     assert "weighted avg" in result.stdout
 

@@ -6,8 +6,9 @@ For each variant: training steps (SGD, three heads, a synthetic batch held in me
 that only the model is timed: `benchmarks/pipeline.py` times the input side), Keras
 inference of the main head, and the exported SavedModel (float32, the default export,
 and bfloat16) at batch 1 and 64. Each figure is the median of `--repeats` timed runs
-after warm-up, with their range; a training run's rate is that of its median step. The same figures in float32, measured in the same run,
-give the ratio that holds on a shared machine whose absolute speed drifts.
+after warm-up, with their range; a training run's rate is that of its median step. The
+same figures in float32, measured in the same run, give the ratio that holds on a shared
+machine whose absolute speed drifts.
 
 Achieved TFLOP/s counts 2 FLOPs per multiply-accumulate (MACs from `inception_tf.summary`)
 and 3 passes for a training step (forward, and the backward's two); the ceiling is a

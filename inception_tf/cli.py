@@ -198,7 +198,7 @@ def _run_evaluate(args):
     policy = args.augment or run_data.get("augment")
     if policy not in augment.POLICIES:
         policy = config.RunConfig().replace(**{"data.dataset": args.dataset}).resolved_augment()
-    views = augment.test_view_boxes(crops, augment.AugmentConfig(policy=policy)) if crops > 1 else None
+    views = augment.test_view_boxes(crops, augment.AugmentConfig(policy=policy))
     metrics = evaluation.evaluate(
         model, source.splits[args.split], source.class_names, image_size, args.batch_size, out, split_name="test", views=views
     )

@@ -191,16 +191,18 @@ def evaluate(model, split, class_names, image_size, batch_size, out_dir, split_n
     """Metrics of `model` on `split`; writes `confusion_matrix.png` into `out_dir`.
 
     With `views` (multi-crop testing, `augment.test_view_boxes`), each head's softmax is
-    averaged over the views, as the paper does, and the whole-image view alone is
-    reported beside it as `{split}_single_crop_accuracy`.
+    averaged over the views, as the paper does; with more than one, the whole-image view
+    alone is reported beside it as `{split}_single_crop_accuracy`. None is the whole
+    image, as one view is.
 
     Returns a dict: `{split}_accuracy`, `{split}_top5_accuracy`, `{split}_loss` (the main
     head's cross-entropy), each aux head's accuracy, the number of crops, images/s, the
     per-class table, and the confusion matrix.
     """
     outputs, labels, images_per_second = predict(model, split, image_size, batch_size, views)
-    single = None
-    if views:
+    crops = len(views) if views else 1
+    single = outputs
+    if views:  # [examples, views, classes]: the whole image first
         single = {head: probabilities[:, 0] for head, probabilities in outputs.items()}
         outputs = {head: probabilities.mean(axis=1) for head, probabilities in outputs.items()}
     heads = list(outputs)
@@ -215,10 +217,10 @@ def evaluate(model, split, class_names, image_size, batch_size, out_dir, split_n
         f"{split_name}_top5_accuracy": top_k_accuracy(main, labels, 5),
         f"{split_name}_loss": cross_entropy(main, labels),
         f"{split_name}_examples": int(len(labels)),
-        f"{split_name}_crops": len(views) if views else 1,
+        f"{split_name}_crops": crops,
         "eval_images_per_second": images_per_second,
     }
-    if single is not None:
+    if crops > 1:
         metrics[f"{split_name}_single_crop_accuracy"] = float(np.mean(single[main_head].argmax(axis=1) == labels))
     for head in heads:
         if head != main_head:

@@ -280,10 +280,9 @@ def _train_and_report(config, strategy, role, out_dir, state, overwrite, log):
         best = json.loads((run_dir / "best.json").read_text())
         log(f"best epoch: {best['epoch'] + 1} ({best['monitor']} {best['value']:.4f})")
 
-    views = augment_lib.test_view_boxes(d.test_crops, AugmentConfig(policy=d.augment))
     metrics = evaluation.evaluate(
-        model, splits[test_name], source.class_names, d.image_size, t.batch_size, run_dir,
-        split_name="test", views=views if d.test_crops > 1 else None,
+        model, splits[test_name], source.class_names, d.image_size, t.batch_size, run_dir, split_name="test",
+        views=augment_lib.test_view_boxes(d.test_crops, AugmentConfig(policy=d.augment)),
     )
     log(f"\n{test_name} split, {metrics['test_examples']} images:\n{metrics['report']}")
     evaluation.plot_curves(history_path, run_dir / "curves.png")

@@ -26,8 +26,10 @@ class DataConfig:
     limit: int = None
     skip_corrupt: bool = False
     augment: str = "auto"  # "standard" for the small-image data sets, "paper" otherwise
-    # The probability of erasing a random rectangle of a training image (README, "Results").
-    random_erasing: float = 0.5
+    # The probability of erasing a random rectangle of a training image. 0.25 rather than
+    # Zhong et al.'s 0.5: at 0.5 the 30-epoch run underfit (augmented training accuracy
+    # under validation), and 0.25 raised validation 0.9442 -> 0.9468 (README, "Results").
+    random_erasing: float = 0.25
     # Test images seen as 1, 2 or 10 crops, the softmax averaged (`augment.test_view_boxes`):
     # the paper's multi-crop testing, +0.15 points on the validation split (README, "Results").
     test_crops: int = 10

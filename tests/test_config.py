@@ -40,9 +40,9 @@ def test_defaults_suit_fashion_mnist():
     config = cli.config_from_args(_args())
     assert config.data.dataset == "fashion_mnist" and config.resolved_augment() == "standard"
     assert cli.config_from_args(_args("--dataset", "folder")).resolved_augment() == "paper"
-    assert config.data.random_erasing == 0.5
+    assert config.data.random_erasing == 0.25
     assert cli.config_from_args(_args("--preset", "paper")).data.random_erasing == 0.0
-    assert cli.config_from_args(_args("--random-erasing", "0.25")).data.random_erasing == 0.25
+    assert cli.config_from_args(_args("--random-erasing", "0.5")).data.random_erasing == 0.5
     assert cli.config_from_args(_args("--test-crops", "10")).data.test_crops == 10
 
 

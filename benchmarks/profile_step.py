@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 from tensorflow.tsl.profiler.protobuf import xplane_pb2  # noqa: E402
 
-from inception_tf import training  # noqa: E402
+from inception_tf import precision as precision_lib  # noqa: E402
 from inception_tf.model import VARIANTS  # noqa: E402
 from throughput import synthetic_training  # noqa: E402  (this script's folder is on sys.path)
 
@@ -65,8 +65,9 @@ def main(argv=None):
     parser.add_argument("--top", type=int, default=25, help="lines printed")
     parser.add_argument("--by", choices=("type", "op"), default="type")
     args = parser.parse_args(argv)
-    precision, reason = training.resolve_precision(args.precision)
     size, batch = args.image_size, args.batch_size
+    choice = precision_lib.choose(args.precision, precision_lib.Workload(args.variant, size, batch), log=lambda _: None)
+    precision, reason = choice.policy, choice.reason
     model, _, data = synthetic_training(args.variant, precision, size, batch)
     model.fit(data, steps_per_epoch=2, epochs=1, verbose=0, shuffle=False)  # tracing and oneDNN set-up
 
@@ -80,6 +81,7 @@ def main(argv=None):
         totals = op_times(trace, args.by)
 
     print(f"{args.variant}, {size}x{size}, batch {batch}, {precision} ({reason})")
+    print(f"machine: {precision_lib.describe_machine(precision_lib.gpu_details())}")
     print(f"wall {1000 * wall / args.steps:.0f} ms per step ({args.steps * batch / wall:.1f} images/s, profiler on)")
     summed = sum(totals.values())
     if not summed:

@@ -10,12 +10,18 @@ after warm-up, with their range; a training run's rate is that of its median ste
 same figures in float32, measured in the same run, give the ratio that holds on a shared
 machine whose absolute speed drifts.
 
+The precision is chosen as `train.py` chooses it (`--precision auto` times the candidates
+on this machine for each variant, or reuses the stored answer) unless one is named; the
+header names the machine: CPU model, cores and the instruction sets that decide the
+precision.
+
 Achieved TFLOP/s counts 2 FLOPs per multiply-accumulate (MACs from `inception_tf.summary`)
 and 3 passes for a training step (forward, and the backward's two); the ceiling is a
 4096x4096 matmul in the same precision.
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -29,7 +35,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from inception_tf import GoogLeNet, export, summary, training  # noqa: E402
+from inception_tf import GoogLeNet, export, precision, summary, training  # noqa: E402
 from inception_tf.model import VARIANTS, inference_model  # noqa: E402
 
 
@@ -130,20 +136,24 @@ def _rate(triple):
     return f"{median:.1f} ({low:.1f}-{high:.1f})"
 
 
-def report(results, ceilings, args):
+def report(results, ceilings, args, choices):
     lines = [
         f"GoogLeNet, {args.image_size}x{args.image_size}, batch {args.batch_size}, "
-        f"{os.cpu_count()} CPU threads, TensorFlow {tf.__version__}, Keras {keras.__version__}",
+        f"TensorFlow {tf.__version__}, Keras {keras.__version__}",
+        f"machine: {precision.describe_machine(precision.gpu_details())}",
         f"matmul ceiling (4096^2): bfloat16 {_rate(ceilings['bfloat16'])} TFLOP/s, "
         f"float32 {_rate(ceilings['float32'])} TFLOP/s",
+    ]
+    lines += [f"precision for {variant}: {choice.policy} ({choice.reason})" for variant, choice in choices.items()]
+    lines += [
         "",
         "| variant | precision | train img/s | train TFLOP/s (% of ceiling) | train vs float32 "
         "| inference img/s | inference vs float32 | SavedModel f32 b1 / b64 | SavedModel bf16 b1 / b64 |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for variant in args.variants:
-        fast = results[(variant, args.precision)]
-        slow = results.get((variant, "float32"))
+        fast = results[(variant, choices[variant].policy)]
+        slow = results.get((variant, "float32")) if choices[variant].policy != "float32" else None
         ceiling = ceilings["bfloat16" if "bfloat16" in fast["precision"] else "float32"][0]
         ratio_train = f"{fast['train'][0] / slow['train'][0]:.2f}x" if slow else "-"
         ratio_infer = f"{fast['inference'][0] / slow['inference'][0]:.2f}x" if slow else "-"
@@ -162,7 +172,7 @@ def report(results, ceilings, args):
                 f"| {variant} | float32 | {_rate(slow['train'])} | {slow['train_tflops']:.3f} "
                 f"({slow['train_tflops'] / ceilings['float32'][0]:.0%}) | 1.00x | {_rate(slow['inference'])} | 1.00x | | |"
             )
-    macs = results[(args.variants[0], args.precision)]
+    macs = results[(args.variants[0], choices[args.variants[0]].policy)]
     lines.append("")
     lines.append(
         f"MACs per image: {macs['train_macs'] / 1e9:.3f} G training (three heads), "
@@ -185,23 +195,33 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.image_size < 49:
         parser.error(f"--image-size must be at least 49 (the aux heads). Received: {args.image_size}")
-    args.precision, reason = training.resolve_precision(args.precision)
-    print(f"precision: {args.precision} ({reason})", file=sys.stderr)
+    choices = {
+        variant: precision.choose(
+            args.precision, precision.Workload(variant, args.image_size, args.batch_size),
+            log=lambda line: print(line, file=sys.stderr, flush=True),
+        )
+        for variant in args.variants
+    }
 
     ceilings = {
         dtype: matmul_ceiling(getattr(tf, dtype), args.repeats, args.seconds) for dtype in ("bfloat16", "float32")
     }
     results = {}
-    for variant in args.variants:
-        print(f"measuring {variant} in {args.precision} ...", file=sys.stderr, flush=True)
-        results[(variant, args.precision)] = measure_model(variant, args.precision, args, not args.no_saved_model)
-        if not args.no_float32 and args.precision != "float32":
+    for variant, choice in choices.items():
+        print(f"measuring {variant} in {choice.policy} ...", file=sys.stderr, flush=True)
+        results[(variant, choice.policy)] = measure_model(variant, choice.policy, args, not args.no_saved_model)
+        if not args.no_float32 and choice.policy != "float32":
             print(f"measuring {variant} in float32 ...", file=sys.stderr, flush=True)
             results[(variant, "float32")] = measure_model(variant, "float32", args, saved_model=False)
-    print(report(results, ceilings, args))
+    print(report(results, ceilings, args, choices))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"ceilings_tflops": ceilings, "results": list(results.values()), "args": vars(args)}, f, indent=2)
+            json.dump(
+                {"ceilings_tflops": ceilings, "results": list(results.values()), "args": vars(args),
+                 "machine": precision.machine(precision.gpu_details()),
+                 "precision": {variant: dataclasses.asdict(choice) for variant, choice in choices.items()}},
+                f, indent=2,
+            )
 
 
 if __name__ == "__main__":

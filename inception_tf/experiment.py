@@ -28,6 +28,7 @@ from inception_tf import callbacks as callbacks_lib
 from inception_tf import config as config_lib
 from inception_tf import data as data_lib
 from inception_tf import evaluation, export, files, schedules, training
+from inception_tf import precision as precision_lib
 from inception_tf.augment import AugmentConfig
 from inception_tf.model import GoogLeNet
 
@@ -54,22 +55,38 @@ def default_run_dir(config):
     return f"runs/{d.dataset}-{config.model.variant}-{d.image_size}px-{config.train.epochs}ep{limit}"
 
 
-def resolve(config, log=print):
-    """The configuration with every "auto" replaced, and the reasons for each choice."""
+def resolve(config, strategy, overwrite=False, log=print, **choose_kwargs):
+    """The configuration with every "auto" replaced, logging why each was chosen.
+
+    A run that resumes keeps the precision it started in (its config.json); a new one
+    times the candidates on this machine unless one was named (`precision.choose`, whose
+    keyword arguments `choose_kwargs` passes on).
+    """
     config.validate()
-    policy, policy_reason = training.resolve_precision(config.train.precision)
-    strategy, strategy_reason = training.resolve_strategy(config.train.strategy)
-    resolved = config.replace(
+    run_dir = config.run_dir or default_run_dir(config)
+    t = config.train
+    saved = pathlib.Path(run_dir) / "config.json"
+    if t.precision == "auto" and saved.is_file() and not overwrite:
+        policy = json.loads(saved.read_text()).get("train", {}).get("precision")
+        choice = precision_lib.Choice(policy, f"the precision {run_dir} started in")
+    else:
+        workload = precision_lib.Workload(
+            variant=config.model.variant,
+            image_size=config.data.image_size,
+            batch_size=data_lib.replica_batch_size(t.batch_size, strategy.num_replicas_in_sync),
+            aux_heads=config.model.aux_heads,
+        )
+        if training.worker_role(strategy).count > 1:
+            choose_kwargs.setdefault("agree", training.agree_on_rates(strategy))
+        choice = precision_lib.choose(t.precision, workload, log=log, **choose_kwargs)
+    log(f"precision: {choice.policy} ({choice.reason})")
+    return config.replace(
         **{
-            "train.precision": policy,
-            "train.strategy": strategy,
+            "train.precision": choice.policy,
             "data.augment": config.resolved_augment(),
-            "run_dir": config.run_dir or default_run_dir(config),
+            "run_dir": run_dir,
         }
     )
-    log(f"precision: {policy} ({policy_reason})")
-    log(f"strategy: {strategy} ({strategy_reason})")
-    return resolved
 
 
 def prepare_run_dir(config, overwrite=False):
@@ -147,9 +164,12 @@ def run(config, overwrite=False, log=print):
     the other workers train, write what they must to a temporary directory that they
     remove, and return None.
     """
-    config = resolve(config, log)
+    config.validate()
+    strategy_name, reason = training.resolve_strategy(config.train.strategy)
     # MultiWorkerMirroredStrategy must exist before TensorFlow runs anything else.
-    strategy = training.make_strategy(config.train.strategy)
+    strategy = training.make_strategy(strategy_name)
+    log(f"strategy: {strategy_name} ({reason}), {strategy.num_replicas_in_sync} replica(s)")
+    config = resolve(config.replace(**{"train.strategy": strategy_name}), strategy, overwrite, log)
     role = training.worker_role(strategy)
     run_dir = pathlib.Path(config.run_dir)
     if role.is_chief:
@@ -198,13 +218,19 @@ def _train_and_report(config, strategy, role, out_dir, state, overwrite, log):
         + ", ".join(f"{key} {split.size}" for key, split in splits.items())
     )
 
-    data_lib.replica_batch_size(t.batch_size, strategy.num_replicas_in_sync)
+    per_replica = data_lib.replica_batch_size(t.batch_size, strategy.num_replicas_in_sync)
+    if strategy.num_replicas_in_sync > 1:
+        log(f"batch: {t.batch_size} global, {per_replica} on each of {strategy.num_replicas_in_sync} replicas")
     with strategy.scope():
         model = _build_and_compile(config, source.num_classes, log)
+    if isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer):
+        log(f"loss scaling: dynamic (LossScaleOptimizer), from {model.optimizer.initial_scale:g}")
     if strategy.num_replicas_in_sync > 1:
-        training.synchronize_batchnorm(model)
+        synchronized = training.synchronize_batchnorm(model)
+        if synchronized:
+            log(f"BatchNorm: {synchronized} layers compute their statistics over the global batch")
 
-    heads = tuple(model.output_names)
+    heads = tuple(model.output_names) if len(model.outputs) > 1 else None  # one head: plain labels
     one_hot = source.num_classes if t.label_smoothing else None
     shard = (role.count, role.index) if role.count > 1 else None
     train_data = data_lib.make_dataset(
@@ -240,7 +266,7 @@ def _train_and_report(config, strategy, role, out_dir, state, overwrite, log):
         # After CSVLogger: see its docstring.
         callbacks_lib.AtomicBackupAndRestore(str(backup_dir), restore_dir=shared_backup),
     ]
-    fixes = training.multi_worker_fit(model) if role.count > 1 else contextlib.nullcontext()
+    fixes = training.distributed_fit(model) if strategy.num_replicas_in_sync > 1 else contextlib.nullcontext()
     with fixes:
         model.fit(train_data, validation_data=val_data, epochs=t.epochs, callbacks=callback_list, shuffle=False,
             verbose=1 if sys.stdout.isatty() else 2,  # a live bar on a terminal, a line per epoch in logs

@@ -52,7 +52,7 @@ class LocalResponseNormalization(keras.layers.Layer):
         import tensorflow as tf
 
         alpha = self.alpha / (2 * self.depth_radius + 1)
-        if training and not tf.config.list_logical_devices("GPU"):
+        if training and not _gpu_visible():
             compiled = _compiled_lrn(self.depth_radius, self.bias, alpha, self.beta)
             return tf.cast(compiled(inputs), self.compute_dtype)
         y = tf.nn.local_response_normalization(
@@ -84,6 +84,13 @@ class LocalResponseNormalization(keras.layers.Layer):
             beta=self.beta,
         )
         return config
+
+
+def _gpu_visible():
+    """Whether training runs cuDNN's LRN kernel (a GPU) or the compiled pair (none)."""
+    import tensorflow as tf
+
+    return bool(tf.config.list_logical_devices("GPU"))
 
 
 def _channel_window_sum(x, radius):

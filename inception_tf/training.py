@@ -137,42 +137,6 @@ def labels_for_heads(model, y):
 
 # --- Precision and strategy ---------------------------------------------------------------
 
-def _cpu_flags():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def resolve_precision(precision="auto"):
-    """`(policy, reason)`: the dtype policy to train in and why.
-
-    auto: mixed_float16 on a GPU with tensor cores (compute capability 7.0 or newer),
-    mixed_bfloat16 on a CPU with AMX or AVX-512 bf16, else float32.
-    """
-    import tensorflow as tf
-
-    if precision != "auto":
-        return precision, "asked for"
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        details = tf.config.experimental.get_device_details(gpus[0])
-        capability = details.get("compute_capability") or (0, 0)
-        name = details.get("device_name", "GPU")
-        if tuple(capability) >= (7, 0):
-            return "mixed_float16", f"{name} has tensor cores (compute capability {capability[0]}.{capability[1]})"
-        return "float32", f"{name} (compute capability {capability[0]}.{capability[1]}) gains nothing from float16"
-    flags = _cpu_flags()
-    fast = sorted(flags & {"amx_bf16", "avx512_bf16"})
-    if fast:
-        return "mixed_bfloat16", f"no GPU; this CPU has {' and '.join(fast)}"
-    return "float32", "no GPU and no bfloat16 instructions on this CPU"
-
-
 def _tf_config_workers():
     raw = os.environ.get("TF_CONFIG")
     if not raw:
@@ -184,26 +148,42 @@ def _tf_config_workers():
     return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
 
 
-def resolve_strategy(strategy="auto"):
+def resolve_strategy(strategy="auto", gpus=None):
     """`(name, reason)` of the tf.distribute strategy to use.
 
     auto: multi_worker when TF_CONFIG names several workers, mirrored with more than one
     GPU, one_device with one GPU (its distributed data set prefetches batches onto the
-    GPU), else default.
+    GPU), else default. `gpus`: the GPUs' names (None: those TensorFlow sees).
     """
-    import tensorflow as tf
-
     if strategy != "auto":
         return strategy, "asked for"
     workers = _tf_config_workers()
     if workers > 1:
         return "multi_worker", f"TF_CONFIG names {workers} workers"
-    gpus = len(tf.config.list_physical_devices("GPU"))
-    if gpus > 1:
-        return "mirrored", f"{gpus} GPUs"
-    if gpus == 1:
+    gpus = _gpu_names() if gpus is None else gpus
+    if len(gpus) > 1:
+        return "mirrored", f"{len(gpus)} GPUs"
+    if len(gpus) == 1:
         return "one_device", "one GPU: batches are prefetched onto it"
     return "default", "no GPU"
+
+
+def _gpu_names():
+    import tensorflow as tf
+
+    return [device.name for device in tf.config.list_logical_devices("GPU")]
+
+
+def strategy_devices(name, gpus, cpus):
+    """The devices a one_device or mirrored strategy runs on, from the logical device
+    names: every GPU; without one, every logical CPU (several only where the process
+    split its CPU with `tf.config.set_logical_device_configuration`, the stand-in for
+    several GPUs that the tests use)."""
+    if name == "one_device":
+        return (gpus or cpus)[:1]
+    if name == "mirrored":
+        return list(gpus or cpus)
+    raise ValueError(f"Only one_device and mirrored run on a list of devices. Received: strategy={name!r}")
 
 
 def make_strategy(name):
@@ -225,13 +205,44 @@ def make_strategy(name):
         return tf.distribute.MultiWorkerMirroredStrategy(
             communication_options=tf.distribute.experimental.CommunicationOptions(implementation=implementation)
         )
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "one_device":
-        return tf.distribute.OneDeviceStrategy("/gpu:0" if tf.config.list_physical_devices("GPU") else "/cpu:0")
+    if name in ("mirrored", "one_device"):
+        devices = strategy_devices(
+            name, _gpu_names(), [device.name for device in tf.config.list_logical_devices("CPU")]
+        )
+        if name == "one_device":
+            return tf.distribute.OneDeviceStrategy(devices[0])
+        # Without GPUs the devices are CPUs, where NCCL does not run.
+        cross_device = None if _gpu_names() else tf.distribute.ReductionToOneDevice()
+        return tf.distribute.MirroredStrategy(devices, cross_device_ops=cross_device)
     if name == "default":
         return tf.distribute.get_strategy()
     raise ValueError(f"Unknown strategy. Received: strategy={name!r}")
+
+
+def agree_on_rates(strategy):
+    """For `precision.choose` under several workers: every worker's measured images/s,
+    averaged across the workers with one all-reduce, so that all decide alike. A
+    precision that some worker cannot run (another GPU) drops out."""
+    import tensorflow as tf
+
+    from inception_tf import precision
+
+    def agree(rates):
+        names = precision.ORDER
+        # Each replica adds its rates, a 1 for each precision it ran, and a 1 for itself.
+        local = tf.constant(
+            [float(rates.get(name, 0.0)) for name in names] + [float(name in rates) for name in names] + [1.0],
+            tf.float32,
+        )
+        summed = strategy.reduce("SUM", strategy.run(lambda: tf.identity(local)), axis=None).numpy()
+        count = summed[-1]
+        return {
+            name: float(summed[i] / count)
+            for i, name in enumerate(names)
+            if summed[len(names) + i] == count
+        }
+
+    return agree
 
 
 # --- Multi-worker roles -------------------------------------------------------------------
@@ -295,16 +306,18 @@ def synchronize_batchnorm(model):
 
 
 @contextlib.contextmanager
-def multi_worker_fit(model):
-    """Works around two bugs of Keras 3.15's `fit` under MultiWorkerMirroredStrategy
+def distributed_fit(model):
+    """Works around two bugs of Keras 3.15's `fit` under several replicas
     (keras-team/keras#20585, open), for the duration of the block:
 
     - before training, `fit` averages a first batch with `strategy.reduce` to build the
-      metrics, which fails on a nested `(images, {head: labels})` batch: this builds
-      them from this worker's own part of the batch, as Keras does without a strategy;
-    - each step averages the replicas' scalar logs with `strategy.reduce("MEAN", v,
-      axis=0)`, an invalid axis for a scalar: the mean across replicas is `axis=None`,
-      what Keras computes on one machine.
+      metrics, which fails on a nested `(images, {head: labels})` batch (Mirrored and
+      MultiWorkerMirrored strategies alike: "Expected float32, but got main of type
+      'str'"): this builds them from the first replica's part of the batch, as Keras
+      does without a strategy;
+    - under MultiWorkerMirroredStrategy each step averages the replicas' scalar logs
+      with `strategy.reduce("MEAN", v, axis=0)`, an invalid axis for a scalar: the mean
+      across replicas is `axis=None`, what Keras computes on one machine.
     """
     import tensorflow as tf
     from keras.src.backend.tensorflow import trainer as tf_trainer

@@ -1,6 +1,14 @@
 import os
+import pathlib
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# `precision="auto"` times the candidates once per machine and workload: the tests share
+# one store for the session (xdist's workers too), apart from the user's.
+os.environ.setdefault(
+    "INCEPTION_TF_CACHE_DIR",
+    str(pathlib.Path(tempfile.gettempdir()) / f"inception_tf-tests-{os.environ.get('PYTEST_XDIST_TESTRUNUID', os.getpid())}"),
+)
 
 import keras  # noqa: E402
 import pytest  # noqa: E402

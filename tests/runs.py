@@ -56,3 +56,12 @@ def kill(process, sig=signal.SIGKILL):
 def history_epochs(run_dir):
     lines = (pathlib.Path(run_dir) / "history.csv").read_text().splitlines()
     return [int(line.split(",")[0]) for line in lines[1:]]
+
+
+def history(run_dir):
+    """history.csv as {column: numpy array}."""
+    import numpy as np
+
+    lines = (pathlib.Path(run_dir) / "history.csv").read_text().splitlines()
+    names, rows = lines[0].split(","), [line.split(",") for line in lines[1:]]
+    return {name: np.array([float(row[i]) for row in rows]) for i, name in enumerate(names)}

@@ -14,9 +14,10 @@ def test_profile_step_prints_the_ops_of_a_training_step():
     )
     lines = result.stdout.strip().splitlines()
     assert lines[0].startswith("paper, 64x64, batch 2, ")
-    assert re.match(r"wall \d+ ms per step \([\d.]+ images/s", lines[1])
-    assert re.match(r"summed op time \d+ ms per step", lines[2])
-    rows = [re.match(r"\s*([\d.]+) ms\s+([\d.]+)%  (\S+)$", line) for line in lines[3:]]
+    assert lines[1].startswith("machine: ") and " cores, " in lines[1]
+    assert re.match(r"wall \d+ ms per step \([\d.]+ images/s", lines[2])
+    assert re.match(r"summed op time \d+ ms per step", lines[3])
+    rows = [re.match(r"\s*([\d.]+) ms\s+([\d.]+)%  (\S+)$", line) for line in lines[4:]]
     assert len(rows) > 10 and all(rows), lines
     shares = [float(row.group(2)) for row in rows]
     assert shares == sorted(shares, reverse=True) and 90 < sum(shares) <= 100.1
@@ -37,7 +38,9 @@ def test_throughput_prints_a_row_per_variant_with_its_ceiling():
     )
     lines = result.stdout.strip().splitlines()
     assert lines[0].startswith("GoogLeNet, 64x64, batch 2, ")
-    assert re.match(r"matmul ceiling \(4096\^2\): bfloat16 [\d.]+ ", lines[1])
+    assert re.match(r"machine: .+, \d+ cores, ", lines[1])
+    assert re.match(r"matmul ceiling \(4096\^2\): bfloat16 [\d.]+ ", lines[2])
+    assert lines[3] == "precision for bn: float32 (asked for)"
     row = next(line for line in lines if line.startswith("| bn | float32 |"))
     train, tflops = re.match(r"\| bn \| float32 \| ([\d.]+) \([\d.]+-[\d.]+\) \| ([\d.]+) \(\d+%\)", row).groups()
     assert float(train) > 0 and float(tflops) > 0

@@ -59,14 +59,6 @@ def test_best_weights_keeps_the_best_across_restarts(tmp_path):
     assert json.loads((tmp_path / "best.json").read_text())["epoch"] == 3
 
 
-def test_precision_choice(monkeypatch):
-    monkeypatch.setattr(training, "_cpu_flags", lambda: {"avx512f", "avx512_bf16"})
-    assert training.resolve_precision("auto")[0] == "mixed_bfloat16"
-    monkeypatch.setattr(training, "_cpu_flags", lambda: {"avx2"})
-    assert training.resolve_precision("auto")[0] == "float32"
-    assert training.resolve_precision("mixed_float16") == ("mixed_float16", "asked for")
-
-
 def test_strategy_choice(monkeypatch):
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 0}}))
     assert training.resolve_strategy("auto")[0] == "multi_worker"

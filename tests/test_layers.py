@@ -114,3 +114,29 @@ def test_fused_batchnorm_round_trips_and_falls_back_when_synchronized():
     layer.build(x.shape)
     assert not layer._fused(keras.ops.convert_to_tensor(x), None)
     np.testing.assert_allclose(np.asarray(layer(x, training=True)), 0.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
+def test_standin_lrn_gpu_branch_trains_through_the_kernel(policy, monkeypatch):
+    # With a GPU visible, training runs TensorFlow's LRN kernel (cuDNN's there) and its
+    # registered gradient instead of the XLA-compiled pair: the same kernel runs on a CPU.
+    from inception_tf import layers
+
+    layer = LocalResponseNormalization(depth_radius=2, bias=1.5, alpha=3e-3, beta=0.75, dtype=policy)
+    x = tf.constant(np.random.default_rng(4).normal(scale=30.0, size=(2, 3, 3, 10)).astype("float32"))
+    weights = tf.range(1, 11, dtype=tf.float32) - 5.0
+    results = {}
+    for gpu in (False, True):
+        monkeypatch.setattr(layers, "_gpu_visible", lambda gpu=gpu: gpu)
+        compiled = []
+        monkeypatch.setattr(layers, "_compiled_lrn", lambda *a, real=layers._compiled_lrn: compiled.append(a) or real(*a))
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(tf.cast(y, tf.float32) * weights)
+        assert bool(compiled) == (not gpu)
+        assert y.dtype == layer.compute_dtype
+        results[gpu] = [tf.cast(t, tf.float32).numpy() for t in (y, tape.gradient(loss, x))]
+    tolerance = dict(rtol=1e-5, atol=1e-6) if policy == "float32" else dict(rtol=2e-3, atol=2e-3)
+    np.testing.assert_allclose(results[True][0], results[False][0], **tolerance)
+    np.testing.assert_allclose(results[True][1], results[False][1], **tolerance)

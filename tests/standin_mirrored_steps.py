@@ -1,0 +1,40 @@
+"""`python tests/standin_mirrored_steps.py STEPS`: trains GoogLeNet (paper variant, three
+heads, no dropout) for STEPS steps of batch 64 on one device and with MirroredStrategy
+over two logical CPU devices, on the same batches, and prints the largest difference of
+a weight tensor relative to that tensor's largest value."""
+
+import sys
+
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from inception_tf import GoogLeNet, compile_for_training, labels_for_heads, training  # noqa: E402
+
+steps = int(sys.argv[1])
+rng = np.random.default_rng(0)
+images = rng.uniform(-1, 1, (64 * steps, 64, 64, 3)).astype("float32")
+labels = np.eye(10, dtype="float32")[rng.integers(0, 10, 64 * steps)]
+
+
+def build():
+    keras.utils.set_random_seed(0)
+    model = GoogLeNet(10, (64, 64, 3), variant="paper", dropout_rate=0.0, aux_dropout_rate=0.0)
+    return compile_for_training(model, learning_rate=0.01, labels="categorical", label_smoothing=0.1, weight_decay=5e-3)
+
+
+one = build()
+data = tf.data.Dataset.from_tensor_slices((images, labels_for_heads(one, labels))).batch(64)
+one.fit(data, epochs=1, verbose=0)
+strategy = training.make_strategy("mirrored")
+with strategy.scope():
+    two = build()
+with training.distributed_fit(two):
+    two.fit(data, epochs=1, verbose=0)
+print(f"replicas {strategy.num_replicas_in_sync}")
+gaps = [np.abs(a.numpy() - b.numpy()).max() / np.abs(a.numpy()).max() for a, b in zip(one.weights, two.weights)]
+print(f"largest relative difference {max(gaps):.3g}")

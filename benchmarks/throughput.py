@@ -131,9 +131,9 @@ def measure_model(variant, policy, args, saved_model=True):
     return result
 
 
-def _rate(triple):
+def _rate(triple, digits=1):
     median, low, high = triple
-    return f"{median:.1f} ({low:.1f}-{high:.1f})"
+    return f"{median:.{digits}f} ({low:.{digits}f}-{high:.{digits}f})"
 
 
 def report(results, ceilings, args, choices):
@@ -141,8 +141,8 @@ def report(results, ceilings, args, choices):
         f"GoogLeNet, {args.image_size}x{args.image_size}, batch {args.batch_size}, "
         f"TensorFlow {tf.__version__}, Keras {keras.__version__}",
         f"machine: {precision.describe_machine(precision.gpu_details())}",
-        f"matmul ceiling (4096^2): bfloat16 {_rate(ceilings['bfloat16'])} TFLOP/s, "
-        f"float32 {_rate(ceilings['float32'])} TFLOP/s",
+        f"matmul ceiling (4096^2): bfloat16 {_rate(ceilings['bfloat16'], 3)} TFLOP/s, "
+        f"float32 {_rate(ceilings['float32'], 3)} TFLOP/s",
     ]
     lines += [f"precision for {variant}: {choice.policy} ({choice.reason})" for variant, choice in choices.items()]
     lines += [

@@ -13,6 +13,7 @@ probe. A precision given by name is never second-guessed.
 import dataclasses
 import datetime
 import fcntl
+import functools
 import json
 import os
 import pathlib
@@ -106,7 +107,8 @@ def machine(gpus=None):
 def describe_machine(gpus=None):
     """One line for benchmark headers: CPU model, cores, instruction sets, GPUs."""
     found = machine(gpus)
-    line = f"{found['cpu']}, {found['cores']} cores, {' '.join(found['cpu_features']) or 'no AVX2'}"
+    features = " ".join(found["cpu_features"]) or f"none of {', '.join(CPU_FEATURES)}"
+    line = f"{found['cpu']}, {found['cores']} cores, {features}"
     return line + (f"; GPUs: {', '.join(found['gpus'])}" if found["gpus"] else "; no GPU")
 
 
@@ -160,7 +162,7 @@ def measure(policies, workload, seconds=2.0, rounds=2, clear_margin=1.5):
                 GoogLeNet(10, (size, size, 3), variant=workload.variant, aux_heads=workload.aux_heads)
             )
             labels = labels_for_heads(model, rng.integers(0, 10, batch))
-            steps[policy] = _step(model, images, labels)
+            steps[policy] = functools.partial(model.train_on_batch, images, labels)
             steps[policy]()
             times[policy] = [_timed(steps[policy])]
         best = min(t[0] for t in times.values())
@@ -182,13 +184,6 @@ def _timed(step):
     start = time.perf_counter()
     step()
     return time.perf_counter() - start
-
-
-def _step(model, images, labels):
-    def step():
-        model.train_on_batch(images, labels)
-
-    return step
 
 
 # --- The stored answers -------------------------------------------------------------------

@@ -206,13 +206,12 @@ def make_strategy(name):
             communication_options=tf.distribute.experimental.CommunicationOptions(implementation=implementation)
         )
     if name in ("mirrored", "one_device"):
-        devices = strategy_devices(
-            name, _gpu_names(), [device.name for device in tf.config.list_logical_devices("CPU")]
-        )
+        gpus = _gpu_names()
+        devices = strategy_devices(name, gpus, [device.name for device in tf.config.list_logical_devices("CPU")])
         if name == "one_device":
             return tf.distribute.OneDeviceStrategy(devices[0])
         # Without GPUs the devices are CPUs, where NCCL does not run.
-        cross_device = None if _gpu_names() else tf.distribute.ReductionToOneDevice()
+        cross_device = None if gpus else tf.distribute.ReductionToOneDevice()
         return tf.distribute.MirroredStrategy(devices, cross_device_ops=cross_device)
     if name == "default":
         return tf.distribute.get_strategy()

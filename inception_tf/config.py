@@ -128,7 +128,7 @@ class RunConfig:
         _positive_int("batch_size", t.batch_size)
         if d.limit is not None:
             _positive_int("limit", d.limit)
-        minimum = model_lib.MIN_INPUT_SIZE_AUX if m.aux_heads else model_lib.MIN_INPUT_SIZE
+        minimum = model_lib.min_input_size(m.variant, m.aux_heads)
         if d.image_size < minimum:
             raise ValueError(f"`image_size` must be at least {minimum}. Received: image_size={d.image_size}")
         if not 0 <= d.validation_split < 1:

@@ -5,10 +5,17 @@ The builder reads like the paper's Table 1. Known deviations from other ports:
 - The third branch of every module is a true 5x5 convolution, as in the paper and the
   Caffe reference model. torchvision's `googlenet` and TF-slim's `inception_v1` use a 3x3
   kernel there (torchvision issue #906 calls it a known bug kept for its weights).
-- Max pools use "same" padding. Caffe pads its pools with ceil rounding instead; the
-  output sizes agree at every stage for 224x224 inputs.
+- The "paper" variant has the geometry of the Caffe reference model (BVLC GoogLeNet), so
+  its weights load exactly: conv1 pads 3 on every side, and the 3x3/2 max pools round
+  their output size up as Caffe does (`caffe_pool_padding`). With "same" padding instead,
+  conv1 would pad 2 before and 3 after (the same size, shifted by a pixel) and the pools
+  would give one more row at odd sizes. The "bn" variant keeps "same" padding, as
+  TF-slim does (and as the runs under results/ were trained).
 - The auxiliary heads pool the 4a / 4d maps to a 4x4 grid for every accepted input size
-  (see `aux_pool_geometry`); at 224x224 that is exactly the paper's 5x5 stride-3 pool.
+  (see `aux_pool_geometry`); at 224x224 that is exactly the paper's 5x5 stride-3 pool,
+  at other sizes Caffe's pool would give another grid and the heads' weights would not fit.
+- The last pool is global, as in every Keras application; the Caffe model's 7x7 pool is
+  the same at 224x224 only.
 """
 
 import keras
@@ -34,12 +41,39 @@ INCEPTION_TABLE = (
 POOL_BEFORE = {"4a": "pool3", "5a": "pool4"}
 AUX_AFTER = {"4a": "aux1", "4d": "aux2"}
 
-# The network downsamples 32x: below 32 pixels the last stage sees less than one.
-MIN_INPUT_SIZE = 32
-# The aux heads pool the 4a / 4d maps (input / 16, rounded up) to a 4x4 grid: those maps
-# are at least 4x4 from 49 pixels on.
-MIN_INPUT_SIZE_AUX = 49
 AUX_GRID = 4
+# The network downsamples 32x: below 32 pixels the last stage sees less than one pixel
+# of the input, whatever the padding makes of it.
+MIN_INPUT_SIZE = 32
+
+
+def caffe_pool_padding(size, pool_size=3, strides=2):
+    """Zeros to add after a map of side `size` so a valid pool gives Caffe's output size.
+
+    Caffe rounds a pool's output size up, `ceil((size - pool_size) / strides) + 1`, where a
+    "same" pool gives `ceil(size / strides)`: one more at odd sizes. Padding with zeros is
+    exact where the model pools, after a ReLU (or an LRN or concatenation of ReLUs).
+    """
+    outputs = -(-(size - pool_size) // strides) + 1
+    return max((outputs - 1) * strides + pool_size - size, 0)
+
+
+def stage_sizes(size, variant="paper"):
+    """The side of the map after conv1 and each 3x3/2 pool (pool1-pool4) for an input side."""
+    sizes = [-(-size // 2)]  # conv1: 7x7/2 padded 3 (or "same"), either way ceil(size / 2)
+    for _ in range(4):
+        side = sizes[-1]
+        sizes.append((side + caffe_pool_padding(side) - 3) // 2 + 1 if variant == "paper" else -(-side // 2))
+    return sizes
+
+
+def min_input_size(variant="paper", aux_heads=True):
+    """The smallest input side: `MIN_INPUT_SIZE`, and with aux heads a 4a map (after
+    pool3) of at least 4x4."""
+    size = MIN_INPUT_SIZE
+    while aux_heads and stage_sizes(size, variant)[3] < AUX_GRID:
+        size += 1
+    return size
 
 
 def aux_pool_geometry(size):
@@ -60,14 +94,14 @@ def aux_pool_geometry(size):
     return size - (AUX_GRID - 1) * stride, stride
 
 
-def _conv_block(x, filters, kernel_size, strides=1, variant="paper", name=None):
+def _conv_block(x, filters, kernel_size, strides=1, variant="paper", name=None, padding="same"):
     """Conv + ReLU ("paper": with bias 0.2) or conv + BatchNorm + ReLU ("bn")."""
     paper = variant == "paper"
     x = keras.layers.Conv2D(
         filters,
         kernel_size,
         strides=strides,
-        padding="same",
+        padding=padding,
         use_bias=paper,
         kernel_initializer="glorot_uniform",
         # The Caffe reference model starts every conv bias at 0.2.
@@ -146,7 +180,8 @@ def inception_module(
     branch_5x5 = conv(branch_5x5, filters_5x5, 5, "5x5")
     branch_pool = keras.layers.MaxPooling2D(3, strides=1, padding="same", name=f"{name}_pool")(x)
     branch_pool = conv(branch_pool, filters_pool_proj, 1, "pool_proj")
-    return keras.layers.Concatenate(axis=-1, name=f"{name}_concat")(
+    # Named as the module (Caffe's `inception_3a/output`): `get_layer("inception_4e")`.
+    return keras.layers.Concatenate(axis=-1, name=name)(
         [branch_1x1, branch_3x3, branch_5x5, branch_pool]
     )
 
@@ -171,6 +206,16 @@ def _classifier(x, num_classes, activation, name):
     x = keras.layers.Dense(num_classes, name=f"{name}_classifier")(x)
     # Float32 probabilities under mixed precision: bfloat16 softmax loses the small ones.
     return keras.layers.Activation(activation, dtype="float32", name=name)(x)
+
+
+def _max_pool(x, variant, name):
+    """The 3x3/2 max pool: Caffe's rounding for "paper", "same" padding for "bn"."""
+    if variant != "paper":
+        return keras.layers.MaxPooling2D(3, strides=2, padding="same", name=name)(x)
+    padding = tuple((0, caffe_pool_padding(side)) for side in x.shape[1:3])
+    if any(after for _, after in padding):
+        x = keras.layers.ZeroPadding2D(padding, name=f"{name}_pad")(x)
+    return keras.layers.MaxPooling2D(3, strides=2, padding="valid", name=name)(x)
 
 
 def _check_variant(variant):
@@ -204,9 +249,10 @@ def _check_arguments(
             f"Received: input_shape={input_shape!r}"
         )
     height, width, channels = shape
-    minimum = MIN_INPUT_SIZE_AUX if (include_top and aux_heads) else MIN_INPUT_SIZE
+    with_aux = include_top and aux_heads
+    minimum = min_input_size(variant, with_aux)
     if height < minimum or width < minimum:
-        why = " with aux_heads=True" if minimum == MIN_INPUT_SIZE_AUX else ""
+        why = f" (variant {variant!r}, aux_heads=True)" if with_aux else ""
         raise ValueError(
             f"GoogLeNet needs inputs of at least {minimum}x{minimum}{why}. "
             f"Received: input_shape={shape}"
@@ -235,8 +281,8 @@ def GoogLeNet(
 
     Args:
         num_classes: number of classes of the classifier (and of the aux heads).
-        input_shape: `(height, width, channels)`, channels last. At least 32x32, and
-            49x49 with aux heads (their pool needs a 4x4 map after stage 4a).
+        input_shape: `(height, width, channels)`, channels last. At least 32x32, and with aux heads, whose pool needs a 4x4 map after stage 4a, 49x49
+            ("bn") or 63x63 ("paper": Caffe's pools round down at odd sizes).
         variant: "paper" (conv with bias 0.2, ReLU, LocalResponseNormalization in the stem,
             Glorot-uniform weights) or "bn" (conv without bias + BatchNormalization + ReLU,
             no LRN: the torchvision / TF-slim style).
@@ -262,21 +308,25 @@ def GoogLeNet(
     inputs = keras.Input(shape=(height, width, channels), name="image")
 
     # Stem.                                                        # 224x224x3
-    x = _conv_block(inputs, 64, 7, strides=2, variant=variant, name="conv1_7x7")  # 112x112x64
-    x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)  # 56x56x64
+    if paper:
+        x = keras.layers.ZeroPadding2D(3, name="conv1_7x7_pad")(inputs)
+        x = _conv_block(x, 64, 7, strides=2, variant=variant, name="conv1_7x7", padding="valid")
+    else:
+        x = _conv_block(inputs, 64, 7, strides=2, variant=variant, name="conv1_7x7")  # 112x112x64
+    x = _max_pool(x, variant, "pool1")  # 56x56x64
     if paper:
         x = LocalResponseNormalization(name="lrn1")(x)
     x = _conv_block(x, 64, 1, variant=variant, name="conv2_reduce")  # 56x56x64
     x = _conv_block(x, 192, 3, variant=variant, name="conv2_3x3")  # 56x56x192
     if paper:
         x = LocalResponseNormalization(name="lrn2")(x)
-    x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool2")(x)  # 28x28x192
+    x = _max_pool(x, variant, "pool2")  # 28x28x192
 
     # Inception stages 3, 4, 5 (shapes in INCEPTION_TABLE).
     aux_outputs = []
     for module, *filters in INCEPTION_TABLE:
         if module in POOL_BEFORE:
-            x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name=POOL_BEFORE[module])(x)
+            x = _max_pool(x, variant, POOL_BEFORE[module])
         x = inception_module(x, *filters, name=f"inception_{module}", variant=variant)
         if include_top and aux_heads and module in AUX_AFTER:
             aux_outputs.append(

@@ -23,9 +23,9 @@ def test_parameter_counts_of_the_paper_variant(num_classes, aux_heads, expected)
 
 def test_module_channels_and_outputs_at_224():
     model = GoogLeNet(num_classes=10)
-    channels = [model.get_layer(f"inception_{m}_concat").output.shape[-1] for m in MODULES]
+    channels = [model.get_layer(f"inception_{m}").output.shape[-1] for m in MODULES]
     assert channels == [256, 480, 512, 512, 512, 528, 832, 832, 1024]
-    assert [model.get_layer(f"inception_{m}_concat").output.shape[1] for m in MODULES] == [28] * 2 + [14] * 5 + [7] * 2
+    assert [model.get_layer(f"inception_{m}").output.shape[1] for m in MODULES] == [28] * 2 + [14] * 5 + [7] * 2
     assert model.output_names == ["main", "aux1", "aux2"]
     assert [tuple(t.shape) for t in model.outputs] == [(None, 10)] * 3
     # Paper: aux heads pool 14x14 with 5x5/3 to 4x4x128 = 2048 features.
@@ -64,8 +64,11 @@ def test_bn_variant_layers():
     assert model.get_layer("inception_5b_5x5_conv").kernel_size == (5, 5)
 
 
-@pytest.mark.parametrize("variant", ["paper", "bn"])
-@pytest.mark.parametrize("shape", [(49, 49, 3), (64, 96, 3), (96, 96, 1), (150, 150, 3)])
+@pytest.mark.parametrize(
+    "variant, shape",
+    [(v, s) for v in ("paper", "bn") for s in [(64, 96, 3), (96, 96, 1), (150, 150, 3)]]
+    + [("bn", (49, 49, 3)), ("paper", (63, 63, 3)), ("paper", (227, 227, 3))],
+)
 def test_other_input_sizes_give_three_heads(variant, shape):
     model = GoogLeNet(num_classes=7, input_shape=shape, variant=variant)
     x = np.random.default_rng(0).uniform(-1, 1, size=(2, *shape)).astype("float32")
@@ -87,6 +90,31 @@ def test_aux_pool_geometry(size, expected):
     assert aux_pool_geometry(size) == expected
 
 
+def _caffe_pool_output(size, kernel=3, stride=2, pad=0):
+    """Caffe's PoolingLayer::Reshape: ceil rounding, and the last window must start inside."""
+    out = int(np.ceil((size + 2 * pad - kernel) / stride)) + 1
+    if pad and (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
+
+
+@pytest.mark.parametrize("size", [63, 64, 65, 96, 193, 224, 225, 227, 231, 256, 299, 320])
+def test_paper_variant_pools_as_caffe_does(size):
+    """Every 3x3/2 pool of the paper variant has Caffe's output size; conv1 pads 3 on each side."""
+    model = GoogLeNet(num_classes=10, input_shape=(size, size, 3))
+    side = (size + 2 * 3 - 7) // 2 + 1
+    assert model.get_layer("conv1_7x7_conv").output.shape[1:3] == (side, side)
+    for name in ("pool1", "pool2", "pool3", "pool4"):
+        side = _caffe_pool_output(side)
+        assert model.get_layer(name).output.shape[1:3] == (side, side), name
+
+
+def test_bn_variant_keeps_same_padding():
+    model = GoogLeNet(num_classes=10, input_shape=(227, 227, 3), variant="bn")
+    assert [model.get_layer(f"pool{i}").output.shape[1] for i in range(1, 5)] == [57, 29, 15, 8]
+    assert "conv1_7x7_pad" not in [layer.name for layer in model.layers]
+
+
 def test_aux_pool_geometry_always_gives_a_4x4_grid():
     for size in range(4, 200):
         window, stride = aux_pool_geometry(size)
@@ -105,7 +133,8 @@ def test_feature_extractor(pooling, shape):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(input_shape=(48, 48, 3)), r"at least 49x49 with aux_heads=True\. Received: input_shape=\(48, 48, 3\)"),
+        (dict(input_shape=(48, 48, 3), variant="bn"), r"at least 49x49 \(variant 'bn', aux_heads=True\)\. Received: input_shape=\(48, 48, 3\)"),
+        (dict(input_shape=(62, 62, 3)), r"at least 63x63 \(variant 'paper', aux_heads=True\)\. Received: input_shape=\(62, 62, 3\)"),
         (dict(input_shape=(31, 64, 3), aux_heads=False), r"at least 32x32\. Received: input_shape=\(31, 64, 3\)"),
         (dict(input_shape=(16, 16, 3), include_top=False), r"at least 32x32\. Received: input_shape=\(16, 16, 3\)"),
         (dict(input_shape=(3, 224, 224)), r"Received: input_shape=\(3, 224, 224\)"),

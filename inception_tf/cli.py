@@ -77,7 +77,8 @@ def _add_train(subparsers, prog=None):
     group.add_argument("--variant", choices=model_lib.VARIANTS, help=f"default: {defaults.model.variant}")
     group.add_argument("--no-aux-heads", dest="aux_heads", action="store_false", default=None, help="train without the two aux heads")
     group.add_argument("--dropout-rate", type=float, help=f"default: {defaults.model.dropout_rate}")
-    group.add_argument("--init-from", help="start from the weights of a .keras model (heads replaced if the classes differ)")
+    group.add_argument("--init-from", help="start from the weights of a .keras model or BVLC's .caffemodel (classifiers fresh if the classes differ)")
+    group.add_argument("--preprocessing", choices=("auto", "tf", "caffe"), help="input convention: tf ([-1, 1]) or caffe (BGR minus the ImageNet mean), default: auto (the --init-from model's, else tf)")
     group = parser.add_argument_group("training")
     group.add_argument("--epochs", type=_positive_int, help=f"default: {defaults.train.epochs}")
     group.add_argument("--batch-size", type=_positive_int, help=f"global batch, default: {defaults.train.batch_size}")
@@ -102,7 +103,7 @@ TRAIN_FLAGS = {
     "validation_split": "data.validation_split", "limit": "data.limit", "skip_corrupt": "data.skip_corrupt",
     "augment": "data.augment", "random_erasing": "data.random_erasing", "test_crops": "data.test_crops",
     "variant": "model.variant", "aux_heads": "model.aux_heads",
-    "dropout_rate": "model.dropout_rate", "init_from": "init_from", "epochs": "train.epochs",
+    "dropout_rate": "model.dropout_rate", "preprocessing": "model.preprocessing", "init_from": "init_from", "epochs": "train.epochs",
     "batch_size": "train.batch_size", "learning_rate": "train.learning_rate", "momentum": "train.momentum",
     "schedule": "train.schedule", "label_smoothing": "train.label_smoothing", "weight_decay": "train.weight_decay",
     "precision": "train.precision", "strategy": "train.strategy", "seed": "train.seed", "run_dir": "run_dir",
@@ -177,7 +178,7 @@ def _run_evaluate(args):
 
     import keras
 
-    from inception_tf import augment, config, data, evaluation, files
+    from inception_tf import augment, config, data, evaluation, files, model_files
 
     source = data.load_source(args.dataset, data_dir=args.data_dir, validation_split=args.validation_split, limit=args.limit)
     if args.split not in source.splits:
@@ -200,7 +201,8 @@ def _run_evaluate(args):
         policy = config.RunConfig().replace(**{"data.dataset": args.dataset}).resolved_augment()
     views = augment.test_view_boxes(crops, augment.AugmentConfig(policy=policy))
     metrics = evaluation.evaluate(
-        model, source.splits[args.split], source.class_names, image_size, args.batch_size, out, split_name="test", views=views
+        model, source.splits[args.split], source.class_names, image_size, args.batch_size, out, split_name="test",
+        views=views, preprocessing=model_files.read_info(args.model).preprocessing,
     )
     metrics.update(evaluated_split=args.split, dataset=args.dataset, model=str(args.model))
     files.write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
@@ -217,7 +219,7 @@ def _add_export(subparsers):
     )
     parser.add_argument("--model", required=True, help="a .keras model")
     parser.add_argument("--out", required=True, help="the SavedModel folder to write")
-    parser.add_argument("--labels", help="class names, one per line (default: labels.txt beside the model)")
+    parser.add_argument("--labels", help="class names, one per line (default: those saved with the model)")
     parser.add_argument("--top-k", type=_positive_int, default=5)
     parser.set_defaults(handler=_run_export)
 
@@ -225,15 +227,16 @@ def _add_export(subparsers):
 def _run_export(args):
     import keras
 
-    from inception_tf import export
+    from inception_tf import export, model_files
 
     model = keras.models.load_model(args.model, compile=False)
+    info = model_files.read_info(args.model)
     if args.labels:
         with open(args.labels) as f:
-            class_names = [line.strip() for line in f if line.strip()]
-    else:
-        class_names = export.read_labels(args.model)
-    path = export.export_saved_model(model, args.out, class_names, top_k=args.top_k)
+            info.class_names = model_files.parse_labels(f.read())
+    path = export.export_saved_model(
+        model, args.out, info.class_names, top_k=args.top_k, preprocessing=info.preprocessing
+    )
     print(f"SavedModel written to {path}")
     return 0
 
@@ -257,6 +260,27 @@ def _run_predict(args):
     return predict.main(args.model, args.images, top_k=args.top_k, as_json=args.json)
 
 
+def _add_convert(subparsers):
+    parser = subparsers.add_parser(
+        "convert",
+        help="BVLC's Caffe GoogLeNet weights -> a .keras model (ImageNet, 1000 classes)",
+        description="Read bvlc_googlenet.caffemodel (Caffe's model zoo) into the paper variant, main and aux "
+        "heads, and save it as a .keras model that carries its class names and 'caffe' preprocessing.",
+    )
+    parser.add_argument("--caffemodel", required=True, help="bvlc_googlenet.caffemodel")
+    parser.add_argument("--prototxt", help="its deploy.prototxt, checked against the layout expected")
+    parser.add_argument("--out", required=True, help="the .keras file to write")
+    parser.add_argument("--image-size", type=_positive_int, default=224, help="model input side, default: 224 (BVLC's)")
+    parser.set_defaults(handler=_run_convert)
+
+
+def _run_convert(args):
+    from inception_tf import caffe
+
+    caffe.convert(args.caffemodel, args.out, prototxt=args.prototxt, image_size=args.image_size)
+    return 0
+
+
 def build_parser(train_prog=None):
     """The command line; `train_prog` names the train command in its usage line when it
     runs as `train.py` or `inception-tf-train`."""
@@ -268,6 +292,7 @@ def build_parser(train_prog=None):
     _add_evaluate(subparsers)
     _add_export(subparsers)
     _add_predict(subparsers)
+    _add_convert(subparsers)
     _add_summary(subparsers)
     return parser
 

@@ -10,6 +10,7 @@ import json
 from inception_tf import augment as augment_lib
 from inception_tf import data as data_lib
 from inception_tf import model as model_lib
+from inception_tf import preprocessing as preprocessing_lib
 
 SCHEDULES = ("paper", "cosine", "constant")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
@@ -43,6 +44,9 @@ class ModelConfig:
     variant: str = "bn"
     aux_heads: bool = True
     dropout_rate: float = 0.4
+    # The input convention the weights expect: "tf" ([-1, 1]) or "caffe" (BGR minus the
+    # ImageNet mean, the BVLC weights'). "auto" follows --init-from's model, else "tf".
+    preprocessing: str = "auto"
 
 
 @dataclasses.dataclass
@@ -119,6 +123,7 @@ class RunConfig:
         _choice("dataset", d.dataset, data_lib.SOURCES)
         _choice("augment", d.augment, ("auto",) + augment_lib.POLICIES)
         _choice("variant", m.variant, model_lib.VARIANTS)
+        _choice("preprocessing", m.preprocessing, ("auto",) + preprocessing_lib.MODES)
         _choice("schedule", t.schedule, SCHEDULES)
         _choice("precision", t.precision, PRECISIONS)
         _choice("strategy", t.strategy, STRATEGIES)

@@ -12,6 +12,7 @@ import dataclasses
 import tensorflow as tf
 
 from inception_tf import augment as augment_lib
+from inception_tf import preprocessing as preprocessing_lib
 from inception_tf import sources
 from inception_tf.sources import DataError, DataNotFoundError  # noqa: F401  (re-exported)
 
@@ -40,31 +41,32 @@ def resize_images(images, image_size, boxes=None, box_indices=None):
     return resized / 255.0
 
 
-def to_model_input(images):
-    """float32 [batch, h, w, 1 or 3] in [0, 1] -> 3 channels in [-1, 1]."""
+def to_model_input(images, preprocessing="tf"):
+    """float32 [batch, h, w, 1 or 3] in [0, 1] -> 3 channels, normalised for the model
+    (`preprocessing.normalize`: "tf" [-1, 1], "caffe" BGR minus the ImageNet mean)."""
     if images.shape[-1] == 1:
         images = tf.image.grayscale_to_rgb(images)
     elif images.shape[-1] != 3:
         raise DataError(f"Images must have 1 or 3 channels. Received: shape={images.shape}")
-    return images * 2.0 - 1.0
+    return preprocessing_lib.normalize(images, preprocessing)
 
 
-def preprocess_images(images, image_size):
+def preprocess_images(images, image_size, preprocessing="tf"):
     """What evaluation and the exported model do to a batch of uint8 images of any size."""
-    return to_model_input(resize_images(images, image_size))
+    return to_model_input(resize_images(images, image_size), preprocessing)
 
 
-def view_images(images, image_size, views):
+def view_images(images, image_size, views, preprocessing="tf"):
     """uint8 [batch, h, w, c] -> float32 [batch, len(views), size, size, 3]: the model
     input of every view box (`augment.test_view_boxes`) of every image."""
     count = len(views)
     batch = tf.shape(images)[0]
     boxes = tf.tile(tf.constant(views, tf.float32), [batch, 1])
-    inputs = to_model_input(resize_images(images, image_size, boxes, tf.repeat(tf.range(batch), count)))
+    inputs = to_model_input(resize_images(images, image_size, boxes, tf.repeat(tf.range(batch), count)), preprocessing)
     return tf.reshape(inputs, [batch, count, image_size, image_size, 3])
 
 
-def augment_images(images, image_size, config, seed):
+def augment_images(images, image_size, config, seed, preprocessing="tf"):
     """What training does to a batch: crop, flip, resize, photometric distortion, random
     erasing, then the same `to_model_input` as evaluation."""
     shape = tf.shape(images)
@@ -75,7 +77,7 @@ def augment_images(images, image_size, config, seed):
         resized = augment_lib.photometric(color_seed, resized, config)
     if config.policy != "none" and config.erasing > 0:
         resized = augment_lib.random_erasing(erase_seed, resized, config)
-    return to_model_input(resized)
+    return to_model_input(resized, preprocessing)
 
 
 # --- Sources ------------------------------------------------------------------------------
@@ -206,6 +208,7 @@ def make_dataset(
     device=None,
     shard=None,
     views=None,
+    preprocessing="tf",
 ):
     """Batches of (images, labels) for a model of input `image_size` x `image_size` x 3.
 
@@ -230,9 +233,10 @@ def make_dataset(
             batch. Leave `batch_size` global either way.
         views: evaluation only: boxes of multi-crop testing (`augment.test_view_boxes`);
             each batch then holds every view of each image, [b, views, size, size, 3].
+        preprocessing: the model's input convention, "tf" or "caffe" (`preprocessing.MODES`).
 
     Returns:
-        A `tf.data.Dataset` of `(float32 [b, size, size, 3] in [-1, 1], labels)`.
+        A `tf.data.Dataset` of `(float32 [b, size, size, 3], labels)`, normalised.
     """
     if views is not None and training:
         raise ValueError("`views` are for evaluation: pass training=False. Received: training=True")
@@ -244,6 +248,7 @@ def make_dataset(
         count, index = shard
         if not (isinstance(count, int) and isinstance(index, int) and 0 <= index < count):
             raise ValueError(f"`shard` must be (count, index) with 0 <= index < count. Received: shard={shard!r}")
+    preprocessing_lib.check_mode(preprocessing)
     augment = augment if augment is not None else augment_lib.AugmentConfig()
     autotune = tf.data.AUTOTUNE
     dataset, by_file = _examples(split, training, seed, shard)
@@ -251,13 +256,13 @@ def make_dataset(
 
     if training and augment.active:
         def transform(images, labels, pair_seed):
-            return augment_images(images, image_size, augment, pair_seed), labels
+            return augment_images(images, image_size, augment, pair_seed, preprocessing), labels
     elif views is not None:
         def transform(images, labels, pair_seed):
-            return view_images(images, image_size, views), labels
+            return view_images(images, image_size, views, preprocessing), labels
     else:
         def transform(images, labels, pair_seed):
-            return preprocess_images(images, image_size), labels
+            return preprocess_images(images, image_size, preprocessing), labels
 
     if split.kind == "arrays":  # one size: resize whole batches
         dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=autotune)

@@ -16,7 +16,7 @@ from inception_tf import data as data_lib
 from inception_tf import files
 
 
-def predict(model, split, image_size, batch_size, views=None):
+def predict(model, split, image_size, batch_size, views=None, preprocessing="tf"):
     """Probabilities of every head of `model` on `split`, the labels, and images/s.
 
     With `views` (boxes from `augment.test_view_boxes`) each head's probabilities are
@@ -24,7 +24,8 @@ def predict(model, split, image_size, batch_size, views=None):
     """
     count = len(views) if views else 1
     dataset = data_lib.make_dataset(
-        split, image_size, max(1, batch_size // count), training=False, heads=None, views=views
+        split, image_size, max(1, batch_size // count), training=False, heads=None, views=views,
+        preprocessing=preprocessing,
     )
     heads = list(model.output_names)
     outputs = {head: [] for head in heads}
@@ -187,19 +188,21 @@ def plot_curves(history_path, path):
     _save_figure(fig, path)
 
 
-def evaluate(model, split, class_names, image_size, batch_size, out_dir, split_name="test", views=None):
+def evaluate(
+    model, split, class_names, image_size, batch_size, out_dir, split_name="test", views=None, preprocessing="tf"
+):
     """Metrics of `model` on `split`; writes `confusion_matrix.png` into `out_dir`.
 
     With `views` (multi-crop testing, `augment.test_view_boxes`), each head's softmax is
     averaged over the views, as the paper does; with more than one, the whole-image view
     alone is reported beside it as `{split}_single_crop_accuracy`. None is the whole
-    image, as one view is.
+    image, as one view is. `preprocessing` is the model's input convention ("tf", "caffe").
 
     Returns a dict: `{split}_accuracy`, `{split}_top5_accuracy`, `{split}_loss` (the main
     head's cross-entropy), each aux head's accuracy, the number of crops, images/s, the
     per-class table, and the confusion matrix.
     """
-    outputs, labels, images_per_second = predict(model, split, image_size, batch_size, views)
+    outputs, labels, images_per_second = predict(model, split, image_size, batch_size, views, preprocessing)
     crops = len(views) if views else 1
     single = outputs
     if views:  # [examples, views, classes]: the whole image first

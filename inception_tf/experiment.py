@@ -27,8 +27,9 @@ from inception_tf import augment as augment_lib
 from inception_tf import callbacks as callbacks_lib
 from inception_tf import config as config_lib
 from inception_tf import data as data_lib
-from inception_tf import evaluation, export, files, schedules, training
+from inception_tf import evaluation, export, files, model_files, schedules, training
 from inception_tf import precision as precision_lib
+from inception_tf import weights as weights_lib
 from inception_tf.augment import AugmentConfig
 from inception_tf.model import GoogLeNet
 
@@ -58,6 +59,8 @@ def default_run_dir(config):
 def resolve(config, strategy, overwrite=False, log=print, **choose_kwargs):
     """The configuration with every "auto" replaced, logging why each was chosen.
 
+    The preprocessing follows `--init-from`'s model file (its weights expect it), else "tf".
+
     A run that resumes keeps the precision it started in (its config.json); a new one
     times the candidates on this machine unless one was named (`precision.choose`, whose
     keyword arguments `choose_kwargs` passes on).
@@ -65,6 +68,12 @@ def resolve(config, strategy, overwrite=False, log=print, **choose_kwargs):
     config.validate()
     run_dir = config.run_dir or default_run_dir(config)
     t = config.train
+    preprocessing = config.model.preprocessing
+    if preprocessing == "auto" and config.init_from:
+        preprocessing = model_files.read_info(config.init_from).preprocessing
+        log(f"preprocessing: {preprocessing} (the input {config.init_from} expects)")
+    elif preprocessing == "auto":
+        preprocessing = "tf"
     saved = pathlib.Path(run_dir) / "config.json"
     if t.precision == "auto" and saved.is_file() and not overwrite:
         policy = json.loads(saved.read_text()).get("train", {}).get("precision")
@@ -83,6 +92,7 @@ def resolve(config, strategy, overwrite=False, log=print, **choose_kwargs):
     return config.replace(
         **{
             "train.precision": choice.policy,
+            "model.preprocessing": preprocessing,
             "data.augment": config.resolved_augment(),
             "run_dir": run_dir,
         }
@@ -113,30 +123,10 @@ def prepare_run_dir(config, overwrite=False):
 
 
 def transfer_weights(source_path, model, log=print):
-    """Copies the layers of a saved model into `model` by name; layers whose shapes differ
-    (the classifiers, for another number of classes) keep their fresh initialisation."""
-    source = keras.models.load_model(source_path, compile=False)
-    copied, replaced = 0, []
-    for layer in model.layers:
-        try:
-            other = source.get_layer(layer.name)
-        except ValueError:
-            continue
-        weights = other.get_weights()
-        if not weights and not layer.weights:
-            continue
-        if [w.shape for w in weights] == [tuple(v.shape) for v in layer.weights]:
-            layer.set_weights(weights)
-            copied += 1
-        else:
-            replaced.append(layer.name)
-    if copied == 0:
-        raise ValueError(
-            f"No layer of {source_path} fits this model (another variant?). "
-            f"Received: init_from={str(source_path)!r}"
-        )
-    log(f"init-from {source_path}: {copied} layers copied" + (f", new: {', '.join(replaced)}" if replaced else ""))
-    return copied, replaced
+    """`weights.load` with a line saying what was copied and which heads start fresh."""
+    copied, fresh = weights_lib.load(model, source_path)
+    log(f"init-from {source_path}: {copied} layers copied" + (f", new: {', '.join(fresh)}" if fresh else ""))
+    return copied, fresh
 
 
 def _schedule(config):
@@ -236,11 +226,12 @@ def _train_and_report(config, strategy, role, out_dir, state, overwrite, log):
     train_data = data_lib.make_dataset(
         splits["train"], d.image_size, t.batch_size, training=True,
         augment=AugmentConfig(policy=d.augment, erasing=d.random_erasing), seed=t.seed,
-        heads=heads, one_hot=one_hot, shard=shard,
+        heads=heads, one_hot=one_hot, shard=shard, preprocessing=config.model.preprocessing,
     )
     val_split = splits.get("validation")
     val_data = None if val_split is None else data_lib.make_dataset(
-        val_split, d.image_size, t.batch_size, heads=heads, one_hot=one_hot, shard=shard
+        val_split, d.image_size, t.batch_size, heads=heads, one_hot=one_hot, shard=shard,
+        preprocessing=config.model.preprocessing,
     )
 
     history_path = out_dir / "history.csv"
@@ -309,15 +300,15 @@ def _train_and_report(config, strategy, role, out_dir, state, overwrite, log):
     metrics = evaluation.evaluate(
         model, splits[test_name], source.class_names, d.image_size, t.batch_size, run_dir, split_name="test",
         views=augment_lib.test_view_boxes(d.test_crops, AugmentConfig(policy=d.augment)),
+        preprocessing=config.model.preprocessing,
     )
     log(f"\n{test_name} split, {metrics['test_examples']} images:\n{metrics['report']}")
     evaluation.plot_curves(history_path, run_dir / "curves.png")
 
-    tmp = files.temporary_sibling(run_dir / "model.keras", suffix=".keras")
-    model.save(tmp)
-    files.move_into_place(tmp, run_dir / "model.keras")
-    files.write_text_atomic(run_dir / "labels.txt", "".join(f"{name}\n" for name in source.class_names))
-    export.export_saved_model(model, run_dir / "saved_model", source.class_names)
+    preprocessing = config.model.preprocessing
+    model_files.save_keras(model, run_dir / "model.keras", source.class_names, preprocessing)
+    files.write_text_atomic(run_dir / model_files.LABELS_FILE, model_files.labels_text(source.class_names))
+    export.export_saved_model(model, run_dir / "saved_model", source.class_names, preprocessing=preprocessing)
 
     metrics.update(
         evaluated_split=test_name,

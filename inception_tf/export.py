@@ -4,10 +4,10 @@ The SavedModel holds the inference graph (main head only) in float32, two signat
 the class names:
 
 - `serving_default(images: uint8 [batch, height, width, 3])`, any height and width:
-  resized and normalised by `data.preprocess_images`, the function evaluation uses;
-  returns `probabilities` [batch, num_classes], `top_k_indices`, `top_k_scores` and
-  `top_k_classes` (names).
-- `preprocessed(inputs: float32 [batch, size, size, 3])`, already in [-1, 1]: returns
+  resized and normalised by `data.preprocess_images`, the function evaluation uses, in
+  the model's preprocessing mode ("tf" or "caffe"); returns `probabilities`
+  [batch, num_classes], `top_k_indices`, `top_k_scores` and `top_k_classes` (names).
+- `preprocessed(inputs: float32 [batch, size, size, 3])`, already normalised: returns
   `probabilities`.
 - `assets/labels.txt`: one class name per line.
 """
@@ -19,10 +19,9 @@ import keras
 import tensorflow as tf
 
 from inception_tf import data as data_lib
-from inception_tf import files
+from inception_tf import files, model_files
+from inception_tf import preprocessing as preprocessing_lib
 from inception_tf.model import inference_model
-
-LABELS_FILE = "labels.txt"
 
 
 def _with_float32_policies(config):
@@ -51,8 +50,9 @@ def as_float32(model):
 
 
 class _Serving(tf.Module):
-    def __init__(self, model, class_names, top_k, labels_path):
+    def __init__(self, model, class_names, top_k, labels_path, preprocessing):
         super().__init__()
+        self.preprocessing = preprocessing
         self.model = model
         self.labels = tf.saved_model.Asset(str(labels_path))
         height, width = model.inputs[0].shape[1:3]
@@ -69,7 +69,7 @@ class _Serving(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")], autograph=False)
     def serve(self, images):
-        probabilities = self._probabilities(data_lib.preprocess_images(images, self.image_size))
+        probabilities = self._probabilities(data_lib.preprocess_images(images, self.image_size, self.preprocessing))
         scores, indices = tf.math.top_k(probabilities, k=self.top_k)
         return {
             "probabilities": probabilities,
@@ -82,7 +82,7 @@ class _Serving(tf.Module):
         return tf.cast(self.model(inputs, training=False), tf.float32)
 
 
-def export_saved_model(model, path, class_names=None, top_k=5, float32=True):
+def export_saved_model(model, path, class_names=None, top_k=5, float32=True, preprocessing="tf"):
     """Writes the inference SavedModel of `model` (a GoogLeNet, aux heads or not) to `path`.
 
     Written to a temporary folder beside `path` and moved into place, so `path` never
@@ -94,6 +94,8 @@ def export_saved_model(model, path, class_names=None, top_k=5, float32=True):
         class_names: the names for `labels.txt` and `top_k_classes` (default "0", "1", ...).
         top_k: how many classes `serving_default` ranks.
         float32: compute in float32 whatever precision training used.
+        preprocessing: the input convention the weights expect, "tf" or "caffe"
+            (`preprocessing.MODES`); `serving_default` applies it.
 
     Returns:
         `path` as a `pathlib.Path`.
@@ -108,14 +110,15 @@ def export_saved_model(model, path, class_names=None, top_k=5, float32=True):
         raise ValueError(
             f"`class_names` must name the model's {num_classes} classes. Received: {len(class_names)} names"
         )
+    preprocessing_lib.check_mode(preprocessing)
     if not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"`top_k` must be a positive integer. Received: top_k={top_k!r}")
     tmp = files.temporary_sibling(path)
     files.remove(tmp)
     with tempfile.TemporaryDirectory() as scratch:
-        labels_path = pathlib.Path(scratch) / LABELS_FILE
-        labels_path.write_text("".join(f"{name}\n" for name in class_names))
-        module = _Serving(model, class_names, top_k, labels_path)
+        labels_path = pathlib.Path(scratch) / model_files.LABELS_FILE
+        labels_path.write_text(model_files.labels_text(class_names))
+        module = _Serving(model, class_names, top_k, labels_path, preprocessing)
         try:
             tf.saved_model.save(
                 module, str(tmp), signatures={"serving_default": module.serve, "preprocessed": module.classify}
@@ -126,12 +129,3 @@ def export_saved_model(model, path, class_names=None, top_k=5, float32=True):
     files.move_into_place(tmp, path)
     return path
 
-
-def read_labels(path):
-    """Class names stored with a SavedModel (assets/labels.txt) or beside a .keras file."""
-    path = pathlib.Path(path)
-    candidates = [path / "assets" / LABELS_FILE] if path.is_dir() else [path.with_name(LABELS_FILE)]
-    for candidate in candidates:
-        if candidate.is_file():
-            return [line for line in candidate.read_text().splitlines() if line]
-    return None

@@ -276,6 +276,7 @@ def GoogLeNet(
     aux_dropout_rate=0.7,
     classifier_activation="softmax",
     name="googlenet",
+    weights=None,
 ):
     """Builds GoogLeNet (Inception v1) as a functional `keras.Model`.
 
@@ -297,6 +298,11 @@ def GoogLeNet(
         classifier_activation: activation of the classifiers ("softmax", or None for
             logits). Computed in float32 under mixed precision.
         name: the model's name.
+        weights: None (random initialisation) or the path of a `.keras` model, a
+            `.weights.h5` file or BVLC's `bvlc_googlenet.caffemodel` (paper variant;
+            its input is `preprocess_input(images, mode="caffe")`). Layers are matched
+            by name: classifiers of another `num_classes` start fresh, the rest must fit
+            (any input size does), else the error names the first layer that does not.
 
     Returns:
         A `keras.Model`.
@@ -346,7 +352,12 @@ def GoogLeNet(
         outputs = keras.layers.GlobalMaxPooling2D(name="pool5")(x)
     else:
         outputs = x
-    return keras.Model(inputs, outputs, name=name)
+    model = keras.Model(inputs, outputs, name=name)
+    if weights is not None:
+        from inception_tf import weights as weights_lib
+
+        weights_lib.load(model, weights)
+    return model
 
 
 def inference_model(model):

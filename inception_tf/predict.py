@@ -47,12 +47,13 @@ class Predictor:
     """Probabilities for one uint8 RGB image, from a SavedModel folder or a .keras file."""
 
     def __init__(self, model_path):
-        from inception_tf import export
+        from inception_tf import model_files
 
         model_path = pathlib.Path(model_path)
         if not model_path.exists():
             raise FileNotFoundError(f"No model at {model_path}. Received: model={str(model_path)!r}")
-        self.class_names = export.read_labels(model_path)
+        info = model_files.read_info(model_path)
+        self.class_names = info.class_names
         if model_path.is_dir():
             import tensorflow as tf
 
@@ -66,7 +67,9 @@ class Predictor:
 
             model = inference_model(keras.models.load_model(model_path, compile=False))
             size = model.inputs[0].shape[1]
-            self._call = lambda batch: np.asarray(model(data.preprocess_images(batch, size), training=False))
+            self._call = lambda batch: np.asarray(
+                model(data.preprocess_images(batch, size, info.preprocessing), training=False)
+            )
 
     def __call__(self, image):
         return self._call(image[None])[0].astype(np.float64)

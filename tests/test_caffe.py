@@ -1,6 +1,7 @@
 """BVLC GoogLeNet weights: a caffemodel written here in BVLC's layout (random weights), run
 by OpenCV 4's Caffe importer as the reference, against the converted Keras model."""
 
+import json
 import subprocess
 import sys
 
@@ -12,9 +13,11 @@ import pytest
 import tensorflow as tf
 
 from caffe_files import random_blobs, write_caffemodel
-from inception_tf import GoogLeNet, caffe, decode_predictions, export_saved_model, imagenet, preprocess_input
+from fake_data import write_image_folder
+from inception_tf import GoogLeNet, caffe, data, decode_predictions, export_saved_model, imagenet, inference_model
+from inception_tf import model_files, preprocess_input
 from inception_tf.weights import WeightsError
-from runs import env
+from runs import env, train
 
 PHOTOS = ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png")  # photographs matplotlib ships
 PROBS = ("prob", "loss1/prob", "loss2/prob")
@@ -166,13 +169,35 @@ def test_convert_then_predict_prints_imagenet_names(bvlc, converted, tmp_path):
     )
     # predict reads the file with its own decoder and resizes in the graph: the same
     # photograph, other pixels than `photos()`, so compare with the model on its input.
-    from inception_tf import data, predict
+    from inception_tf import predict
 
     image = predict.read_rgb(photo)
     probabilities = np.asarray(converted(data.preprocess_images(image[None], 224, "caffe"), training=False)[0])
     expected = [name for _, name, _ in decode_predictions(probabilities)[0]]
-    import json
-
     top = json.loads(result.stdout.splitlines()[-1])["top"]
     assert [entry["class"] for entry in top] == expected
     assert all(entry["class"] in imagenet.class_names() for entry in top)
+
+
+def test_fine_tuning_from_converted_weights_trains_and_serves_in_their_mode(bvlc, tmp_path):
+    start = model_files.save_keras(
+        GoogLeNet(input_shape=(64, 64, 3), weights=bvlc["path"]), tmp_path / "imagenet-64.keras",
+        imagenet.class_names(), preprocessing="caffe",
+    )
+    photos_dir = write_image_folder(tmp_path / "photos", per_class=4)
+    run_dir = tmp_path / "run"
+    result = train(
+        "--dataset", "folder", "--data-dir", str(photos_dir), "--validation-split", "0.25", "--init-from", str(start),
+        "--variant", "paper", "--image-size", "64", "--epochs", "1", "--batch-size", "4", "--learning-rate", "0.001",
+        "--precision", "float32", "--test-crops", "1", "--run-dir", str(run_dir),
+    )
+    assert f"preprocessing: caffe (the input {start} expects)" in result.stdout
+    assert "61 layers copied, new: main_classifier, aux1_classifier, aux2_classifier" in result.stdout
+    assert json.loads((run_dir / "config.json").read_text())["model"]["preprocessing"] == "caffe"
+    info = model_files.read_info(run_dir / "model.keras")
+    assert (info.preprocessing, info.class_names) == ("caffe", ["cat", "dog", "emu"])
+    model = inference_model(keras.models.load_model(run_dir / "model.keras", compile=False))
+    images = photos(64)
+    expected = np.asarray(model(data.preprocess_images(images, 64, "caffe"), training=False))
+    served = tf.saved_model.load(str(run_dir / "saved_model")).signatures["serving_default"](images=tf.constant(images))
+    np.testing.assert_allclose(served["probabilities"].numpy(), expected, atol=1e-5)

@@ -111,16 +111,14 @@ TRAIN_FLAGS = {
 
 
 def config_from_args(args):
-    """Defaults, then the preset, then --config, then the flags given."""
+    """The defaults, then the preset over them, then --config over both, then the flags given."""
     from inception_tf import config
 
     run_config = config.RunConfig()
     if args.preset:
         run_config = run_config.replace(**config.PRESETS[args.preset])
     if args.config:
-        run_config = config.RunConfig.from_json(args.config)
-        if args.preset:
-            run_config = run_config.replace(**config.PRESETS[args.preset])
+        run_config = run_config.replace(**config.read_overrides(args.config))
     given = {key: getattr(args, flag) for flag, key in TRAIN_FLAGS.items() if getattr(args, flag) is not None}
     return run_config.replace(**given).validate()
 
@@ -201,13 +199,14 @@ def _run_evaluate(args):
         policy = config.RunConfig().replace(**{"data.dataset": args.dataset}).resolved_augment()
     views = augment.test_view_boxes(crops, augment.AugmentConfig(policy=policy))
     metrics = evaluation.evaluate(
-        model, source.splits[args.split], source.class_names, image_size, args.batch_size, out, split_name="test",
-        views=views, preprocessing=model_files.read_info(args.model).preprocessing,
+        model, source.splits[args.split], source.class_names, image_size, args.batch_size, out,
+        split_name=args.split, views=views, preprocessing=model_files.read_info(args.model).preprocessing,
     )
     metrics.update(evaluated_split=args.split, dataset=args.dataset, model=str(args.model))
     files.write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     print(metrics["report"])
-    print(f"accuracy {metrics['test_accuracy']:.4f}, top-5 {metrics['test_top5_accuracy']:.4f}; report in {out}")
+    accuracy, top5 = metrics[f"{args.split}_accuracy"], metrics[f"{args.split}_top5_accuracy"]
+    print(f"{args.split} accuracy {accuracy:.4f}, top-5 {top5:.4f}; report in {out}")
     return 0
 
 

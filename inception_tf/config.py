@@ -162,6 +162,25 @@ def _positive_int(name, value):
         raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
 
 
+def read_overrides(path):
+    """A configuration file as `{"section.field": value}` for the keys it sets, so that it
+    overrides only those (a preset fills the rest). Errors name the file."""
+    try:
+        with open(path) as f:
+            values = json.load(f)
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"Cannot read the configuration file {path}: {error}. Received: config={str(path)!r}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"The configuration file {path} must hold a JSON object. Received: config={str(path)!r}")
+    dotted = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            dotted.update({f"{key}.{name}": item for name, item in value.items()})
+        else:
+            dotted[key] = value
+    return dotted
+
+
 def diff(old, new, prefix=""):
     """`["train.epochs: 2 -> 3", ...]`: the keys where two configuration dicts differ."""
     changes = []

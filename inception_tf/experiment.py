@@ -159,8 +159,24 @@ def run(config, overwrite=False, log=print):
     # MultiWorkerMirroredStrategy must exist before TensorFlow runs anything else.
     strategy = training.make_strategy(strategy_name)
     log(f"strategy: {strategy_name} ({reason}), {strategy.num_replicas_in_sync} replica(s)")
-    config = resolve(config.replace(**{"train.strategy": strategy_name}), strategy, overwrite, log)
     role = training.worker_role(strategy)
+    run_dir = pathlib.Path(config.run_dir or default_run_dir(config))
+    # One writer per run directory: the chief, which writes it (other workers only read).
+    with _run_dir_lock(run_dir) if role.is_chief else contextlib.nullcontext():
+        return _run_locked(config.replace(**{"train.strategy": strategy_name}), strategy, role, overwrite, log)
+
+
+@contextlib.contextmanager
+def _run_dir_lock(run_dir):
+    try:
+        with files.exclusive_lock(run_dir):
+            yield
+    except files.LockHeld as error:
+        raise RunDirError(f"{error}. Wait for it to finish, or choose another --run-dir.") from None
+
+
+def _run_locked(config, strategy, role, overwrite, log):
+    config = resolve(config, strategy, overwrite, log)
     run_dir = pathlib.Path(config.run_dir)
     if role.is_chief:
         state = prepare_run_dir(config, overwrite)

@@ -1,9 +1,17 @@
 """Writing files so that a crash never leaves a half-written one at the target path."""
 
+import contextlib
+import fcntl
 import os
 import pathlib
 import shutil
 import tempfile
+
+LOCK_FILE = ".lock"
+
+
+class LockHeld(RuntimeError):
+    """Another process holds the lock of a folder."""
 
 
 def write_text_atomic(path, text):
@@ -62,3 +70,29 @@ def remove(path):
         shutil.rmtree(path)
     else:
         path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def exclusive_lock(folder):
+    """Holds `folder/.lock` (creating the folder) for one process at a time.
+
+    The lock is the kernel's (`flock`), not the file's existence: it goes with its process
+    however that ends, SIGKILL included, so a lock file left behind is simply taken over.
+    The file records the holder's PID for the message another process gets (LockHeld).
+    """
+    folder = pathlib.Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise LockHeld(f"{folder} is in use by process {holder} (it holds {path})") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield path
+    finally:
+        os.close(fd)

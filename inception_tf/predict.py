@@ -52,6 +52,11 @@ class Predictor:
         model_path = pathlib.Path(model_path)
         if not model_path.exists():
             raise FileNotFoundError(f"No model at {model_path}. Received: model={str(model_path)!r}")
+        if model_path.is_dir() and not (model_path / "saved_model.pb").is_file():
+            hint = " (a run directory: pass RUN_DIR/saved_model or RUN_DIR/model.keras)" if (model_path / "saved_model").is_dir() else ""
+            raise FileNotFoundError(
+                f"{model_path} holds no SavedModel (saved_model.pb){hint}. Received: model={str(model_path)!r}"
+            )
         info = model_files.read_info(model_path)
         self.class_names = info.class_names
         if model_path.is_dir():

@@ -36,6 +36,34 @@ def test_flags_override_config_file_which_overrides_preset(tmp_path):
     assert config.model.aux_heads is False and config.data.skip_corrupt is True
 
 
+def test_a_config_file_wins_over_a_preset_and_the_preset_fills_what_it_leaves(tmp_path):
+    whole = tmp_path / "config.json"
+    whole.write_text(RunConfig().replace(**{"train.epochs": 9, "data.limit": 100}).to_json())
+    config = cli.config_from_args(_args("--config", str(whole), "--preset", "quick"))
+    assert (config.train.epochs, config.data.limit) == (9, 100)  # not the preset's 2 and 4096
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps({"train": {"epochs": 5}}))
+    config = cli.config_from_args(_args("--config", str(partial), "--preset", "quick", "--seed", "3"))
+    assert (config.train.epochs, config.data.limit, config.train.seed) == (5, PRESETS["quick"]["data.limit"], 3)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("{'train': 1}", r"Cannot read the configuration file .*bad.json: Expecting property name.*Received: config='.*bad.json'"),
+        ("[1, 2]", r"must hold a JSON object. Received: config='.*bad.json'"),
+        ('{"train": {"epochz": 1}}', r"Unknown configuration key. Received: 'train.epochz'"),
+    ],
+)
+def test_a_bad_config_file_is_named(tmp_path, text, message):
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        cli.config_from_args(_args("--config", str(path)))
+    with pytest.raises(ValueError, match=r"Cannot read the configuration file .*missing.json"):
+        cli.config_from_args(_args("--config", str(tmp_path / "missing.json")))
+
+
 def test_defaults_suit_fashion_mnist():
     config = cli.config_from_args(_args())
     assert config.data.dataset == "fashion_mnist" and config.resolved_augment() == "standard"

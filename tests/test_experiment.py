@@ -2,6 +2,9 @@
 
 import json
 import signal
+import subprocess
+import sys
+import time
 
 import keras
 import numpy as np
@@ -9,7 +12,7 @@ import pytest
 
 from inception_tf import GoogLeNet
 from inception_tf.experiment import transfer_weights
-from runs import SMALL, TINY, history_epochs, kill, start_train, train, wait_for_backup
+from runs import SMALL, TINY, env, history_epochs, kill, start_train, train, wait_for_backup
 
 RUN_FILES = ["config.json", "history.csv", "metrics.json", "curves.png", "confusion_matrix.png", "model.keras", "saved_model", "labels.txt"]
 
@@ -78,6 +81,36 @@ def test_evaluate_command_writes_the_same_report(run_dir, tmp_path):
         assert metrics[key] == pytest.approx(original[key], abs=1e-6), key
     assert (out / "confusion_matrix.png").is_file()
     assert "weighted avg" in result.stdout
+
+
+def test_evaluate_names_its_figures_by_the_split(run_dir, tmp_path):
+    run_dir, _ = run_dir
+    result = subprocess.run(
+        [sys.executable, "-m", "inception_tf", "evaluate", "--model", str(run_dir / "model.keras"), "--split",
+         "validation", "--validation-split", "0.5", "--limit", "256", "--test-crops", "1", "--out", str(tmp_path)],
+        capture_output=True, text=True, env=env(), check=True,
+    )
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["evaluated_split"] == "validation" and metrics["validation_examples"] == 128
+    assert "validation_accuracy" in metrics and not any(key.startswith("test_") for key in metrics)
+    assert "validation accuracy" in result.stdout
+
+
+def test_a_second_process_on_the_run_dir_exits_naming_the_lock(tmp_path):
+    run_dir = tmp_path / "locked"
+    first = start_train(*TINY, "--epochs", "1", "--test-crops", "1", "--run-dir", str(run_dir))
+    lock = run_dir / ".lock"
+    deadline = time.monotonic() + 600
+    while not (lock.is_file() and lock.read_text().strip()):
+        assert first.poll() is None and time.monotonic() < deadline, first.stdout.read()
+        time.sleep(0.2)
+    second = train(*TINY, "--epochs", "1", "--test-crops", "1", "--run-dir", str(run_dir), check=False)
+    assert first.poll() is None, "the second process should be refused while the first still trains"
+    assert second.returncode == 2 and "Traceback" not in second.stderr
+    assert f"{run_dir} is in use by process {first.pid} (it holds {lock})" in second.stderr
+    output, _ = first.communicate(timeout=900)
+    assert first.returncode == 0, output
+    assert (run_dir / "metrics.json").is_file() and (run_dir / "saved_model" / "saved_model.pb").is_file()
 
 
 def test_fine_tuning_replaces_the_heads_for_other_classes(run_dir):

@@ -79,3 +79,14 @@ def test_predict_text_output_for_one_file(models, images):
         capture_output=True, text=True, env=env(), check=True,
     )
     assert result.stdout.startswith(f"{images / 'a.png'}:") and "  2. " in result.stdout and "  3. " not in result.stdout
+
+
+def test_a_folder_without_a_model_is_named(models, tmp_path):
+    run_dir = tmp_path / "run"
+    (run_dir / "saved_model").mkdir(parents=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "inception_tf", "predict", "--model", str(run_dir), str(tmp_path)],
+        capture_output=True, text=True, env=env(),
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{run_dir} holds no SavedModel (saved_model.pb) (a run directory: pass RUN_DIR/saved_model" in result.stderr

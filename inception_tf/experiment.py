@@ -160,10 +160,11 @@ def run(config, overwrite=False, log=print):
     strategy = training.make_strategy(strategy_name)
     log(f"strategy: {strategy_name} ({reason}), {strategy.num_replicas_in_sync} replica(s)")
     role = training.worker_role(strategy)
-    run_dir = pathlib.Path(config.run_dir or default_run_dir(config))
+    run_dir = config.run_dir or default_run_dir(config)
+    config = config.replace(**{"train.strategy": strategy_name, "run_dir": run_dir})
     # One writer per run directory: the chief, which writes it (other workers only read).
     with _run_dir_lock(run_dir) if role.is_chief else contextlib.nullcontext():
-        return _run_locked(config.replace(**{"train.strategy": strategy_name}), strategy, role, overwrite, log)
+        return _run_locked(config, strategy, role, overwrite, log)
 
 
 @contextlib.contextmanager

@@ -15,6 +15,8 @@ import warnings
 
 import numpy as np
 
+from inception_tf import model_files
+
 FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
@@ -449,10 +451,10 @@ def load_tfrecord_source(data_dir):
             shards[split] = tuple(str(p) for p in matched)
     if "train" not in shards:
         raise DataNotFoundError(f"No TFRecord shards named train* in {root}. Found: {[p.name for p in files]}")
-    labels_file = root / "labels.txt"
+    labels_file = root / model_files.LABELS_FILE
     class_names = None
     if labels_file.is_file():
-        class_names = tuple(line.strip() for line in labels_file.read_text().splitlines() if line.strip())
+        class_names = tuple(model_files.parse_labels(labels_file.read_text()))
     scanned = {split: _scan_labels(paths) for split, paths in shards.items()}
     if class_names is None:
         top = max(int(labels.max()) for labels in scanned.values() if labels.size)

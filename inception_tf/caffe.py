@@ -153,13 +153,13 @@ def layout():
             rows += [
                 (f"{aux}_reduce_conv", f"{loss}/conv", "conv"),
                 (f"{aux}_fc", f"{loss}/fc", "fc_chw"),
-                (f"{aux}_classifier", f"{loss}/classifier", "fc"),
+                (model_lib.classifier_layer(aux), f"{loss}/classifier", "fc"),
             ]
-    return rows + [("main_classifier", "loss3/classifier", "fc")]
+    return rows + [(model_lib.classifier_layer(model_lib.MAIN_HEAD), "loss3/classifier", "fc")]
 
 
 def _is_classifier(keras_name):
-    return keras_name.endswith("_classifier")
+    return keras_name in map(model_lib.classifier_layer, model_lib.HEADS)
 
 
 def _fc_after_chw(weights, channels=128, grid=model_lib.AUX_GRID):

@@ -9,7 +9,7 @@ import time
 
 import keras
 
-from inception_tf import files
+from inception_tf import files, keras_fixes
 
 
 def _finite(logs, key="loss"):
@@ -17,14 +17,15 @@ def _finite(logs, key="loss"):
     return value is None or math.isfinite(float(value))
 
 
-class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """`BackupAndRestore` whose backup is switched atomically after every finished epoch.
+class AtomicBackupAndRestore(keras.callbacks.Callback):
+    """Keras's `BackupAndRestore`, with the backup switched atomically after every
+    finished epoch.
 
-    Keras's own writes `latest.weights.h5` and its metadata in place: a kill while
-    writing loses both. Here each epoch's weights (with the optimizer's state) go to
-    `epoch-N.weights.h5`, then `state.json` is renamed over the old one to point at
-    them. A kill at any instant leaves a complete backup. A diverged epoch (non-finite
-    loss) is never backed up.
+    Keras's own writes `latest.weights.h5` and its metadata in place: a kill or a full
+    disk while writing loses both. Here each epoch's weights (with the optimizer's
+    state) go to `epoch-N.weights.h5`, then `state.json` is renamed over the old one to
+    point at them. A kill at any instant leaves a complete backup. A diverged epoch
+    (non-finite loss) is never backed up.
 
     Put it after the callbacks that write the epoch's logs (CSVLogger): a kill between
     the two then repeats an epoch's row, which `truncate_history` drops on resume,
@@ -37,43 +38,37 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     """
 
     def __init__(self, backup_dir, restore_dir=None):
-        super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=False, double_checkpoint=False)
-        self.restore_dir = str(restore_dir) if restore_dir is not None else self.backup_dir
+        super().__init__()
+        self.backup_dir = pathlib.Path(backup_dir)
+        self.restore_dir = pathlib.Path(restore_dir) if restore_dir is not None else self.backup_dir
         self.restored_epoch = 0
 
-    @property
-    def _state_path(self):
-        return backup_state_path(self.backup_dir)
-
     def on_train_begin(self, logs=None):
-        self._load_model()
-
-    def _load_model(self):
         state_path = backup_state_path(self.restore_dir)
         if not state_path.is_file():
             return
         state = json.loads(state_path.read_text())
         if self.model.optimizer is not None and not self.model.optimizer.built:
             self.model.optimizer.build(self.model.trainable_variables)
-        self.model.load_weights(pathlib.Path(self.restore_dir) / state["weights"])
-        self.model._initial_epoch = self.restored_epoch = self._current_epoch = state["epoch"]
+        self.model.load_weights(self.restore_dir / state["weights"])
+        self.restored_epoch = state["epoch"]
+        keras_fixes.start_fit_at_epoch(self.model, self.restored_epoch)
 
     def on_epoch_end(self, epoch, logs=None):
         if not _finite(logs):
             return
-        self._current_epoch = epoch + 1
-        self._save_model()
-
-    def _save_model(self):
-        backup_dir = pathlib.Path(self.backup_dir)
-        name = f"epoch-{self._current_epoch}.weights.h5"
-        tmp = files.temporary_sibling(backup_dir / name, suffix=".weights.h5")
-        self.model.save_weights(tmp, overwrite=True)
-        files.move_into_place(tmp, backup_dir / name)
-        files.write_text_atomic(self._state_path, json.dumps({"epoch": self._current_epoch, "weights": name}))
-        for old in backup_dir.glob("epoch-*.weights.h5"):
+        name = f"epoch-{epoch + 1}.weights.h5"
+        save_weights(self.model, self.backup_dir / name)
+        files.write_text_atomic(backup_state_path(self.backup_dir), json.dumps({"epoch": epoch + 1, "weights": name}))
+        for old in self.backup_dir.glob("epoch-*.weights.h5"):
             if old.name != name:
                 old.unlink(missing_ok=True)
+
+
+def save_weights(model, path):
+    """`model.save_weights(path)` through `files.atomic_path`: `path` is complete or untouched."""
+    with files.atomic_path(path, suffix=".weights.h5") as tmp, keras_fixes.closing_failed_h5_writes():
+        model.save_weights(tmp)
 
 
 def backup_state_path(backup_dir):
@@ -96,7 +91,8 @@ def truncate_history(path, epoch):
     if not rows:
         return
     header, body = rows[0], rows[1:]
-    kept = [row for row in body if row and int(row[0]) < epoch]
+    # A row cut short by a kill or a full disk is dropped with the epochs after the backup.
+    kept = [row for row in body if len(row) == len(header) and row[0].isdigit() and int(row[0]) < epoch]
     if len(kept) != len(body):
         buffer = io.StringIO()
         csv.writer(buffer).writerows([header] + kept)
@@ -149,9 +145,7 @@ class BestWeights(keras.callbacks.Callback):
         value = float(value)
         if not math.isfinite(value) or not _finite(logs) or not self._improved(value):
             return
-        tmp = files.temporary_sibling(self.filepath, suffix=".weights.h5")
-        self.model.save_weights(tmp, overwrite=True)
-        files.move_into_place(tmp, self.filepath)
+        save_weights(self.model, self.filepath)
         self.best, self.best_epoch = value, epoch
         files.write_text_atomic(
             self.state_path, json.dumps({"monitor": self.monitor, "value": value, "epoch": epoch})

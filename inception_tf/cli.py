@@ -124,7 +124,7 @@ def config_from_args(args):
 
 
 def _run_train(args):
-    from inception_tf import experiment
+    from inception_tf import experiment, files
 
     run_config = config_from_args(args)
     try:
@@ -135,6 +135,9 @@ def _run_train(args):
     except experiment.RunDirError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except files.DiskFull as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         from inception_tf.callbacks import backed_up_epoch
 

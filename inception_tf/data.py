@@ -12,12 +12,12 @@ import dataclasses
 import tensorflow as tf
 
 from inception_tf import augment as augment_lib
+from inception_tf import model as model_lib
 from inception_tf import preprocessing as preprocessing_lib
 from inception_tf import sources
 from inception_tf.sources import DataError, DataNotFoundError  # noqa: F401  (re-exported)
 
 SOURCES = ("fashion_mnist", "mnist", "cifar10", "cifar100", "folder", "tfrecord")
-HEADS = ("main", "aux1", "aux2")
 SHUFFLE_BUFFER_RECORDS = 4096  # encoded images (ImageNet's are ~110 KB each)
 
 
@@ -202,7 +202,7 @@ def make_dataset(
     training=False,
     augment=None,
     seed=None,
-    heads=HEADS,
+    heads=model_lib.HEADS,
     drop_remainder=False,
     one_hot=None,
     device=None,
@@ -238,47 +238,12 @@ def make_dataset(
     Returns:
         A `tf.data.Dataset` of `(float32 [b, size, size, 3], labels)`, normalised.
     """
-    if views is not None and training:
-        raise ValueError("`views` are for evaluation: pass training=False. Received: training=True")
-    if not isinstance(image_size, int) or image_size < 1:
-        raise ValueError(f"`image_size` must be a positive integer. Received: image_size={image_size!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}")
-    if shard is not None:
-        count, index = shard
-        if not (isinstance(count, int) and isinstance(index, int) and 0 <= index < count):
-            raise ValueError(f"`shard` must be (count, index) with 0 <= index < count. Received: shard={shard!r}")
-    preprocessing_lib.check_mode(preprocessing)
+    _check_dataset_arguments(training, image_size, batch_size, shard, views, preprocessing)
     augment = augment if augment is not None else augment_lib.AugmentConfig()
-    autotune = tf.data.AUTOTUNE
     dataset, by_file = _examples(split, training, seed, shard)
     seeds = tf.data.Dataset.random(seed=seed).batch(2, drop_remainder=True)
-
-    if training and augment.active:
-        def transform(images, labels, pair_seed):
-            return augment_images(images, image_size, augment, pair_seed, preprocessing), labels
-    elif views is not None:
-        def transform(images, labels, pair_seed):
-            return view_images(images, image_size, views, preprocessing), labels
-    else:
-        def transform(images, labels, pair_seed):
-            return preprocess_images(images, image_size, preprocessing), labels
-
-    if split.kind == "arrays":  # one size: resize whole batches
-        dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=autotune)
-        dataset = tf.data.Dataset.zip(dataset, seeds).map(
-            lambda batch, pair: transform(*batch, pair), num_parallel_calls=autotune
-        )
-    else:  # images of any size: resize each, then batch
-        def transform_one(example, pair):
-            images, labels = transform(example[0][None], example[1], pair)
-            return images[0], labels
-
-        dataset = tf.data.Dataset.zip(dataset, seeds).map(transform_one, num_parallel_calls=autotune)
-        dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=autotune)
-        if not by_file and (split.kind == "records" or not split.ignore_decode_errors):
-            batches = split.size // batch_size if drop_remainder else -(-split.size // batch_size)
-            dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
+    transform = _transform(image_size, training, augment, views, preprocessing)
+    dataset = _transformed_batches(dataset, seeds, transform, split, batch_size, drop_remainder, by_file)
     if one_hot:
         dataset = dataset.map(lambda images, labels: (images, tf.one_hot(labels, one_hot)))
     if heads:
@@ -291,7 +256,55 @@ def make_dataset(
         dataset = dataset.with_options(options)
     if device is not None:
         return dataset.apply(tf.data.experimental.prefetch_to_device(device))
-    return dataset.prefetch(autotune)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _check_dataset_arguments(training, image_size, batch_size, shard, views, preprocessing):
+    if views is not None and training:
+        raise ValueError("`views` are for evaluation: pass training=False. Received: training=True")
+    if not isinstance(image_size, int) or image_size < 1:
+        raise ValueError(f"`image_size` must be a positive integer. Received: image_size={image_size!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}")
+    if shard is not None:
+        count, index = shard
+        if not (isinstance(count, int) and isinstance(index, int) and 0 <= index < count):
+            raise ValueError(f"`shard` must be (count, index) with 0 <= index < count. Received: shard={shard!r}")
+    preprocessing_lib.check_mode(preprocessing)
+
+
+def _transform(image_size, training, augment, views, preprocessing):
+    """`(images, labels, pair_seed) -> (images, labels)`: augmented, multi-view or plain."""
+    if training and augment.active:
+        def transform(images, labels, pair_seed):
+            return augment_images(images, image_size, augment, pair_seed, preprocessing), labels
+    elif views is not None:
+        def transform(images, labels, pair_seed):
+            return view_images(images, image_size, views, preprocessing), labels
+    else:
+        def transform(images, labels, pair_seed):
+            return preprocess_images(images, image_size, preprocessing), labels
+    return transform
+
+
+def _transformed_batches(dataset, seeds, transform, split, batch_size, drop_remainder, by_file):
+    autotune = tf.data.AUTOTUNE
+    if split.kind == "arrays":  # one size: resize whole batches
+        dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=autotune)
+        return tf.data.Dataset.zip(dataset, seeds).map(
+            lambda batch, pair: transform(*batch, pair), num_parallel_calls=autotune
+        )
+
+    def transform_one(example, pair):  # images of any size: resize each, then batch
+        images, labels = transform(example[0][None], example[1], pair)
+        return images[0], labels
+
+    dataset = tf.data.Dataset.zip(dataset, seeds).map(transform_one, num_parallel_calls=autotune)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=autotune)
+    if not by_file and (split.kind == "records" or not split.ignore_decode_errors):
+        batches = split.size // batch_size if drop_remainder else -(-split.size // batch_size)
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
+    return dataset
 
 
 def replica_batch_size(global_batch_size, num_replicas):

@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 
 from inception_tf import data as data_lib
 from inception_tf import files
+from inception_tf import model as model_lib
 
 
 def predict(model, split, image_size, batch_size, views=None, preprocessing="tf"):
@@ -133,9 +134,8 @@ def plot_confusion_matrix(matrix, class_names, path, title="Confusion matrix"):
 
 
 def _save_figure(fig, path):
-    tmp = files.temporary_sibling(path, suffix=".png")
-    fig.savefig(tmp, dpi=110)
-    files.move_into_place(tmp, path)
+    with files.atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110)
 
 
 def read_history(path):
@@ -209,7 +209,7 @@ def evaluate(
         single = {head: probabilities[:, 0] for head, probabilities in outputs.items()}
         outputs = {head: probabilities.mean(axis=1) for head, probabilities in outputs.items()}
     heads = list(outputs)
-    main_head = "main" if "main" in outputs else heads[0]
+    main_head = model_lib.main_head(heads)
     main = outputs[main_head]
     predictions = main.argmax(axis=1)
     accuracy = float(np.mean(predictions == labels))

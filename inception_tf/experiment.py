@@ -14,6 +14,7 @@ RUN_DIR/
 """
 
 import contextlib
+import dataclasses
 import json
 import math
 import pathlib
@@ -27,7 +28,7 @@ from inception_tf import augment as augment_lib
 from inception_tf import callbacks as callbacks_lib
 from inception_tf import config as config_lib
 from inception_tf import data as data_lib
-from inception_tf import evaluation, export, files, model_files, schedules, training
+from inception_tf import distribute, evaluation, export, files, keras_fixes, model_files, schedules, training
 from inception_tf import precision as precision_lib
 from inception_tf import weights as weights_lib
 from inception_tf.augment import AugmentConfig
@@ -37,7 +38,6 @@ RUN_FILES = (
     "config.json", "history.csv", "logs", "best.weights.h5", "best.json", "backup", "model.keras",
     "labels.txt", "saved_model", "metrics.json", "curves.png", "confusion_matrix.png",
 )
-CLASSIFIER_LAYERS = ("main_classifier", "aux1_classifier", "aux2_classifier")
 
 
 class RunDirError(RuntimeError):
@@ -85,8 +85,8 @@ def resolve(config, strategy, overwrite=False, log=print, **choose_kwargs):
             batch_size=data_lib.replica_batch_size(t.batch_size, strategy.num_replicas_in_sync),
             aux_heads=config.model.aux_heads,
         )
-        if training.worker_role(strategy).count > 1:
-            choose_kwargs.setdefault("agree", training.agree_on_rates(strategy))
+        if distribute.worker_role(strategy).count > 1:
+            choose_kwargs.setdefault("agree", distribute.agree_on_rates(strategy))
         choice = precision_lib.choose(t.precision, workload, log=log, **choose_kwargs)
     log(f"precision: {choice.policy} ({choice.reason})")
     return config.replace(
@@ -142,12 +142,39 @@ def _monitor(model):
     return "val_main_accuracy" if len(model.outputs) > 1 else "val_accuracy"
 
 
+@dataclasses.dataclass(frozen=True)
+class RunPaths:
+    """Where a run reads and writes. The chief writes the run directory itself (`out` is
+    `run_dir`); another worker writes to a temporary `out` and resumes from the chief's
+    files (`restore_from`, None after --overwrite: nothing to resume)."""
+
+    run_dir: pathlib.Path
+    out: pathlib.Path
+    restore_from: pathlib.Path = None
+
+    @classmethod
+    def for_role(cls, run_dir, role, overwrite):
+        run_dir = pathlib.Path(run_dir)
+        if role.is_chief:
+            return cls(run_dir, run_dir, run_dir)
+        out = pathlib.Path(tempfile.mkdtemp(prefix=f"inception_tf-{role.task_type}{role.task_id}-"))
+        return cls(run_dir, out, None if overwrite else run_dir)
+
+    # This process's files.
+    history = property(lambda self: self.out / "history.csv")
+    backup = property(lambda self: self.out / "backup")
+    best = property(lambda self: self.out / "best.weights.h5")
+    best_state = property(lambda self: self.out / "best.json")
+    logs = property(lambda self: self.out / "logs")
+
+
 def run(config, overwrite=False, log=print):
     """Trains, evaluates, reports and exports. Returns the metrics dict.
 
-    Raises RunDirError when the run directory holds another configuration and
-    TrainingDiverged when the loss stops being finite; KeyboardInterrupt passes
-    through with the last finished epoch saved in RUN_DIR/backup.
+    Raises RunDirError when the run directory holds another configuration or another
+    process is writing it, TrainingDiverged when the loss stops being finite, and
+    files.DiskFull when the disk fills (saying which epoch a rerun resumes from);
+    KeyboardInterrupt passes through with the last finished epoch saved in RUN_DIR/backup.
 
     Under a multi-worker strategy every worker runs this with the same configuration.
     The chief writes the run directory, evaluates and exports, and returns the metrics;
@@ -155,16 +182,21 @@ def run(config, overwrite=False, log=print):
     remove, and return None.
     """
     config.validate()
-    strategy_name, reason = training.resolve_strategy(config.train.strategy)
+    strategy_name, reason = distribute.resolve_strategy(config.train.strategy)
     # MultiWorkerMirroredStrategy must exist before TensorFlow runs anything else.
-    strategy = training.make_strategy(strategy_name)
+    strategy = distribute.make_strategy(strategy_name)
     log(f"strategy: {strategy_name} ({reason}), {strategy.num_replicas_in_sync} replica(s)")
-    role = training.worker_role(strategy)
+    role = distribute.worker_role(strategy)
     run_dir = config.run_dir or default_run_dir(config)
     config = config.replace(**{"train.strategy": strategy_name, "run_dir": run_dir})
     # One writer per run directory: the chief, which writes it (other workers only read).
     with _run_dir_lock(run_dir) if role.is_chief else contextlib.nullcontext():
-        return _run_locked(config, strategy, role, overwrite, log)
+        try:
+            return _run_locked(config, strategy, role, overwrite, log)
+        except Exception as error:
+            if not files.is_disk_full(error):
+                raise
+            raise _disk_full(error, config, role) from error
 
 
 @contextlib.contextmanager
@@ -176,39 +208,61 @@ def _run_dir_lock(run_dir):
         raise RunDirError(f"{error}. Wait for it to finish, or choose another --run-dir.") from None
 
 
+def _disk_full(error, config, role):
+    """The one message of a full disk: what was being written, and where a rerun resumes."""
+    run_dir = pathlib.Path(config.run_dir)
+    if role.is_chief:
+        files.remove_leftovers(run_dir)
+    written = getattr(error, "path", None) or getattr(error, "filename", None) or f"into {run_dir}"
+    finished = callbacks_lib.backed_up_epoch(run_dir / "backup")
+    if finished:
+        resume = (
+            f"The last finished epoch, {finished} of {config.train.epochs}, is saved in {run_dir / 'backup'}: "
+            "free some space and run the same command again to resume from it."
+        )
+    else:
+        resume = "No epoch had finished: free some space and run the same command again."
+    return files.DiskFull(written, f". {resume}")
+
+
 def _run_locked(config, strategy, role, overwrite, log):
     config = resolve(config, strategy, overwrite, log)
     run_dir = pathlib.Path(config.run_dir)
-    if role.is_chief:
-        state = prepare_run_dir(config, overwrite)
-        out_dir = run_dir
-    else:
-        # Read-only: the chief alone changes the run directory (and --overwrite empties
-        # it, so there is nothing to resume from).
-        state = "new" if overwrite else prepare_run_dir(config)
-        out_dir = pathlib.Path(tempfile.mkdtemp(prefix=f"inception_tf-{role.task_type}{role.task_id}-"))
+    # Read-only on other workers: the chief alone changes the run directory (and
+    # --overwrite empties it, so there is nothing to resume from).
+    state = prepare_run_dir(config, overwrite) if role.is_chief or not overwrite else "new"
     if state == "complete":
         log(f"{run_dir} is complete (metrics.json); pass --overwrite to train it again.")
         return json.loads((run_dir / "metrics.json").read_text()) if role.is_chief else None
+    paths = RunPaths.for_role(run_dir, role, overwrite)
     if role.count > 1:
-        log(f"worker: {role.name}, {role.index + 1} of {role.count}" + ("" if role.is_chief else f", writes to {out_dir}"))
+        log(f"worker: {role.name}, {role.index + 1} of {role.count}" + ("" if role.is_chief else f", writes to {paths.out}"))
     try:
-        return _train_and_report(config, strategy, role, out_dir, state, overwrite, log)
+        if role.is_chief:
+            _start_run_dir(config, paths, state, log)
+        source, test_name = _build_data(config, log)
+        model, digest = _train(config, strategy, role, source, paths, log)
+        if not role.is_chief:
+            log(f"{role.name}: training done; the chief evaluates and exports into {run_dir}")
+            return None
+        return _finalise(config, strategy, role, source, test_name, model, digest, paths, log)
     finally:
         if not role.is_chief:
-            files.remove(out_dir)
+            files.remove(paths.out)
 
 
-def _train_and_report(config, strategy, role, out_dir, state, overwrite, log):
-    run_dir = pathlib.Path(config.run_dir)
-    if role.is_chief:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        files.write_text_atomic(run_dir / "config.json", config.to_json())
-        log(f"run directory: {run_dir} ({'resuming' if state == 'resume' else 'new run'})")
+def _start_run_dir(config, paths, state, log):
+    leftovers = files.remove_leftovers(paths.run_dir)
+    if leftovers:
+        log(f"removed {len(leftovers)} unfinished file(s) a killed run left: {', '.join(p.name for p in leftovers)}")
+    files.write_text_atomic(paths.run_dir / "config.json", config.to_json())
+    callbacks_lib.truncate_history(paths.history, callbacks_lib.backed_up_epoch(paths.backup))
+    log(f"run directory: {paths.run_dir} ({'resuming' if state == 'resume' else 'new run'})")
 
-    d, m, t = config.data, config.model, config.train
-    keras.utils.set_random_seed(t.seed)
-    keras.config.set_dtype_policy(t.precision)
+
+def _build_data(config, log):
+    """The data source, and the split the run is evaluated on."""
+    d = config.data
     source = data_lib.load_source(
         d.dataset, data_dir=d.data_dir, validation_split=d.validation_split, limit=d.limit,
         skip_corrupt=d.skip_corrupt,
@@ -219,131 +273,152 @@ def _train_and_report(config, strategy, role, out_dir, state, overwrite, log):
             f"{source.name} at {source.location} has no test or validation split to evaluate on: "
             f"pass --validation-split. Received: validation_split={d.validation_split}"
         )
-    test_name = "test" if "test" in splits else "validation"
     log(
         f"data: {source.name} from {source.location}, {source.num_classes} classes, "
         + ", ".join(f"{key} {split.size}" for key, split in splits.items())
     )
+    return source, "test" if "test" in splits else "validation"
 
-    per_replica = data_lib.replica_batch_size(t.batch_size, strategy.num_replicas_in_sync)
+
+def _build_datasets(config, source, model, role):
+    """The training and validation tf.data pipelines (validation None without a split)."""
+    d, t = config.data, config.train
+    common = dict(
+        heads=tuple(model.output_names) if len(model.outputs) > 1 else None,  # one head: plain labels
+        one_hot=source.num_classes if t.label_smoothing else None,
+        shard=(role.count, role.index) if role.count > 1 else None,
+        preprocessing=config.model.preprocessing,
+    )
+    train = data_lib.make_dataset(
+        source.splits["train"], d.image_size, t.batch_size, training=True, seed=t.seed,
+        augment=AugmentConfig(policy=d.augment, erasing=d.random_erasing), **common,
+    )
+    validation = source.splits.get("validation")
+    if validation is not None:
+        validation = data_lib.make_dataset(validation, d.image_size, t.batch_size, **common)
+    return train, validation
+
+
+def _build_model(config, strategy, num_classes, log):
+    per_replica = data_lib.replica_batch_size(config.train.batch_size, strategy.num_replicas_in_sync)
     if strategy.num_replicas_in_sync > 1:
-        log(f"batch: {t.batch_size} global, {per_replica} on each of {strategy.num_replicas_in_sync} replicas")
+        log(f"batch: {config.train.batch_size} global, {per_replica} on each of {strategy.num_replicas_in_sync} replicas")
     with strategy.scope():
-        model = _build_and_compile(config, source.num_classes, log)
+        model = _build_and_compile(config, num_classes, log)
     if isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer):
         log(f"loss scaling: dynamic (LossScaleOptimizer), from {model.optimizer.initial_scale:g}")
     if strategy.num_replicas_in_sync > 1:
-        synchronized = training.synchronize_batchnorm(model)
+        synchronized = distribute.synchronize_batchnorm(model)
         if synchronized:
             log(f"BatchNorm: {synchronized} layers compute their statistics over the global batch")
+    return model
 
-    heads = tuple(model.output_names) if len(model.outputs) > 1 else None  # one head: plain labels
-    one_hot = source.num_classes if t.label_smoothing else None
-    shard = (role.count, role.index) if role.count > 1 else None
-    train_data = data_lib.make_dataset(
-        splits["train"], d.image_size, t.batch_size, training=True,
-        augment=AugmentConfig(policy=d.augment, erasing=d.random_erasing), seed=t.seed,
-        heads=heads, one_hot=one_hot, shard=shard, preprocessing=config.model.preprocessing,
-    )
-    val_split = splits.get("validation")
-    val_data = None if val_split is None else data_lib.make_dataset(
-        val_split, d.image_size, t.batch_size, heads=heads, one_hot=one_hot, shard=shard,
-        preprocessing=config.model.preprocessing,
-    )
 
-    history_path = out_dir / "history.csv"
-    backup_dir = out_dir / "backup"
-    # The chief's files, which every worker resumes from (none after --overwrite).
-    chief_backup, chief_best = run_dir / "backup", run_dir / "best.weights.h5"
-    shared_backup = None if (overwrite and not role.is_chief) else chief_backup
-    if role.is_chief:
-        callbacks_lib.truncate_history(history_path, callbacks_lib.backed_up_epoch(backup_dir))
+def _build_callbacks(config, model, paths, validation):
+    """The callbacks of `fit`, and the NaNGuard among them (it says where training stopped)."""
     nan_guard = callbacks_lib.NaNGuard()
     callback_list = [
         keras.callbacks.LearningRateScheduler(_schedule(config)),
         nan_guard,
         callbacks_lib.EpochTimer(),
-        keras.callbacks.TensorBoard(log_dir=str(out_dir / "logs"), profile_batch=0),
+        keras.callbacks.TensorBoard(log_dir=str(paths.logs), profile_batch=0),
     ]
-    best_path = out_dir / "best.weights.h5"
-    if val_data is not None:
-        resume_best = None if role.is_chief or shared_backup is None else run_dir / "best.json"
-        callback_list.append(callbacks_lib.BestWeights(best_path, _monitor(model), resume_from=resume_best))
+    if validation:
+        resume_best = paths.restore_from and paths.restore_from / "best.json"
+        callback_list.append(callbacks_lib.BestWeights(paths.best, _monitor(model), resume_from=resume_best))
     callback_list += [
-        keras.callbacks.CSVLogger(str(history_path), append=True),
+        keras.callbacks.CSVLogger(str(paths.history), append=True),
         # After CSVLogger: see its docstring.
-        callbacks_lib.AtomicBackupAndRestore(str(backup_dir), restore_dir=shared_backup),
+        callbacks_lib.AtomicBackupAndRestore(
+            paths.backup, restore_dir=paths.restore_from and paths.restore_from / "backup"
+        ),
     ]
-    fixes = training.distributed_fit(model) if strategy.num_replicas_in_sync > 1 else contextlib.nullcontext()
+    return callback_list, nan_guard
+
+
+def _train(config, strategy, role, source, paths, log):
+    """Builds the model and fits it; returns it with the digest of its weights."""
+    keras.utils.set_random_seed(config.train.seed)
+    keras.config.set_dtype_policy(config.train.precision)
+    model = _build_model(config, strategy, source.num_classes, log)
+    train_data, val_data = _build_datasets(config, source, model, role)
+    callback_list, nan_guard = _build_callbacks(config, model, paths, val_data is not None)
+    fixes = keras_fixes.distributed_fit(model) if strategy.num_replicas_in_sync > 1 else contextlib.nullcontext()
     with fixes:
-        model.fit(train_data, validation_data=val_data, epochs=t.epochs, callbacks=callback_list, shuffle=False,
+        model.fit(
+            train_data, validation_data=val_data, epochs=config.train.epochs, callbacks=callback_list, shuffle=False,
             verbose=1 if sys.stdout.isatty() else 2,  # a live bar on a terminal, a line per epoch in logs
         )
     if nan_guard.stopped_at is not None:
-        epoch, batch = nan_guard.stopped_at
-        finished = callbacks_lib.backed_up_epoch(chief_backup)
-        kept = f"the last good state (epoch {finished}) is in {chief_backup}" if finished else "no epoch had finished"
-        if chief_best.is_file():
-            kept += f", the best weights are in {chief_best}"
-        raise TrainingDiverged(
-            f"The loss stopped being finite at epoch {epoch + 1}, batch {batch}. Training stopped; {kept}. "
-            "Lower --learning-rate, then run again with --overwrite."
-        )
+        raise _diverged(nan_guard.stopped_at, paths.run_dir)
     # Every worker reads its weights (a collective under some strategies) before the
     # others leave; equal digests show the replicas stayed in step.
-    digest = training.weights_digest(model)
+    digest = distribute.weights_digest(model)
     log(f"weights after training: sha256 {digest}")
-    if not role.is_chief:
-        log(f"{role.name}: training done; the chief evaluates and exports into {run_dir}")
-        return None
+    return model, digest
 
-    history = evaluation.read_history(history_path)
-    training_time = float(history.get("epoch_time_s", [0.0]).sum()) if history else 0.0
-    epochs_done = len(history.get("epoch", [])) if history else 0
-    best = None
+
+def _diverged(stopped_at, run_dir):
+    epoch, batch = stopped_at
+    backup, best = run_dir / "backup", run_dir / "best.weights.h5"
+    finished = callbacks_lib.backed_up_epoch(backup)
+    kept = f"the last good state (epoch {finished}) is in {backup}" if finished else "no epoch had finished"
+    if best.is_file():
+        kept += f", the best weights are in {best}"
+    return TrainingDiverged(
+        f"The loss stopped being finite at epoch {epoch + 1}, batch {batch}. Training stopped; {kept}. "
+        "Lower --learning-rate, then run again with --overwrite."
+    )
+
+
+def _model_to_evaluate(config, model, role, num_classes, paths, log):
+    """The trained model with the best epoch's weights, and that epoch's record (or None).
+
+    After a multi-worker run it is a copy outside the strategy: the other workers are
+    gone, and a distributed model would wait for them.
+    """
     if role.count > 1:
-        # Evaluate and export a copy outside the strategy: the other workers are gone,
-        # and a distributed model would wait for them.
-        model = _build_and_compile(config, source.num_classes, log=lambda *_: None, init=False)
+        model = _build_and_compile(config, num_classes, log=lambda *_: None, init=False)
         model.optimizer.build(model.trainable_variables)
-        if not best_path.is_file():  # else the best weights are loaded below
-            state = json.loads(callbacks_lib.backup_state_path(chief_backup).read_text())
-            model.load_weights(chief_backup / state["weights"])
-    if best_path.is_file():
-        model.load_weights(best_path)
-        best = json.loads((run_dir / "best.json").read_text())
-        log(f"best epoch: {best['epoch'] + 1} ({best['monitor']} {best['value']:.4f})")
+        if not paths.best.is_file():  # else the best weights are loaded below
+            state = json.loads(callbacks_lib.backup_state_path(paths.backup).read_text())
+            model.load_weights(paths.backup / state["weights"])
+    if not paths.best.is_file():
+        return model, None
+    model.load_weights(paths.best)
+    best = json.loads(paths.best_state.read_text())
+    log(f"best epoch: {best['epoch'] + 1} ({best['monitor']} {best['value']:.4f})")
+    return model, best
 
+
+def _finalise(config, strategy, role, source, test_name, model, digest, paths, log):
+    """Evaluates, plots, saves and exports; metrics.json, written last, marks the run complete."""
+    d, t, run_dir = config.data, config.train, paths.run_dir
+    model, best = _model_to_evaluate(config, model, role, source.num_classes, paths, log)
+    preprocessing = config.model.preprocessing
     metrics = evaluation.evaluate(
-        model, splits[test_name], source.class_names, d.image_size, t.batch_size, run_dir, split_name="test",
-        views=augment_lib.test_view_boxes(d.test_crops, AugmentConfig(policy=d.augment)),
-        preprocessing=config.model.preprocessing,
+        model, source.splits[test_name], source.class_names, d.image_size, t.batch_size, run_dir, split_name="test",
+        views=augment_lib.test_view_boxes(d.test_crops, AugmentConfig(policy=d.augment)), preprocessing=preprocessing,
     )
     log(f"\n{test_name} split, {metrics['test_examples']} images:\n{metrics['report']}")
-    evaluation.plot_curves(history_path, run_dir / "curves.png")
-
-    preprocessing = config.model.preprocessing
+    evaluation.plot_curves(paths.history, run_dir / "curves.png")
     model_files.save_keras(model, run_dir / "model.keras", source.class_names, preprocessing)
     files.write_text_atomic(run_dir / model_files.LABELS_FILE, model_files.labels_text(source.class_names))
     export.export_saved_model(model, run_dir / "saved_model", source.class_names, preprocessing=preprocessing)
 
+    history = evaluation.read_history(paths.history)
+    training_time = float(history.get("epoch_time_s", [0.0]).sum()) if history else 0.0
+    epochs_done = len(history.get("epoch", [])) if history else 0
+    train_size = source.splits["train"].size
     metrics.update(
-        evaluated_split=test_name,
-        training_time_s=training_time,
-        train_images_per_second=(splits["train"].size * epochs_done / training_time) if training_time else None,
-        epochs=epochs_done,
-        best_epoch=best["epoch"] + 1 if best else None,
-        train_examples=splits["train"].size,
-        precision=t.precision,
-        strategy=t.strategy,
-        replicas=strategy.num_replicas_in_sync,
-        workers=role.count,
-        weights_sha256=digest,
-        parameters=model.count_params(),
-        finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        evaluated_split=test_name, training_time_s=training_time,
+        train_images_per_second=(train_size * epochs_done / training_time) if training_time else None,
+        epochs=epochs_done, best_epoch=best["epoch"] + 1 if best else None, train_examples=train_size,
+        precision=t.precision, strategy=t.strategy, replicas=strategy.num_replicas_in_sync, workers=role.count,
+        weights_sha256=digest, parameters=model.count_params(), finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
     files.write_text_atomic(run_dir / "metrics.json", json.dumps(_jsonable(metrics), indent=2) + "\n")
-    files.remove(chief_backup)
+    files.remove(paths.backup)
     log(
         f"test accuracy {metrics['test_accuracy']:.4f}, top-5 {metrics['test_top5_accuracy']:.4f}, "
         f"loss {metrics['test_loss']:.4f}; training {training_time / 60:.1f} min; results in {run_dir}"

@@ -19,20 +19,9 @@ import keras
 import tensorflow as tf
 
 from inception_tf import data as data_lib
-from inception_tf import files, model_files
+from inception_tf import files, keras_fixes, model_files
 from inception_tf import preprocessing as preprocessing_lib
 from inception_tf.model import inference_model
-
-
-def _with_float32_policies(config):
-    """A model config with every layer's dtype policy set to float32."""
-    if isinstance(config, dict):
-        if config.get("class_name") == "DTypePolicy" and isinstance(config.get("config"), dict):
-            return {**config, "config": {**config["config"], "name": "float32"}}
-        return {key: _with_float32_policies(value) for key, value in config.items()}
-    if isinstance(config, list):
-        return [_with_float32_policies(value) for value in config]
-    return config
 
 
 def as_float32(model):
@@ -44,7 +33,7 @@ def as_float32(model):
     policies = {layer.dtype_policy.name for layer in model.layers}
     if policies <= {"float32"}:
         return model
-    clone = keras.Model.from_config(_with_float32_policies(model.get_config()))
+    clone = keras.Model.from_config(keras_fixes.float32_config(model.get_config()))
     clone.set_weights(model.get_weights())
     return clone
 
@@ -113,19 +102,12 @@ def export_saved_model(model, path, class_names=None, top_k=5, float32=True, pre
     preprocessing_lib.check_mode(preprocessing)
     if not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"`top_k` must be a positive integer. Received: top_k={top_k!r}")
-    tmp = files.temporary_sibling(path)
-    files.remove(tmp)
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch, files.atomic_path(path) as tmp:
         labels_path = pathlib.Path(scratch) / model_files.LABELS_FILE
         labels_path.write_text(model_files.labels_text(class_names))
         module = _Serving(model, class_names, top_k, labels_path, preprocessing)
-        try:
-            tf.saved_model.save(
-                module, str(tmp), signatures={"serving_default": module.serve, "preprocessed": module.classify}
-            )
-        except BaseException:
-            files.remove(tmp)
-            raise
-    files.move_into_place(tmp, path)
+        tf.saved_model.save(
+            module, str(tmp), signatures={"serving_default": module.serve, "preprocessed": module.classify}
+        )
     return path
 

@@ -1,50 +1,79 @@
 """Writing files so that a crash never leaves a half-written one at the target path."""
 
 import contextlib
+import errno
 import fcntl
 import os
 import pathlib
+import secrets
 import shutil
-import tempfile
 
 LOCK_FILE = ".lock"
+TMP_MARK = ".tmp-"  # in the name of every file being written, until it is renamed into place
 
 
 class LockHeld(RuntimeError):
     """Another process holds the lock of a folder."""
 
 
-def write_text_atomic(path, text):
-    """Write `text` to a temporary file beside `path`, then rename it into place."""
+class DiskFull(RuntimeError):
+    """The device ran out of space (or quota) while writing `path`."""
+
+    def __init__(self, path, detail=""):
+        self.path = pathlib.Path(path)
+        super().__init__(f"No space left on the device to write {path}{detail}")
+
+
+def is_disk_full(error):
+    """Whether `error`, or an error it was raised from, is a full disk or quota.
+
+    TensorFlow and HDF5 wrap the system's error in their own, so their messages are read
+    too."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, DiskFull) or getattr(error, "errno", None) in _FULL:
+            return True
+        if any(text in str(error) for text in _FULL_TEXTS):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+_FULL_TEXTS = tuple(os.strerror(code) for code in _FULL)
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix=""):
+    """Yields a fresh path beside `path` to write a file or folder to; when the block
+    ends it is renamed to `path`, and if the block fails it is removed.
+
+    `path` therefore only ever holds a complete version. `suffix` keeps an extension a
+    writer insists on (Keras wants `.keras`, `.weights.h5`). A full disk raises DiskFull
+    naming `path`. Leftovers of a killed process match `.*{TMP_MARK}*`
+    (`remove_leftovers`).
+    """
     path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.parent / f".{path.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(3)}{suffix}"
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        yield tmp
+        move_into_place(tmp, path)
+    except BaseException as error:
+        remove(tmp)
+        if is_disk_full(error) and not isinstance(error, DiskFull):
+            raise DiskFull(path) from error
         raise
 
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def temporary_sibling(path, suffix=""):
-    """A fresh path beside `path` for writing something that is moved into place later.
-
-    `suffix` keeps an extension that a writer insists on (Keras wants `.keras`,
-    `.weights.h5`)."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.parent / f".{path.name}.tmp-{os.getpid()}{suffix}"
+def write_text_atomic(path, text):
+    """Write `text` to `path` through `atomic_path`, synced to the disk before the rename."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def move_into_place(tmp, path):
@@ -56,12 +85,23 @@ def move_into_place(tmp, path):
     """
     tmp, path = pathlib.Path(tmp), pathlib.Path(path)
     if path.is_dir() and not path.is_symlink():
-        aside = path.parent / f".{path.name}.old-{os.getpid()}"
+        aside = path.parent / f".{path.name}{TMP_MARK}{os.getpid()}-old"
         os.replace(path, aside)
         os.replace(tmp, path)
         shutil.rmtree(aside, ignore_errors=True)
     else:
         os.replace(tmp, path)
+
+
+def remove_leftovers(folder):
+    """Removes what `atomic_path` writers killed mid-write left in `folder` and below;
+    returns the paths removed. Call it holding the folder's `exclusive_lock`: another
+    live writer's files would match too."""
+    folder = pathlib.Path(folder)
+    found = sorted(folder.rglob(f".*{TMP_MARK}*")) if folder.is_dir() else []
+    for path in found:
+        remove(path)
+    return found
 
 
 def remove(path):

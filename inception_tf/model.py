@@ -40,6 +40,10 @@ INCEPTION_TABLE = (
 )
 POOL_BEFORE = {"4a": "pool3", "5a": "pool4"}
 AUX_AFTER = {"4a": "aux1", "4d": "aux2"}
+# The heads, by output name: the main head first. Each ends in a Dense layer named
+# `classifier_layer(head)` followed by its softmax, which carries the head's name.
+MAIN_HEAD = "main"
+HEADS = (MAIN_HEAD, *AUX_AFTER.values())
 
 AUX_GRID = 4
 # The network downsamples 32x: below 32 pixels the last stage sees less than one pixel
@@ -202,8 +206,18 @@ def _aux_head(x, num_classes, variant, dropout_rate, classifier_activation, name
     return _classifier(x, num_classes, classifier_activation, name)
 
 
+def classifier_layer(head):
+    return f"{head}_classifier"
+
+
+def main_head(output_names):
+    """The main head among a model's `output_names` (a one-output model's only one)."""
+    names = list(output_names)
+    return MAIN_HEAD if MAIN_HEAD in names else names[0]
+
+
 def _classifier(x, num_classes, activation, name):
-    x = keras.layers.Dense(num_classes, name=f"{name}_classifier")(x)
+    x = keras.layers.Dense(num_classes, name=classifier_layer(name))(x)
     # Float32 probabilities under mixed precision: bfloat16 softmax loses the small ones.
     return keras.layers.Activation(activation, dtype="float32", name=name)(x)
 
@@ -344,7 +358,7 @@ def GoogLeNet(
     if include_top:
         x = keras.layers.GlobalAveragePooling2D(name="pool5")(x)  # 1024
         x = keras.layers.Dropout(dropout_rate, name="main_dropout")(x)
-        main = _classifier(x, num_classes, classifier_activation, "main")
+        main = _classifier(x, num_classes, classifier_activation, MAIN_HEAD)
         outputs = [main, *aux_outputs] if aux_outputs else main
     elif pooling == "avg":
         outputs = keras.layers.GlobalAveragePooling2D(name="pool5")(x)
@@ -368,10 +382,10 @@ def inference_model(model):
     if len(model.outputs) == 1:
         return model
     try:
-        main = model.get_layer("main").output
+        main = model.get_layer(MAIN_HEAD).output
     except ValueError:
         raise ValueError(
-            "`inference_model` expects a model with an output layer named 'main'. "
+            f"`inference_model` expects a model with an output layer named {MAIN_HEAD!r}. "
             f"Received: outputs={[t.name for t in model.outputs]}"
         ) from None
     return keras.Model(model.inputs, main, name=f"{model.name}_inference")

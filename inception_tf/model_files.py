@@ -12,7 +12,7 @@ import json
 import pathlib
 import zipfile
 
-from inception_tf import files
+from inception_tf import files, keras_fixes
 from inception_tf import preprocessing as preprocessing_lib
 
 INFO_ENTRY = "inception_tf.json"
@@ -34,21 +34,16 @@ def parse_labels(text):
 
 
 def save_keras(model, path, class_names=None, preprocessing="tf"):
-    """`model.save(path)` with the info entry, written beside `path` and moved into place."""
+    """`model.save(path)` with the info entry, through `files.atomic_path`."""
     preprocessing_lib.check_mode(preprocessing)
     path = pathlib.Path(path)
     if path.suffix != ".keras":
         raise ValueError(f"A model file must end in .keras. Received: path={str(path)!r}")
-    tmp = files.temporary_sibling(path, suffix=".keras")
-    try:
+    with files.atomic_path(path, suffix=".keras") as tmp, keras_fixes.closing_failed_h5_writes():
         model.save(tmp)
         info = {"preprocessing": preprocessing, "class_names": None if class_names is None else list(class_names)}
         with zipfile.ZipFile(tmp, "a") as archive:
             archive.writestr(INFO_ENTRY, json.dumps(info, indent=1))
-        files.move_into_place(tmp, path)
-    except BaseException:
-        files.remove(tmp)
-        raise
     return path
 
 

@@ -249,7 +249,7 @@ def choose(precision="auto", workload=None, gpus=None, timer=measure, agree=None
         timer: `timer(policies, workload) -> {policy: images/s}`, `measure` unless a test
             fakes it.
         agree: under several workers, `agree(rates) -> rates` makes every worker decide
-            on the same figures (see `training.agree_on_rates`).
+            on the same figures (see `distribute.agree_on_rates`).
         log: where a note on a probe or an unwritable store goes.
     """
     if precision != "auto":

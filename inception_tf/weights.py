@@ -10,8 +10,9 @@ import pathlib
 
 import keras
 
+from inception_tf import model as model_lib
+
 SUFFIXES = (".keras", ".weights.h5", ".caffemodel")
-HEAD_PREFIXES = ("aux1_", "aux2_", "main_")
 
 
 class WeightsError(ValueError):
@@ -19,7 +20,7 @@ class WeightsError(ValueError):
 
 
 def _is_head(name):
-    return name.startswith(HEAD_PREFIXES)
+    return name.startswith(tuple(f"{head}_" for head in model_lib.HEADS))
 
 
 def _copy_by_name(source, model, path):
@@ -36,7 +37,7 @@ def _copy_by_name(source, model, path):
         weights = source.get_layer(layer.name).get_weights()
         want = [tuple(v.shape) for v in layer.weights]
         if [w.shape for w in weights] != want:
-            if layer.name.endswith("_classifier"):
+            if layer.name in map(model_lib.classifier_layer, model_lib.HEADS):
                 fresh.append(layer.name)
                 continue
             raise WeightsError(

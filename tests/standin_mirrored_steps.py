@@ -13,7 +13,7 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from inception_tf import GoogLeNet, compile_for_training, labels_for_heads, training  # noqa: E402
+from inception_tf import GoogLeNet, compile_for_training, distribute, keras_fixes, labels_for_heads  # noqa: E402
 
 steps = int(sys.argv[1])
 rng = np.random.default_rng(0)
@@ -30,10 +30,10 @@ def build():
 one = build()
 data = tf.data.Dataset.from_tensor_slices((images, labels_for_heads(one, labels))).batch(64)
 one.fit(data, epochs=1, verbose=0)
-strategy = training.make_strategy("mirrored")
+strategy = distribute.make_strategy("mirrored")
 with strategy.scope():
     two = build()
-with training.distributed_fit(two):
+with keras_fixes.distributed_fit(two):
     two.fit(data, epochs=1, verbose=0)
 print(f"replicas {strategy.num_replicas_in_sync}")
 gaps = [np.abs(a.numpy() - b.numpy()).max() / np.abs(a.numpy()).max() for a, b in zip(one.weights, two.weights)]

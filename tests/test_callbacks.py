@@ -3,7 +3,7 @@ import json
 import keras
 import numpy as np
 
-from inception_tf import callbacks, training
+from inception_tf import callbacks, distribute
 
 
 def _model():
@@ -61,12 +61,12 @@ def test_best_weights_keeps_the_best_across_restarts(tmp_path):
 
 def test_strategy_choice(monkeypatch):
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 0}}))
-    assert training.resolve_strategy("auto")[0] == "multi_worker"
+    assert distribute.resolve_strategy("auto")[0] == "multi_worker"
     monkeypatch.delenv("TF_CONFIG")
-    assert training.resolve_strategy("auto")[0] == "default"  # no GPU here
+    assert distribute.resolve_strategy("auto")[0] == "default"  # no GPU here
 
 
 def test_every_strategy_name_builds_here():
     for name in ("default", "one_device", "mirrored"):
-        strategy = training.make_strategy(name)
+        strategy = distribute.make_strategy(name)
         assert strategy.num_replicas_in_sync >= 1

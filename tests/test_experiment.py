@@ -146,7 +146,18 @@ def test_sigkill_after_the_first_epoch_resumes_at_the_second(tmp_path):
     assert wait_for_backup(run_dir, 1, process) == 1
     kill(process, signal.SIGKILL)
     assert history_epochs(run_dir) in ([0], [0, 1])  # a kill may land between the row and the backup
+    # What a kill in the middle of writing leaves (files.atomic_path's names):
+    leftovers = [
+        run_dir / "backup" / ".epoch-2.weights.h5.tmp-99999-0a1b2c.weights.h5",
+        run_dir / ".metrics.json.tmp-99999-0a1b2c",
+        run_dir / ".saved_model.tmp-99999-0a1b2c" / "variables",
+    ]
+    for path in leftovers:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half")
     result = train(*args)
+    assert "removed 3 unfinished file(s) a killed run left" in result.stdout
+    assert not list(run_dir.rglob("*.tmp-*"))
     assert "resuming" in result.stdout
     assert "Epoch 2/3" in result.stdout and "Epoch 1/3" not in result.stdout
     assert history_epochs(run_dir) == [0, 1, 2]

@@ -5,7 +5,7 @@ import json
 import keras
 import pytest
 
-from inception_tf import precision, training
+from inception_tf import distribute, precision
 from inception_tf.precision import BFLOAT16, FLOAT16, FLOAT32, Workload
 
 WORKLOAD = Workload(variant="bn", image_size=64, batch_size=128)
@@ -122,7 +122,7 @@ def test_measure_times_each_policy_and_restores_the_session():
 def test_workers_agree_on_the_average_of_their_figures():
     import tensorflow as tf
 
-    agree = training.agree_on_rates(tf.distribute.get_strategy())
+    agree = distribute.agree_on_rates(tf.distribute.get_strategy())
     assert agree({FLOAT32: 22.0, BFLOAT16: 14.0}) == pytest.approx({FLOAT32: 22.0, BFLOAT16: 14.0})
 
 
@@ -138,15 +138,15 @@ def test_describe_machine_names_cpu_cores_and_instruction_sets(monkeypatch):
 )
 def test_standin_strategy_follows_the_gpus(gpus, expected, monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
-    assert training.resolve_strategy("auto", gpus=gpus)[0] == expected
+    assert distribute.resolve_strategy("auto", gpus=gpus)[0] == expected
 
 
 def test_standin_strategy_devices():
     gpus, cpus = ["/device:GPU:0", "/device:GPU:1"], ["/device:CPU:0", "/device:CPU:1"]
-    assert training.strategy_devices("mirrored", gpus, cpus) == gpus
-    assert training.strategy_devices("mirrored", [], cpus) == cpus
-    assert training.strategy_devices("one_device", gpus, cpus) == ["/device:GPU:0"]
-    assert training.strategy_devices("one_device", [], cpus[:1]) == ["/device:CPU:0"]
+    assert distribute.strategy_devices("mirrored", gpus, cpus) == gpus
+    assert distribute.strategy_devices("mirrored", [], cpus) == cpus
+    assert distribute.strategy_devices("one_device", gpus, cpus) == ["/device:GPU:0"]
+    assert distribute.strategy_devices("one_device", [], cpus[:1]) == ["/device:CPU:0"]
 
 
 def test_a_run_times_its_own_workload_and_a_resumed_run_keeps_its_precision(tmp_path):

@@ -1,0 +1,178 @@
+"""Where a run's work goes: the tf.distribute strategy, this process's role among the
+workers, and keeping the replicas in step (one strategy, every worker alike)."""
+
+import dataclasses
+import hashlib
+import json
+import os
+
+import keras
+import numpy as np
+
+from inception_tf import keras_fixes
+
+def _tf_config_workers():
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return 0
+    try:
+        cluster = json.loads(raw).get("cluster", {})
+    except ValueError:
+        raise ValueError(f"TF_CONFIG is not valid JSON. Received: TF_CONFIG={raw!r}") from None
+    return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+
+
+def resolve_strategy(strategy="auto", gpus=None):
+    """`(name, reason)` of the tf.distribute strategy to use.
+
+    auto: multi_worker when TF_CONFIG names several workers, mirrored with more than one
+    GPU, one_device with one GPU (its distributed data set prefetches batches onto the
+    GPU), else default. `gpus`: the GPUs' names (None: those TensorFlow sees).
+    """
+    if strategy != "auto":
+        return strategy, "asked for"
+    workers = _tf_config_workers()
+    if workers > 1:
+        return "multi_worker", f"TF_CONFIG names {workers} workers"
+    gpus = _gpu_names() if gpus is None else gpus
+    if len(gpus) > 1:
+        return "mirrored", f"{len(gpus)} GPUs"
+    if len(gpus) == 1:
+        return "one_device", "one GPU: batches are prefetched onto it"
+    return "default", "no GPU"
+
+
+def _gpu_names():
+    import tensorflow as tf
+
+    return [device.name for device in tf.config.list_logical_devices("GPU")]
+
+
+def strategy_devices(name, gpus, cpus):
+    """The devices a one_device or mirrored strategy runs on, from the logical device
+    names: every GPU; without one, every logical CPU (several only where the process
+    split its CPU with `tf.config.set_logical_device_configuration`, the stand-in for
+    several GPUs that the tests use)."""
+    if name == "one_device":
+        return (gpus or cpus)[:1]
+    if name == "mirrored":
+        return list(gpus or cpus)
+    raise ValueError(f"Only one_device and mirrored run on a list of devices. Received: strategy={name!r}")
+
+
+def make_strategy(name):
+    import tensorflow as tf
+
+    if name == "multi_worker":
+        if _tf_config_workers() < 1:
+            raise ValueError(
+                "strategy='multi_worker' needs TF_CONFIG to name the cluster and this task. "
+                f"Received: TF_CONFIG={os.environ.get('TF_CONFIG')!r}"
+            )
+        # Ring all-reduce over gRPC: the collective that works on CPUs and across
+        # machines; NCCL is chosen by TensorFlow itself where every worker has GPUs.
+        implementation = (
+            tf.distribute.experimental.CommunicationImplementation.AUTO
+            if tf.config.list_physical_devices("GPU")
+            else tf.distribute.experimental.CommunicationImplementation.RING
+        )
+        return tf.distribute.MultiWorkerMirroredStrategy(
+            communication_options=tf.distribute.experimental.CommunicationOptions(implementation=implementation)
+        )
+    if name in ("mirrored", "one_device"):
+        gpus = _gpu_names()
+        devices = strategy_devices(name, gpus, [device.name for device in tf.config.list_logical_devices("CPU")])
+        if name == "one_device":
+            return tf.distribute.OneDeviceStrategy(devices[0])
+        # Without GPUs the devices are CPUs, where NCCL does not run.
+        cross_device = None if gpus else tf.distribute.ReductionToOneDevice()
+        return tf.distribute.MirroredStrategy(devices, cross_device_ops=cross_device)
+    if name == "default":
+        return tf.distribute.get_strategy()
+    raise ValueError(f"Unknown strategy. Received: strategy={name!r}")
+
+
+def agree_on_rates(strategy):
+    """For `precision.choose` under several workers: every worker's measured images/s,
+    averaged across the workers with one all-reduce, so that all decide alike. A
+    precision that some worker cannot run (another GPU) drops out."""
+    import tensorflow as tf
+
+    from inception_tf import precision
+
+    def agree(rates):
+        names = precision.ORDER
+        # Each replica adds its rates, a 1 for each precision it ran, and a 1 for itself.
+        local = tf.constant(
+            [float(rates.get(name, 0.0)) for name in names] + [float(name in rates) for name in names] + [1.0],
+            tf.float32,
+        )
+        summed = strategy.reduce("SUM", strategy.run(lambda: tf.identity(local)), axis=None).numpy()
+        count = summed[-1]
+        return {
+            name: float(summed[i] / count)
+            for i, name in enumerate(names)
+            if summed[len(names) + i] == count
+        }
+
+    return agree
+
+
+# --- Multi-worker roles -------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class WorkerRole:
+    """Where this process sits in a tf.distribute cluster (one process: the chief of one).
+
+    task_type, task_id: as TF_CONFIG names them ("chief" / "worker", index).
+    index, count: this worker's input pipeline among all workers (the chief first).
+    """
+
+    task_type: str = None
+    task_id: int = 0
+    index: int = 0
+    count: int = 1
+
+    @property
+    def is_chief(self):
+        """The one process that writes the run directory: "chief", else worker 0."""
+        return self.index == 0
+
+    @property
+    def name(self):
+        return f"{self.task_type}:{self.task_id}" if self.task_type else "single process"
+
+
+def worker_role(strategy):
+    """The `WorkerRole` of this process under `strategy`."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    if resolver is None or task_type not in ("chief", "worker"):
+        return WorkerRole()
+    cluster = resolver.cluster_spec().as_dict()
+    chiefs = len(cluster.get("chief", []))
+    count = chiefs + len(cluster.get("worker", []))
+    task_id = int(resolver.task_id or 0)
+    index = task_id if task_type == "chief" else chiefs + task_id
+    return WorkerRole(task_type=task_type, task_id=task_id, index=index, count=count)
+
+
+def weights_digest(model):
+    """sha256 of every weight of `model`, in order: equal on workers that agree."""
+    digest = hashlib.sha256()
+    for value in model.get_weights():
+        digest.update(np.ascontiguousarray(value).tobytes())
+    return digest.hexdigest()
+
+
+def synchronize_batchnorm(model):
+    """Computes every BatchNormalization's batch statistics over the global batch.
+
+    With several replicas each would otherwise normalise by its own share of the batch
+    and keep moving statistics of its own, so that the workers end with different
+    weights and the chief's evaluation sees only its share's statistics.
+    """
+    layers = keras_fixes.batchnorm_layers(model)
+    for layer in layers:
+        layer.synchronized = True
+    return len(layers)

@@ -1,0 +1,110 @@
+"""Every use of Keras internals, and every workaround of a Keras bug, in one place.
+
+Each entry names the Keras version it was written against (3.15) and, for a bug, the
+upstream issue, so an upgrade means reading this file: check each against the new
+version, and drop the ones it fixes.
+"""
+
+import contextlib
+import gc
+
+import keras
+
+
+def start_fit_at_epoch(model, epoch):
+    """Makes the next `fit` start at `epoch`, from a callback's `on_train_begin`.
+
+    Internal (Keras 3.15): `fit` reads `model._initial_epoch` after `on_train_begin`; it
+    is how Keras's own `BackupAndRestore` resumes, with no public equivalent.
+    """
+    model._initial_epoch = epoch
+
+
+def batchnorm_layers(model):
+    """Every BatchNormalization in `model`, nested models included.
+
+    Internal (Keras 3.15): `Layer._flatten_layers`; `model.layers` lists the top level only.
+    """
+    return [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def float32_config(config):
+    """A functional model's `get_config()` with every layer's dtype policy float32.
+
+    Keras 3.15 has no public way to change a built model's policies; rewriting the
+    serialised `DTypePolicy` entries (their format is Keras's) and rebuilding does it.
+    """
+    if isinstance(config, dict):
+        if config.get("class_name") == "DTypePolicy" and isinstance(config.get("config"), dict):
+            return {**config, "config": {**config["config"], "name": "float32"}}
+        return {key: float32_config(value) for key, value in config.items()}
+    if isinstance(config, list):
+        return [float32_config(value) for value in config]
+    return config
+
+
+@contextlib.contextmanager
+def closing_failed_h5_writes():
+    """Closes the HDF5 files a failed `save_weights` / `save` leaves open.
+
+    Keras 3.15's `saving_lib.save_weights_only` closes its `H5IOStore` only on success.
+    When a write fails (a full disk), the open h5py file lives on in the traceback, and
+    HDF5's flush of it at interpreter exit fails again and crashes the process
+    (segmentation fault, exit 139). No upstream issue found as of 3.15.1.
+    """
+    try:
+        yield
+    except BaseException:
+        import h5py
+
+        for handle in [obj for obj in gc.get_objects() if isinstance(obj, h5py.File)]:
+            with contextlib.suppress(Exception):
+                if handle.id.valid and handle.mode == "r+":
+                    handle.close()
+        raise
+
+
+@contextlib.contextmanager
+def distributed_fit(model):
+    """Works around two bugs of Keras 3.15's `fit` under several replicas
+    (keras-team/keras#20585, open), for the duration of the block:
+
+    - before training, `fit` averages a first batch with `strategy.reduce` to build the
+      metrics, which fails on a nested `(images, {head: labels})` batch (Mirrored and
+      MultiWorkerMirrored strategies alike: "Expected float32, but got main of type
+      'str'"): this builds them from the first replica's part of the batch, as Keras
+      does without a strategy;
+    - under MultiWorkerMirroredStrategy each step averages the replicas' scalar logs
+      with `strategy.reduce("MEAN", v, axis=0)`, an invalid axis for a scalar: the mean
+      across replicas is `axis=None`, what Keras computes on one machine.
+    """
+    import tensorflow as tf
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    def local(value):
+        if isinstance(value, tf.distribute.DistributedValues):
+            return model.distribute_strategy.experimental_local_results(value)[0]
+        return value
+
+    def maybe_symbolic_build(iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, batches in iterator:
+                data_batch = keras.tree.map_structure(local, next(batches))
+                break
+        with model.distribute_strategy.scope():
+            model._symbolic_build(data_batch=data_batch)
+
+    original = tf_trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(strategy):
+            return keras.tree.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+        return original(values, strategy, reduction)
+
+    model._maybe_symbolic_build = maybe_symbolic_build
+    tf_trainer.reduce_per_replica = reduce_per_replica
+    try:
+        yield model
+    finally:
+        tf_trainer.reduce_per_replica = original
+        del model._maybe_symbolic_build

@@ -1,6 +1,7 @@
 """Command line: `python -m inception_tf SUBCOMMAND ...` and the `inception-tf` script."""
 
 import argparse
+import dataclasses
 import os
 import sys
 
@@ -52,7 +53,7 @@ def _run_summary(args):
 
 
 def _add_train(subparsers, prog=None):
-    from inception_tf import augment, config, data
+    from inception_tf import config
 
     parser = subparsers.add_parser(
         "train",
@@ -62,52 +63,43 @@ def _add_train(subparsers, prog=None):
         "a SavedModel, all into one run directory. Flags not given come from --config, then --preset, "
         "then the defaults (Fashion-MNIST).",
     )
-    defaults = config.RunConfig()
-    group = parser.add_argument_group("data")
-    group.add_argument("--dataset", choices=data.SOURCES, help=f"default: {defaults.data.dataset}")
-    group.add_argument("--data-dir", help="where the data set is (required for folder and tfrecord)")
-    group.add_argument("--image-size", type=_positive_int, help=f"model input side, default: {defaults.data.image_size}")
-    group.add_argument("--validation-split", type=float, help=f"held-out fraction of the training split, default: {defaults.data.validation_split}")
-    group.add_argument("--limit", type=_positive_int, help="keep the first N examples of each split (quick runs)")
-    group.add_argument("--skip-corrupt", action="store_true", default=None, help="leave unreadable image files out")
-    group.add_argument("--augment", choices=("auto",) + augment.POLICIES, help="default: auto (standard for 28-32 px data sets, paper otherwise)")
-    group.add_argument("--random-erasing", type=float, metavar="P", help=f"probability of erasing a random rectangle of a training image, default: {defaults.data.random_erasing}")
-    group.add_argument("--test-crops", type=int, choices=augment.TEST_CROPS, help=f"crops per test image, softmax averaged (10: corners, centre, mirrors), default: {defaults.data.test_crops}")
-    group = parser.add_argument_group("model")
-    group.add_argument("--variant", choices=model_lib.VARIANTS, help=f"default: {defaults.model.variant}")
-    group.add_argument("--no-aux-heads", dest="aux_heads", action="store_false", default=None, help="train without the two aux heads")
-    group.add_argument("--dropout-rate", type=float, help=f"default: {defaults.model.dropout_rate}")
-    group.add_argument("--init-from", help="start from the weights of a .keras model or BVLC's .caffemodel (classifiers fresh if the classes differ)")
-    group.add_argument("--preprocessing", choices=("auto", "tf", "caffe"), help="input convention: tf ([-1, 1]) or caffe (BGR minus the ImageNet mean), default: auto (the --init-from model's, else tf)")
-    group = parser.add_argument_group("training")
-    group.add_argument("--epochs", type=_positive_int, help=f"default: {defaults.train.epochs}")
-    group.add_argument("--batch-size", type=_positive_int, help=f"global batch, default: {defaults.train.batch_size}")
-    group.add_argument("--learning-rate", type=float, help=f"initial rate, default: {defaults.train.learning_rate}")
-    group.add_argument("--momentum", type=float, help=f"default: {defaults.train.momentum}")
-    group.add_argument("--schedule", choices=config.SCHEDULES, help=f"default: {defaults.train.schedule} (paper: 4%% lower every 8 epochs)")
-    group.add_argument("--label-smoothing", type=float, help=f"default: {defaults.train.label_smoothing}")
-    group.add_argument("--weight-decay", type=float, help=f"decoupled weight decay, default: {defaults.train.weight_decay}")
-    group.add_argument("--precision", choices=config.PRECISIONS, help="default: auto (the fastest here, timed once per machine and stored)")
-    group.add_argument("--strategy", choices=config.STRATEGIES, help="default: auto (by GPUs and TF_CONFIG)")
-    group.add_argument("--seed", type=int, help=f"default: {defaults.train.seed}")
+    for title, section in (("data", "data"), ("model", "model"), ("training", "train")):
+        group = parser.add_argument_group(title)
+        for field in config.fields(config.SECTIONS[section]):
+            _add_flag(group, field)
+        if section == "model":
+            _add_flag(group, _field(config.RunConfig, "init_from"))
     group = parser.add_argument_group("run")
-    group.add_argument("--run-dir", help="default: runs/DATASET-VARIANT-SIZEpx-EPOCHSep[-limitN]")
+    _add_flag(group, _field(config.RunConfig, "run_dir"))
     group.add_argument("--config", help="a config.json to run again (flags given here override it)")
     group.add_argument("--preset", choices=sorted(config.PRESETS), help="quick: a few minutes on 2 CPU cores; paper: the paper's recipe")
     group.add_argument("--overwrite", action="store_true", help="replace what the run directory holds")
     parser.set_defaults(handler=_run_train)
 
 
-TRAIN_FLAGS = {
-    "dataset": "data.dataset", "data_dir": "data.data_dir", "image_size": "data.image_size",
-    "validation_split": "data.validation_split", "limit": "data.limit", "skip_corrupt": "data.skip_corrupt",
-    "augment": "data.augment", "random_erasing": "data.random_erasing", "test_crops": "data.test_crops",
-    "variant": "model.variant", "aux_heads": "model.aux_heads",
-    "dropout_rate": "model.dropout_rate", "preprocessing": "model.preprocessing", "init_from": "init_from", "epochs": "train.epochs",
-    "batch_size": "train.batch_size", "learning_rate": "train.learning_rate", "momentum": "train.momentum",
-    "schedule": "train.schedule", "label_smoothing": "train.label_smoothing", "weight_decay": "train.weight_decay",
-    "precision": "train.precision", "strategy": "train.strategy", "seed": "train.seed", "run_dir": "run_dir",
-}
+def _field(cls, name):
+    return next(field for field in dataclasses.fields(cls) if field.name == name)
+
+
+def _add_flag(group, field):
+    """The flag of a configuration field, from its `config.option` metadata. Its default
+    is None, "not given": `config_from_args` then keeps what --config, --preset or the
+    defaults say."""
+    rules = field.metadata
+    flag = rules["flag"] or "--" + field.name.replace("_", "-")
+    help_text = rules["help"]
+    if rules["show_default"] and "{default}" not in help_text:
+        help_text = f"{help_text}, default: {{default}}" if help_text else "default: {default}"
+    kwargs = dict(dest=field.name, default=None, help=help_text.format(default=field.default))
+    if field.type is bool:
+        kwargs["action"] = "store_false" if flag.startswith("--no-") else "store_true"
+    else:
+        kwargs["type"] = _positive_int if rules["positive"] else field.type
+        if rules["choices"] is not None:
+            kwargs["choices"] = rules["choices"]
+    if rules["metavar"]:
+        kwargs["metavar"] = rules["metavar"]
+    group.add_argument(flag, **kwargs)
 
 
 def config_from_args(args):
@@ -119,7 +111,11 @@ def config_from_args(args):
         run_config = run_config.replace(**config.PRESETS[args.preset])
     if args.config:
         run_config = run_config.replace(**config.read_overrides(args.config))
-    given = {key: getattr(args, flag) for flag, key in TRAIN_FLAGS.items() if getattr(args, flag) is not None}
+    given = {}
+    for section, cls in [("", config.RunConfig), *((f"{name}.", cls) for name, cls in config.SECTIONS.items())]:
+        for field in config.fields(cls):
+            if getattr(args, field.name) is not None:
+                given[section + field.name] = getattr(args, field.name)
     return run_config.replace(**given).validate()
 
 

@@ -6,6 +6,7 @@ to `RUN_DIR/config.json` before training starts, and read back by `--config FILE
 
 import dataclasses
 import json
+import math
 
 from inception_tf import augment as augment_lib
 from inception_tf import data as data_lib
@@ -18,55 +19,110 @@ STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker")
 SMALL_IMAGE_SOURCES = ("fashion_mnist", "mnist", "cifar10", "cifar100")
 
 
+@dataclasses.dataclass(frozen=True)
+class Interval:
+    low: float
+    high: float = math.inf
+    low_closed: bool = True
+    high_closed: bool = False
+
+    def __contains__(self, value):
+        above = value >= self.low if self.low_closed else value > self.low
+        below = value <= self.high if self.high_closed else value < self.high
+        return above and below
+
+    def __str__(self):
+        return f"{'[' if self.low_closed else '('}{self.low:g}, {self.high:g}{']' if self.high_closed else ')'}"
+
+
+PROBABILITY = Interval(0, 1, high_closed=True)
+FRACTION = Interval(0, 1)  # [0, 1)
+NON_NEGATIVE = Interval(0)
+POSITIVE = Interval(0, low_closed=False)
+
+
+def option(default, help, choices=None, interval=None, positive=False, flag=None, metavar=None, show_default=True):
+    """A configuration field with what its flag and `RunConfig.validate` need: one place
+    for a setting's default, its allowed values and its help (`cli` builds the flags).
+
+    choices: the allowed values; interval: an `Interval` a number must lie in (None
+    passes); positive: a positive integer (None passes);
+    flag: the flag's name where it is not `--field-name` (`--no-aux-heads`); metavar:
+    its argument's name in the help; help: may
+    place the default with `{default}`, else it is appended (unless `show_default` is
+    False).
+    """
+    metadata = dict(help=help, choices=choices, interval=interval, positive=positive, flag=flag, metavar=metavar,
+                    show_default=show_default)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
 @dataclasses.dataclass
 class DataConfig:
-    dataset: str = "fashion_mnist"
-    data_dir: str = None
-    image_size: int = 64
-    validation_split: float = 0.1
-    limit: int = None
-    skip_corrupt: bool = False
-    augment: str = "auto"  # "standard" for the small-image data sets, "paper" otherwise
-    # The probability of erasing a random rectangle of a training image. 0.25 rather than
-    # Zhong et al.'s 0.5: at 0.5 the 30-epoch run underfit (augmented training accuracy
-    # under validation), and 0.25 raised validation 0.9442 -> 0.9468 (README, "Results").
-    random_erasing: float = 0.25
-    # Test images seen as 1, 2 or 10 crops, the softmax averaged (`augment.test_view_boxes`):
-    # the paper's multi-crop testing, +0.15 points on the validation split (README, "Results").
-    test_crops: int = 10
+    dataset: str = option("fashion_mnist", "", choices=data_lib.SOURCES)
+    data_dir: str = option(None, "where the data set is (required for folder and tfrecord)", show_default=False)
+    image_size: int = option(64, "model input side", positive=True)
+    validation_split: float = option(0.1, "held-out fraction of the training split", interval=FRACTION)
+    limit: int = option(
+        None, "keep the first N examples of each split (quick runs)", positive=True, metavar="N",
+        show_default=False,
+    )
+    skip_corrupt: bool = option(False, "leave unreadable image files out", show_default=False)
+    augment: str = option(
+        "auto", "default: auto (standard for 28-32 px data sets, paper otherwise)",
+        choices=("auto",) + augment_lib.POLICIES, show_default=False,
+    )
+    # Zhong et al. erase with p=0.5; that much regularisation held a 30-epoch run back
+    # (augmented training accuracy below validation accuracy), so the default erases less.
+    random_erasing: float = option(
+        0.25, "probability of erasing a random rectangle of a training image", interval=PROBABILITY, metavar="P"
+    )
+    # The paper's multi-crop testing: the softmax averaged over crops and mirrors costs
+    # 10x the evaluation time, and nothing in training.
+    test_crops: int = option(
+        10, "crops per test image, softmax averaged (10: corners, centre, mirrors)", choices=augment_lib.TEST_CROPS
+    )
 
 
 @dataclasses.dataclass
 class ModelConfig:
-    # The defaults are the recipe tuned for Fashion-MNIST on a 2-core CPU (README,
-    # "Results"): BatchNorm, cosine decay, label smoothing and weight decay reach a
-    # higher accuracy in the same time. `--preset paper` restores the paper's recipe.
-    variant: str = "bn"
-    aux_heads: bool = True
-    dropout_rate: float = 0.4
-    # The input convention the weights expect: "tf" ([-1, 1]) or "caffe" (BGR minus the
-    # ImageNet mean, the BVLC weights'). "auto" follows --init-from's model, else "tf".
-    preprocessing: str = "auto"
+    # BatchNorm (with cosine decay, label smoothing and weight decay) reaches a higher
+    # accuracy than the paper's recipe in the same time on a small CPU budget;
+    # `--preset paper` restores the paper's.
+    variant: str = option("bn", "", choices=model_lib.VARIANTS)
+    aux_heads: bool = option(True, "train without the two aux heads", flag="--no-aux-heads", show_default=False)
+    dropout_rate: float = option(0.4, "", interval=FRACTION)
+    # The weights' input convention: "auto" follows the --init-from model, whose weights
+    # expect its own.
+    preprocessing: str = option(
+        "auto",
+        "input convention: tf ([-1, 1]) or caffe (BGR minus the ImageNet mean), default: auto (the --init-from model's, else tf)",
+        choices=("auto",) + preprocessing_lib.MODES, show_default=False,
+    )
 
 
 @dataclasses.dataclass
 class TrainConfig:
-    # Batch 128 steps faster than 64 on the CPU (380 against 282 images/s in the default
-    # runs), so 30 epochs fit where 22 did; the rate scales with the batch. 26 epochs
-    # scored the same within the spread between runs (README, Results); 30 is the run
-    # whose files are in results/fashion_mnist.
-    epochs: int = 30
-    batch_size: int = 128
-    learning_rate: float = 0.1
-    momentum: float = 0.9
-    schedule: str = "cosine"
-    label_smoothing: float = 0.1
-    # Decoupled (per step, without momentum): 5e-3 here shrinks as 5e-4 does in the
-    # usual coupled L2 with momentum 0.9.
-    weight_decay: float = 5e-3
-    precision: str = "auto"
-    strategy: str = "auto"
-    seed: int = 0
+    # With the rate scaled to the batch, 128 steps faster than 64 on a CPU, and 30
+    # epochs is where accuracy stopped improving within the spread between runs.
+    epochs: int = option(30, "", positive=True)
+    batch_size: int = option(128, "global batch", positive=True)
+    learning_rate: float = option(0.1, "initial rate", interval=POSITIVE)
+    momentum: float = option(0.9, "", interval=FRACTION)
+    schedule: str = option("cosine", "default: {default} (paper: 4%% lower every 8 epochs)", choices=SCHEDULES)
+    label_smoothing: float = option(0.1, "", interval=FRACTION)
+    # Decoupled (per step, without momentum): 5e-3 shrinks the weights as the usual
+    # coupled 5e-4 does with momentum 0.9.
+    weight_decay: float = option(5e-3, "decoupled weight decay", interval=NON_NEGATIVE)
+    precision: str = option(
+        "auto", "default: auto (the fastest here, timed once per machine and stored)", choices=PRECISIONS,
+        show_default=False,
+    )
+    strategy: str = option("auto", "default: auto (by GPUs and TF_CONFIG)", choices=STRATEGIES, show_default=False)
+    seed: int = option(0, "")
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 
 
 @dataclasses.dataclass
@@ -74,8 +130,11 @@ class RunConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
-    run_dir: str = None
-    init_from: str = None
+    init_from: str = option(
+        None, "start from the weights of a .keras model or BVLC's .caffemodel (classifiers fresh if the classes differ)",
+        show_default=False,
+    )
+    run_dir: str = option(None, "default: runs/DATASET-VARIANT-SIZEpx-EPOCHSep[-limitN]", show_default=False)
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -85,8 +144,8 @@ class RunConfig:
         values = dict(values)
         sections = {}
         for field in dataclasses.fields(cls):
-            if field.name in ("data", "model", "train"):
-                section_cls = field.default_factory
+            if field.name in SECTIONS:
+                section_cls = SECTIONS[field.name]
                 section = values.pop(field.name, {}) or {}
                 known = {f.name for f in dataclasses.fields(section_cls)}
                 unknown = sorted(set(section) - known)
@@ -119,31 +178,12 @@ class RunConfig:
 
     def validate(self):
         """Every value checked before anything is built, with Keras-style messages."""
-        d, m, t = self.data, self.model, self.train
-        _choice("dataset", d.dataset, data_lib.SOURCES)
-        _choice("augment", d.augment, ("auto",) + augment_lib.POLICIES)
-        _choice("variant", m.variant, model_lib.VARIANTS)
-        _choice("preprocessing", m.preprocessing, ("auto",) + preprocessing_lib.MODES)
-        _choice("schedule", t.schedule, SCHEDULES)
-        _choice("precision", t.precision, PRECISIONS)
-        _choice("strategy", t.strategy, STRATEGIES)
-        _choice("test_crops", d.test_crops, augment_lib.TEST_CROPS)
-        _positive_int("image_size", d.image_size)
-        _positive_int("epochs", t.epochs)
-        _positive_int("batch_size", t.batch_size)
-        if d.limit is not None:
-            _positive_int("limit", d.limit)
-        minimum = model_lib.min_input_size(m.variant, m.aux_heads)
-        if d.image_size < minimum:
-            raise ValueError(f"`image_size` must be at least {minimum}. Received: image_size={d.image_size}")
-        if not 0 <= d.validation_split < 1:
-            raise ValueError(f"`validation_split` must be in [0, 1). Received: validation_split={d.validation_split}")
-        if not t.learning_rate > 0:
-            raise ValueError(f"`learning_rate` must be positive. Received: learning_rate={t.learning_rate}")
-        if not 0 <= d.random_erasing <= 1:
-            raise ValueError(f"`random_erasing` must be a probability in [0, 1]. Received: random_erasing={d.random_erasing}")
-        if not 0 <= m.dropout_rate < 1:
-            raise ValueError(f"`dropout_rate` must be in [0, 1). Received: dropout_rate={m.dropout_rate}")
+        for section in (self, self.data, self.model, self.train):
+            for field in fields(section):
+                _check(field, getattr(section, field.name))
+        minimum = model_lib.min_input_size(self.model.variant, self.model.aux_heads)
+        if self.data.image_size < minimum:
+            raise ValueError(f"`image_size` must be at least {minimum}. Received: image_size={self.data.image_size}")
         return self
 
     def resolved_augment(self):
@@ -152,14 +192,22 @@ class RunConfig:
         return "standard" if self.data.dataset in SMALL_IMAGE_SOURCES else "paper"
 
 
-def _choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"`{name}` must be one of {tuple(choices)}. Received: {name}={value!r}")
+def fields(section):
+    """The settings of a section (or of RunConfig itself: its own, not the sections)."""
+    return [field for field in dataclasses.fields(section) if field.name not in SECTIONS]
 
 
-def _positive_int(name, value):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+def _check(field, value):
+    name, rules = field.name, field.metadata
+    if rules.get("choices") is not None and value not in rules["choices"]:
+        raise ValueError(f"`{name}` must be one of {tuple(rules['choices'])}. Received: {name}={value!r}")
+    if value is None:
+        return
+    if rules.get("positive") and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
         raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+    interval = rules.get("interval")
+    if interval is not None and (not isinstance(value, (int, float)) or value not in interval):
+        raise ValueError(f"`{name}` must be in {interval}. Received: {name}={value!r}")
 
 
 def read_overrides(path):

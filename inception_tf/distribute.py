@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 
-import keras
 import numpy as np
 
 from inception_tf import keras_fixes

@@ -11,6 +11,11 @@ RUN_DIR/
   saved_model/           the exported inference model
   metrics.json           test metrics, per-class table, timings: the run is complete
   curves.png, confusion_matrix.png
+  .lock                  held by the one process writing the run directory
+
+The run reads top to bottom in `_run_locked`: build the data, train (model, callbacks,
+fit), finalise (evaluate, plots, save, export, metrics). `RunPaths` says where each
+process writes; a multi-worker run differs only there and in `_model_to_evaluate`.
 """
 
 import contextlib

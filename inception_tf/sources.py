@@ -443,7 +443,7 @@ def load_tfrecord_source(data_dir):
     root = pathlib.Path(data_dir).expanduser()
     if not root.is_dir():
         raise DataNotFoundError(f"The TFRecord folder does not exist. Received: data_dir={str(root)!r}")
-    files = sorted(p for p in root.iterdir() if p.is_file() and p.name != "labels.txt")
+    files = sorted(p for p in root.iterdir() if p.is_file() and p.name != model_files.LABELS_FILE)
     shards = {}
     for split, prefixes in SHARD_PREFIXES.items():
         matched = [p for p in files if any(p.name.startswith(prefix) for prefix in prefixes)]

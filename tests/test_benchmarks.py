@@ -3,9 +3,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # two minutes of tracing; the script's own flags are checked by test_readme
 def test_profile_step_prints_the_ops_of_a_training_step():
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks/profile_step.py"), "--variant", "paper", "--image-size", "64",

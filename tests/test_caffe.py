@@ -179,6 +179,7 @@ def test_convert_then_predict_prints_imagenet_names(bvlc, converted, tmp_path):
     assert all(entry["class"] in imagenet.class_names() for entry in top)
 
 
+@pytest.mark.slow  # a whole train.py run; the conversion itself is checked above
 def test_fine_tuning_from_converted_weights_trains_and_serves_in_their_mode(bvlc, tmp_path):
     start = model_files.save_keras(
         GoogLeNet(input_shape=(64, 64, 3), weights=bvlc["path"]), tmp_path / "imagenet-64.keras",

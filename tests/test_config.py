@@ -116,3 +116,30 @@ def test_diff_lists_changed_keys():
 def test_presets_are_valid():
     for name, values in PRESETS.items():
         RunConfig().replace(**values).validate()
+
+
+def test_every_setting_is_a_flag_with_its_default_in_its_help():
+    from inception_tf import config
+
+    train = cli.build_parser()._subparsers._group_actions[0].choices["train"]
+    actions = {action.dest: action for action in train._actions}
+    for cls in (config.RunConfig, *config.SECTIONS.values()):
+        for field in config.fields(cls):
+            action = actions[field.name]
+            assert action.default is None, field.name  # "not given": --config and --preset keep theirs
+            if field.metadata["show_default"]:
+                assert f"default: {field.default}" in action.help, field.name
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("train.momentum", 1.0, r"`momentum` must be in \[0, 1\). Received: momentum=1.0"),
+        ("train.weight_decay", -1e-4, r"`weight_decay` must be in \[0, inf\). Received: weight_decay=-0.0001"),
+        ("train.epochs", 0, r"`epochs` must be a positive integer. Received: epochs=0"),
+        ("model.variant", "v3", r"`variant` must be one of \('paper', 'bn'\). Received: variant='v3'"),
+    ],
+)
+def test_the_rules_of_a_setting_live_beside_its_default(key, value, message):
+    with pytest.raises(ValueError, match=message):
+        RunConfig().replace(**{key: value}).validate()

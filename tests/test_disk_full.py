@@ -12,11 +12,12 @@ import h5py
 import pytest
 
 from inception_tf import files
-from runs import ROOT, TINY, env, history_epochs, train
+from runs import ROOT, SMALL, env, history_epochs, train
 
 # Each weights file holds the weights and the optimizer's state (~83 MB for the bn
 # variant): one epoch's best + backup fit in 220 MB, a second epoch's next file does not.
 TMPFS_SIZE = "220m"
+ARGS = [*SMALL[:-3], "512", "--variant", "bn", "--epochs", "2", "--test-crops", "1"]  # the weights' size is what counts
 
 
 def test_atomic_path_removes_its_file_and_names_the_target_on_a_full_disk(tmp_path):
@@ -73,7 +74,7 @@ def small_disk(tmp_path):
 def test_a_full_disk_stops_the_run_cleanly_and_a_rerun_resumes(tmp_path):
     with small_disk(tmp_path) as (disk, real):
         run_dir = disk / "run"
-        args = [*TINY, "--epochs", "2", "--test-crops", "1", "--run-dir", str(run_dir)]
+        args = [*ARGS, "--run-dir", str(run_dir)]
         # Without a tmpfs, the third weights file (epoch 2's first) meets ENOSPC.
         command = [str(ROOT / "train.py")] if real else [str(ROOT / "tests" / "full_disk_train.py"), "3"]
         result = subprocess.run(

@@ -1,4 +1,5 @@
-"""The README stays true: its examples run and its commands use flags that exist."""
+"""The README (and results/README.md, where its figures come from) stays true: its
+examples run and its commands use flags that exist."""
 
 import pathlib
 import re
@@ -8,10 +9,16 @@ import pytest
 from inception_tf import cli
 
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+DOCS = (README, README.parent / "results" / "README.md")
+LONGEST_README = 350  # lines: what a newcomer reads in one sitting; the history goes to results/
 
 
 def _blocks(language):
-    return re.findall(rf"```{language}\n(.*?)```", README.read_text(), flags=re.S)
+    return [block for doc in DOCS for block in re.findall(rf"```{language}\n(.*?)```", doc.read_text(), flags=re.S)]
+
+
+def test_the_readme_reads_in_one_sitting():
+    assert len(README.read_text().splitlines()) <= LONGEST_README
 
 
 def _options(command):

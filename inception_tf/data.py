@@ -131,7 +131,7 @@ def load_source(name, data_dir=None, validation_split=0.0, limit=None, skip_corr
 
 # --- Pipelines ------------------------------------------------------------------------
 
-def _decode(encoded):
+def decode_image(encoded):
     """JPEG / PNG / BMP / GIF (first frame) bytes -> uint8 RGB [h, w, 3]."""
     image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
@@ -139,7 +139,7 @@ def _decode(encoded):
 
 
 def _decode_file(path):
-    return _decode(tf.io.read_file(path))
+    return decode_image(tf.io.read_file(path))
 
 
 def _decode_record(record):
@@ -150,7 +150,7 @@ def _decode_record(record):
             sources.LABEL_FEATURE: tf.io.FixedLenFeature([], tf.int64),
         },
     )
-    return _decode(features[sources.IMAGE_FEATURE]), tf.cast(features[sources.LABEL_FEATURE], tf.int32)
+    return decode_image(features[sources.IMAGE_FEATURE]), tf.cast(features[sources.LABEL_FEATURE], tf.int32)
 
 
 def _examples(split, training, seed, shard=None):

@@ -7,6 +7,9 @@ the class names:
   resized and normalised by `data.preprocess_images`, the function evaluation uses, in
   the model's preprocessing mode ("tf" or "caffe"); returns `probabilities`
   [batch, num_classes], `top_k_indices`, `top_k_scores` and `top_k_classes` (names).
+- `image_bytes(image_bytes: string [batch])`: encoded JPEG / PNG / BMP / GIF images,
+  any sizes mixed (what TensorFlow Serving's REST API carries as `{"b64": ...}`),
+  decoded in the graph; returns what `serving_default` returns.
 - `preprocessed(inputs: float32 [batch, size, size, 3])`, already normalised: returns
   `probabilities`.
 - `assets/labels.txt`: one class name per line.
@@ -22,6 +25,8 @@ from inception_tf import data as data_lib
 from inception_tf import files, keras_fixes, model_files
 from inception_tf import preprocessing as preprocessing_lib
 from inception_tf.model import inference_model
+
+SIGNATURE_BYTES = "image_bytes"
 
 
 def as_float32(model):
@@ -58,7 +63,22 @@ class _Serving(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")], autograph=False)
     def serve(self, images):
-        probabilities = self._probabilities(data_lib.preprocess_images(images, self.image_size, self.preprocessing))
+        return self._ranked(data_lib.preprocess_images(images, self.image_size, self.preprocessing))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")], autograph=False)
+    def serve_bytes(self, image_bytes):
+        """Encoded images of any sizes, mixed: each is decoded and resized alone, then the
+        batch goes through the same `to_model_input` as `serve`'s."""
+        size = self.image_size
+
+        def resized(encoded):
+            return data_lib.resize_images(data_lib.decode_image(encoded)[None], size)[0]
+
+        images = tf.map_fn(resized, image_bytes, fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
+        return self._ranked(data_lib.to_model_input(images, self.preprocessing))
+
+    def _ranked(self, inputs):
+        probabilities = self._probabilities(inputs)
         scores, indices = tf.math.top_k(probabilities, k=self.top_k)
         return {
             "probabilities": probabilities,
@@ -106,8 +126,10 @@ def export_saved_model(model, path, class_names=None, top_k=5, float32=True, pre
         labels_path = pathlib.Path(scratch) / model_files.LABELS_FILE
         labels_path.write_text(model_files.labels_text(class_names))
         module = _Serving(model, class_names, top_k, labels_path, preprocessing)
+        signatures = {"serving_default": module.serve, SIGNATURE_BYTES: module.serve_bytes, "preprocessed": module.classify}
+        keras_fixes.track_captured_variables(module, signatures.values())
         tf.saved_model.save(
-            module, str(tmp), signatures={"serving_default": module.serve, "preprocessed": module.classify}
+            module, str(tmp), signatures=signatures,
         )
     return path
 

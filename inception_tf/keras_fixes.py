@@ -43,6 +43,24 @@ def float32_config(config):
     return config
 
 
+def track_captured_variables(module, functions):
+    """Lists on `module` the TensorFlow variables its `functions` (with input signatures)
+    capture, so that TensorFlow Serving can load the SavedModel of `module`.
+
+    A Keras 3.15 model saved inside a `tf.Module` loads with `tf.saved_model.load`, but
+    the session-based loader of TensorFlow Serving and `saved_model_cli run` does not
+    restore its variables ("Could not find variable ...", keras-team/keras#20095,
+    tensorflow/serving#2250): the object graph holds Keras's variable wrappers, the
+    functions capture the TensorFlow variables inside them. Keras's own `ExportArchive`
+    lists the captured variables the same way (`_filter_and_track_resources`).
+    """
+    captured = {}
+    for function in functions:
+        for variable in function.get_concrete_function().variables:
+            captured.setdefault(id(variable), variable)
+    module.captured_variables = list(captured.values())
+
+
 @contextlib.contextmanager
 def closing_failed_h5_writes():
     """Closes the HDF5 files a failed `save_weights` / `save` leaves open.

@@ -1,6 +1,7 @@
 """SavedModel export: it serves in a process where inception_tf cannot be imported."""
 
 import json
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,8 @@ from inception_tf.export import as_float32
 from runs import env
 
 CLASSES = ["zero", "one", "two", "three", "four"]
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PHOTOS = ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png")  # photographs matplotlib ships, of two sizes
 
 # Runs in a fresh interpreter that refuses to import inception_tf.
 STANDALONE = textwrap.dedent(
@@ -102,7 +105,7 @@ def test_a_mixed_bfloat16_model_exports_to_float32(tmp_path):
 
 
 def test_saved_model_cli_lists_both_signatures(tmp_path):
-    cli = shutil.which("saved_model_cli", path=str(__import__("pathlib").Path(sys.executable).parent))
+    cli = shutil.which("saved_model_cli", path=str(pathlib.Path(sys.executable).parent))
     if cli is None:
         pytest.skip("saved_model_cli is not installed with this TensorFlow")
     export_dir = export_saved_model(GoogLeNet(num_classes=5, input_shape=(64, 64, 3), aux_heads=False), tmp_path / "e")
@@ -139,3 +142,42 @@ def test_export_command(tmp_path):
     )
     assert (tmp_path / "sm" / "assets" / "labels.txt").read_text().split() == CLASSES
     json.dumps({})  # the command printed its path; the folder is what counts
+
+
+def _readme_lines(prefix):
+    readme = (ROOT / "README.md").read_text()
+    lines = [line.split("  #")[0].strip() for line in readme.splitlines() if line.startswith(prefix)]
+    assert lines, f"the README shows no `{prefix}` line"
+    return lines[0]
+
+
+def test_the_bytes_signature_serves_photos_of_two_sizes_as_serving_default_does(tmp_path):
+    import matplotlib.cbook
+    import tensorflow as tf
+
+    photos = [pathlib.Path(matplotlib.cbook.get_sample_data(name, asfileobj=False)) for name in PHOTOS]
+    model = GoogLeNet(num_classes=5, input_shape=(64, 64, 3), aux_heads=False)
+    export_dir = export_saved_model(model, tmp_path / "saved_model", CLASSES)
+    loaded = tf.saved_model.load(str(export_dir))
+    encoded = [path.read_bytes() for path in photos]
+    by_bytes = loaded.signatures["image_bytes"](image_bytes=tf.constant(encoded))
+    shapes = set()
+    for i, data in enumerate(encoded):
+        pixels = tf.io.decode_image(data, channels=3, expand_animations=False)[None]
+        shapes.add(tuple(pixels.shape[1:3]))
+        by_pixels = loaded.signatures["serving_default"](images=pixels)
+        np.testing.assert_allclose(by_bytes["probabilities"][i], by_pixels["probabilities"][0], atol=1e-5)
+        assert by_bytes["top_k_classes"][i].numpy().tolist() == by_pixels["top_k_classes"][0].numpy().tolist()
+    assert len(shapes) == 2, "the two photos must differ in size"
+
+    # The README's saved_model_cli line, as written, on the same two photos.
+    for path, name in zip(photos, ("a.jpg", "b.png")):
+        shutil.copy(path, tmp_path / name)
+    make_inputs = _readme_lines("python -c \"import numpy as np; np.save('photos.npy'")
+    subprocess.run(make_inputs, shell=True, check=True, cwd=tmp_path, env={**env(), "PATH": f"{pathlib.Path(sys.executable).parent}:{env()['PATH']}"})
+    command = _readme_lines("saved_model_cli run").replace("RUN_DIR/saved_model", str(export_dir))
+    shown = subprocess.run(
+        command, shell=True, check=True, cwd=tmp_path, capture_output=True, text=True,
+        env={**env(), "PATH": f"{pathlib.Path(sys.executable).parent}:{env()['PATH']}"},
+    ).stdout
+    assert "top_k_classes" in shown and CLASSES[int(by_bytes["top_k_indices"][0, 0])] in shown

@@ -153,6 +153,21 @@ def _decode_record(record):
     return decode_image(features[sources.IMAGE_FEATURE]), tf.cast(features[sources.LABEL_FEATURE], tf.int32)
 
 
+def images_at(split, indices):
+    """The uint8 images of `split` at `indices` (in its fixed evaluation order), as a list."""
+    if split.kind == "arrays":
+        return [split.images[i] for i in indices]
+    if split.ignore_decode_errors:  # positions count the readable images: read them in order
+        wanted, found = set(int(i) for i in indices), {}
+        for position, (image, _) in enumerate(_examples(split, training=False, seed=None)[0]):
+            if position in wanted:
+                found[position] = image.numpy()
+            if len(found) == len(wanted):
+                break
+        return [found[int(i)] for i in indices]
+    return [next(iter(_examples(split.slice(int(i), int(i) + 1), training=False, seed=None)[0]))[0].numpy() for i in indices]
+
+
 def _examples(split, training, seed, shard=None):
     """(uint8 image, int32 label) pairs of `split`, shuffled when training, and whether
     `shard` (count, index) was applied by file (else tf.distribute shards by data)."""

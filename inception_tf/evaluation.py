@@ -133,6 +133,44 @@ def plot_confusion_matrix(matrix, class_names, path, title="Confusion matrix"):
     _save_figure(fig, path)
 
 
+MISTAKES_SHOWN = 16  # a 4x4 grid
+
+
+def plot_mistakes(images, true, predicted, scores, class_names, path, title="Most confident mistakes"):
+    """The images the model got wrong with the highest confidence, with true and predicted
+    names; a figure of the same size says so when there are none."""
+    fig = Figure(figsize=(8, 9))
+    axes = fig.subplots(4, 4).ravel()
+    for ax in axes:
+        ax.axis("off")
+    for ax, image, t, p, score in zip(axes, images, true, predicted, scores):
+        ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray")
+        ax.set_title(f"true: {class_names[t]}\npredicted: {class_names[p]} ({score:.2f})", fontsize=8)
+    if not len(images):
+        fig.text(0.5, 0.5, "no mistakes", ha="center", va="center", fontsize=14)
+    fig.suptitle(title)
+    fig.tight_layout()
+    _save_figure(fig, path)
+
+
+def most_confident_mistakes(probabilities, labels, count=MISTAKES_SHOWN):
+    """`(indices, wrong)`: the examples predicted wrongly, the most confident first (at
+    most `count`), and how many were wrong."""
+    predictions = probabilities.argmax(axis=1)
+    wrong = np.flatnonzero(predictions != labels)
+    confidence = probabilities[wrong, predictions[wrong]]
+    return wrong[np.argsort(-confidence, kind="stable")][:count], len(wrong)
+
+
+def _plot_mistakes(split, probabilities, labels, class_names, path, split_name):
+    shown, wrong = most_confident_mistakes(probabilities, labels)
+    predicted = probabilities[shown].argmax(axis=1)
+    plot_mistakes(
+        data_lib.images_at(split, shown), labels[shown], predicted, probabilities[shown, predicted],
+        class_names, path, title=f"The {len(shown)} most confident of {wrong} mistakes, {split_name} split",
+    )
+
+
 def _save_figure(fig, path):
     with files.atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110)
@@ -191,7 +229,8 @@ def plot_curves(history_path, path):
 def evaluate(
     model, split, class_names, image_size, batch_size, out_dir, split_name="test", views=None, preprocessing="tf"
 ):
-    """Metrics of `model` on `split`; writes `confusion_matrix.png` into `out_dir`.
+    """Metrics of `model` on `split`; writes `confusion_matrix.png` and `mistakes.png` (the
+    most confident mistakes) into `out_dir`.
 
     With `views` (multi-crop testing, `augment.test_view_boxes`), each head's softmax is
     averaged over the views, as the paper does; with more than one, the whole-image view
@@ -235,4 +274,5 @@ def evaluate(
         matrix, class_names, pathlib.Path(out_dir) / "confusion_matrix.png",
         title=f"Confusion matrix, {split_name} split ({len(labels)} images), accuracy {accuracy:.4f}",
     )
+    _plot_mistakes(split, main, labels, class_names, pathlib.Path(out_dir) / "mistakes.png", split_name)
     return metrics

@@ -10,7 +10,7 @@ RUN_DIR/
   labels.txt             the class names, for model.keras
   saved_model/           the exported inference model
   metrics.json           test metrics, per-class table, timings: the run is complete
-  curves.png, confusion_matrix.png
+  curves.png, confusion_matrix.png, mistakes.png (the most confident mistakes)
   .lock                  held by the one process writing the run directory
 
 The run reads top to bottom in `_run_locked`: build the data, train (model, callbacks,
@@ -41,7 +41,7 @@ from inception_tf.model import GoogLeNet
 
 RUN_FILES = (
     "config.json", "history.csv", "logs", "best.weights.h5", "best.json", "backup", "model.keras",
-    "labels.txt", "saved_model", "metrics.json", "curves.png", "confusion_matrix.png",
+    "labels.txt", "saved_model", "metrics.json", "curves.png", "confusion_matrix.png", "mistakes.png",
 )
 
 

@@ -38,3 +38,55 @@ def test_curves_from_a_history(tmp_path):
     np.testing.assert_array_equal(columns["epoch"], [0, 1])  # sorted by epoch
     evaluation.plot_curves(history, tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 10_000
+
+
+def test_the_most_confident_mistakes_come_first():
+    labels = np.array([0, 1, 2, 0, 1])
+    probabilities = np.array([
+        [0.9, 0.1, 0.0],  # right
+        [0.6, 0.3, 0.1],  # wrong, 0.6
+        [0.05, 0.9, 0.05],  # wrong, 0.9
+        [0.2, 0.7, 0.1],  # wrong, 0.7
+        [0.1, 0.8, 0.1],  # right
+    ])
+    shown, wrong = evaluation.most_confident_mistakes(probabilities, labels, count=2)
+    assert shown.tolist() == [2, 3] and wrong == 3
+
+
+@pytest.mark.parametrize("kind", ["arrays", "files", "records"])
+def test_images_at_reads_the_images_of_the_evaluation_order(kind, tmp_path):
+    from fake_data import write_image_folder, write_tfrecords
+
+    from inception_tf import data
+
+    if kind == "arrays":
+        labels = np.arange(6) % 3
+        source = data.load_source("mnist", data_dir=str(_mnist(tmp_path, labels)))
+    elif kind == "files":
+        write_image_folder(tmp_path / "images", per_class=2)
+        source = data.load_source("folder", data_dir=str(tmp_path / "images"), validation_split=0.5)
+    else:
+        write_tfrecords(tmp_path / "records", np.arange(6) % 3, prefix="train")
+        write_tfrecords(tmp_path / "records", np.arange(4) % 3, prefix="test")
+        source = data.load_source("tfrecord", data_dir=str(tmp_path / "records"))
+    split = source.splits["test" if "test" in source.splits else "validation"]
+    every = [image.numpy() for image, _ in data._examples(split, training=False, seed=None)[0]] if kind != "arrays" else list(split.images)
+    indices = [len(every) - 1, 0]
+    for got, index in zip(data.images_at(split, indices), indices):
+        np.testing.assert_array_equal(got, every[index])
+
+
+def _mnist(tmp_path, labels):
+    from fake_data import write_mnist_npz
+
+    write_mnist_npz(tmp_path / "mnist.npz", labels, labels)
+    return tmp_path
+
+
+def test_mistakes_figure_has_its_size_with_or_without_mistakes(tmp_path):
+    from PIL import Image
+
+    images = [np.full((28, 28, 1), 40 * i, np.uint8) for i in range(3)]
+    evaluation.plot_mistakes(images, [0, 1, 2], [1, 2, 0], [0.9, 0.8, 0.7], ["a", "b", "c"], tmp_path / "m.png")
+    evaluation.plot_mistakes([], [], [], [], ["a", "b", "c"], tmp_path / "none.png")
+    assert Image.open(tmp_path / "m.png").size == Image.open(tmp_path / "none.png").size == (880, 990)

@@ -12,7 +12,7 @@ from inception_tf import GoogLeNet
 from inception_tf.experiment import transfer_weights
 from runs import SMALL, TINY, env, history_epochs, train
 
-RUN_FILES = ["config.json", "history.csv", "metrics.json", "curves.png", "confusion_matrix.png", "model.keras", "saved_model", "labels.txt"]
+RUN_FILES = ["config.json", "history.csv", "metrics.json", "curves.png", "confusion_matrix.png", "mistakes.png", "model.keras", "saved_model", "labels.txt"]
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +43,9 @@ def test_a_run_leaves_every_artifact(run_dir):
     assert "precision: " in result.stdout and "T-shirt/top" in result.stdout
     model = keras.models.load_model(run_dir / "model.keras")
     assert model.output_names == ["main", "aux1", "aux2"]
+    from PIL import Image
+
+    assert Image.open(run_dir / "mistakes.png").size == (880, 990)  # evaluation.plot_mistakes's 8x9 in at 110 dpi
 
 
 def test_the_same_command_again_finds_the_run_complete(run_dir):

@@ -49,7 +49,7 @@ def wait_for_backup(run_dir, epoch, process, timeout=600):
 
 def kill(process, sig=signal.SIGKILL):
     process.send_signal(sig)
-    output, _ = process.communicate(timeout=120)
+    output, _ = process.communicate(timeout=600)  # a loaded machine may still be evaluating and exporting
     return process.returncode, output
 
 

@@ -157,15 +157,17 @@ def images_at(split, indices):
     """The uint8 images of `split` at `indices` (in its fixed evaluation order), as a list."""
     if split.kind == "arrays":
         return [split.images[i] for i in indices]
-    if split.ignore_decode_errors:  # positions count the readable images: read them in order
-        wanted, found = set(int(i) for i in indices), {}
-        for position, (image, _) in enumerate(_examples(split, training=False, seed=None)[0]):
-            if position in wanted:
-                found[position] = image.numpy()
-            if len(found) == len(wanted):
-                break
-        return [found[int(i)] for i in indices]
-    return [next(iter(_examples(split.slice(int(i), int(i) + 1), training=False, seed=None)[0]))[0].numpy() for i in indices]
+    if split.kind == "files" and not split.ignore_decode_errors:  # random access: decode those files only
+        return [decode_image(tf.io.read_file(split.files[int(i)])).numpy() for i in indices]
+    # Records are read in order, and with unreadable files skipped a position counts the
+    # readable images: one pass, up to the last position wanted.
+    wanted, found = {int(i) for i in indices}, {}
+    for position, (image, _) in enumerate(_examples(split, training=False, seed=None)[0]):
+        if position in wanted:
+            found[position] = image.numpy()
+        if len(found) == len(wanted):
+            break
+    return [found[int(i)] for i in indices]
 
 
 def _examples(split, training, seed, shard=None):

@@ -219,10 +219,11 @@ def _disk_full(error, config, role):
     if role.is_chief:
         files.remove_leftovers(run_dir)
     written = getattr(error, "path", None) or getattr(error, "filename", None) or f"into {run_dir}"
-    finished = callbacks_lib.backed_up_epoch(run_dir / "backup")
+    backup = RunPaths(run_dir, out=run_dir).backup  # the chief's, which a rerun resumes from
+    finished = callbacks_lib.backed_up_epoch(backup)
     if finished:
         resume = (
-            f"The last finished epoch, {finished} of {config.train.epochs}, is saved in {run_dir / 'backup'}: "
+            f"The last finished epoch, {finished} of {config.train.epochs}, is saved in {backup}: "
             "free some space and run the same command again to resume from it."
         )
     else:
@@ -365,7 +366,8 @@ def _train(config, strategy, role, source, paths, log):
 
 def _diverged(stopped_at, run_dir):
     epoch, batch = stopped_at
-    backup, best = run_dir / "backup", run_dir / "best.weights.h5"
+    chief = RunPaths(run_dir, out=run_dir)  # the files a rerun resumes from
+    backup, best = chief.backup, chief.best
     finished = callbacks_lib.backed_up_epoch(backup)
     kept = f"the last good state (epoch {finished}) is in {backup}" if finished else "no epoch had finished"
     if best.is_file():

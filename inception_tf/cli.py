@@ -6,6 +6,7 @@ import os
 import sys
 
 from inception_tf import model as model_lib
+from inception_tf.litert import LiteRTMissing
 
 
 def _positive_int(text):
@@ -189,9 +190,7 @@ def _run_evaluate(args):
     out = pathlib.Path(args.out or pathlib.Path(args.model).parent / f"evaluation-{args.dataset}-{args.split}")
     out.mkdir(parents=True, exist_ok=True)
     image_size = model.inputs[0].shape[1]
-    # What the run beside the model did, unless the flags say otherwise.
-    run_config = pathlib.Path(args.model).parent / "config.json"
-    run_data = json.loads(run_config.read_text()).get("data", {}) if run_config.is_file() else {}
+    run_data = config.data_beside(args.model)  # what the run beside the model did, unless the flags say otherwise
     crops = args.test_crops or run_data.get("test_crops") or 1
     policy = args.augment or run_data.get("augment")
     if policy not in augment.POLICIES:
@@ -210,52 +209,94 @@ def _run_evaluate(args):
 
 
 def _add_export(subparsers):
+    from inception_tf import data, litert
+
     parser = subparsers.add_parser(
         "export",
-        help="export a .keras model as a SavedModel that serves without this package",
-        description="Write the inference SavedModel (main head, float32, uint8 images of any size in).",
+        help="export a .keras model as a SavedModel (and LiteRT files) that serve without this package",
+        description="Write the inference SavedModel (main head, float32, uint8 images of any size in) and, with "
+        "--tflite, LiteRT flatbuffers of it on preprocessed input beside it (OUT-float32.tflite, ...).",
     )
     parser.add_argument("--model", required=True, help="a .keras model")
     parser.add_argument("--out", required=True, help="the SavedModel folder to write")
     parser.add_argument("--labels", help="class names, one per line (default: those saved with the model)")
     parser.add_argument("--top-k", type=_positive_int, default=5)
+    parser.add_argument("--tflite", nargs="+", choices=litert.QUANTIZATIONS, metavar="{" + ",".join(litert.QUANTIZATIONS) + "}",
+                        help="LiteRT files to write beside the SavedModel; int8 is full-integer, calibrated on training images")
+    group = parser.add_argument_group("int8 calibration (default: the data set of the run's config.json beside --model)")
+    group.add_argument("--dataset", choices=data.SOURCES)
+    group.add_argument("--data-dir")
+    group.add_argument("--calibration-images", type=_positive_int, default=litert.CALIBRATION_IMAGES,
+                       help=f"training images to calibrate on, default: {litert.CALIBRATION_IMAGES}")
     parser.set_defaults(handler=_run_export)
+
+
+def _calibration(args, image_size, preprocessing):
+    """int8's calibration inputs and a line saying what they are."""
+    from inception_tf import config, data, litert
+
+    run_data = config.data_beside(args.model)
+    dataset = args.dataset or run_data.get("dataset")
+    if dataset is None:
+        raise ValueError(
+            "int8 calibration needs training images: name their data set with --dataset (and --data-dir), or "
+            f"export the model.keras of a run directory, whose config.json names it. Received: model={args.model!r}"
+        )
+    data_dir = args.data_dir if args.dataset else run_data.get("data_dir")
+    split = data.load_source(dataset, data_dir=data_dir).splits["train"]
+    inputs = litert.calibration_inputs(split, image_size, preprocessing, count=args.calibration_images)
+    return inputs, f"{len(inputs)} images of the {dataset} training split"
 
 
 def _run_export(args):
     import keras
 
-    from inception_tf import export, model_files
+    from inception_tf import export, litert, model_files
 
     model = keras.models.load_model(args.model, compile=False)
     info = model_files.read_info(args.model)
     if args.labels:
         with open(args.labels) as f:
             info.class_names = model_files.parse_labels(f.read())
+    calibration = described = None
+    if "int8" in (args.tflite or ()):  # before the SavedModel: a missing data set fails fast
+        calibration, described = _calibration(args, model.inputs[0].shape[1], info.preprocessing)
     path = export.export_saved_model(
         model, args.out, info.class_names, top_k=args.top_k, preprocessing=info.preprocessing
     )
     print(f"SavedModel written to {path}")
+    for quantization in dict.fromkeys(args.tflite or ()):
+        written = litert.write_tflite(
+            path, litert.tflite_path(path, quantization), quantization, calibration=calibration,
+            class_names=info.class_names, preprocessing=info.preprocessing, calibrated_on=described,
+        )
+        print(f"LiteRT {quantization} written to {written} ({written.stat().st_size / 2**20:.1f} MiB)")
     return 0
 
 
 def _add_predict(subparsers):
     parser = subparsers.add_parser(
         "predict",
-        help="top-5 classes of image files",
-        description="Classify image files (any format OpenCV reads) with a SavedModel or a .keras model.",
+        help="top-5 classes of image files, in batches; Grad-CAM overlays",
+        description="Classify image files (any format OpenCV reads) with a SavedModel, a .keras or a .tflite model.",
     )
-    parser.add_argument("--model", required=True, help="a SavedModel folder or a .keras file")
+    parser.add_argument("--model", required=True, help="a SavedModel folder, a .keras file or a .tflite file")
     parser.add_argument("images", nargs="+", help="image files or folders of them")
     parser.add_argument("--top-k", type=_positive_int, default=5)
+    parser.add_argument("--batch-size", type=_positive_int, default=32, help="images per model call, default: 32")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument("--output", metavar="FILE", help="write the predictions to FILE.csv or FILE.jsonl instead")
+    parser.add_argument("--explain", metavar="DIR", help="write a Grad-CAM overlay PNG per image into DIR (.keras models)")
     parser.set_defaults(handler=_run_predict)
 
 
 def _run_predict(args):
     from inception_tf import predict
 
-    return predict.main(args.model, args.images, top_k=args.top_k, as_json=args.json)
+    return predict.main(
+        args.model, args.images, top_k=args.top_k, as_json=args.json, batch_size=args.batch_size,
+        output=args.output, explain=args.explain,
+    )
 
 
 def _add_convert(subparsers):
@@ -299,7 +340,7 @@ def main(argv=None, train_prog=None):
     args = build_parser(train_prog).parse_args(argv)
     try:
         return args.handler(args)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, LiteRTMissing) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -7,12 +7,14 @@ to `RUN_DIR/config.json` before training starts, and read back by `--config FILE
 import dataclasses
 import json
 import math
+import pathlib
 
 from inception_tf import augment as augment_lib
 from inception_tf import data as data_lib
 from inception_tf import model as model_lib
 from inception_tf import preprocessing as preprocessing_lib
 
+CONFIG_FILE = "config.json"  # in every run directory
 SCHEDULES = ("paper", "cosine", "constant")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker")
@@ -190,6 +192,13 @@ class RunConfig:
         if self.data.augment != "auto":
             return self.data.augment
         return "standard" if self.data.dataset in SMALL_IMAGE_SOURCES else "paper"
+
+
+def data_beside(model_path):
+    """The `data` section of the run's config.json in the folder of `model_path` (a run
+    directory's model.keras), or {} when there is none: what the model was trained on."""
+    saved = pathlib.Path(model_path).parent / CONFIG_FILE
+    return json.loads(saved.read_text()).get("data", {}) if saved.is_file() else {}
 
 
 def fields(section):

@@ -40,7 +40,7 @@ from inception_tf.augment import AugmentConfig
 from inception_tf.model import GoogLeNet
 
 RUN_FILES = (
-    "config.json", "history.csv", "logs", "best.weights.h5", "best.json", "backup", "model.keras",
+    config_lib.CONFIG_FILE, "history.csv", "logs", "best.weights.h5", "best.json", "backup", "model.keras",
     "labels.txt", "saved_model", "metrics.json", "curves.png", "confusion_matrix.png", "mistakes.png",
 )
 
@@ -79,7 +79,7 @@ def resolve(config, strategy, overwrite=False, log=print, **choose_kwargs):
         log(f"preprocessing: {preprocessing} (the input {config.init_from} expects)")
     elif preprocessing == "auto":
         preprocessing = "tf"
-    saved = pathlib.Path(run_dir) / "config.json"
+    saved = pathlib.Path(run_dir) / config_lib.CONFIG_FILE
     if t.precision == "auto" and saved.is_file() and not overwrite:
         policy = json.loads(saved.read_text()).get("train", {}).get("precision")
         choice = precision_lib.Choice(policy, f"the precision {run_dir} started in")
@@ -107,7 +107,7 @@ def resolve(config, strategy, overwrite=False, log=print, **choose_kwargs):
 def prepare_run_dir(config, overwrite=False):
     """Checks the run directory against `config`; returns "new", "resume" or "complete"."""
     run_dir = pathlib.Path(config.run_dir)
-    saved = run_dir / "config.json"
+    saved = run_dir / config_lib.CONFIG_FILE
     if overwrite:
         for name in RUN_FILES:
             files.remove(run_dir / name)
@@ -261,7 +261,7 @@ def _start_run_dir(config, paths, state, log):
     leftovers = files.remove_leftovers(paths.run_dir)
     if leftovers:
         log(f"removed {len(leftovers)} unfinished file(s) a killed run left: {', '.join(p.name for p in leftovers)}")
-    files.write_text_atomic(paths.run_dir / "config.json", config.to_json())
+    files.write_text_atomic(paths.run_dir / config_lib.CONFIG_FILE, config.to_json())
     callbacks_lib.truncate_history(paths.history, callbacks_lib.backed_up_epoch(paths.backup))
     log(f"run directory: {paths.run_dir} ({'resuming' if state == 'resume' else 'new run'})")
 

@@ -27,6 +27,7 @@ from inception_tf import preprocessing as preprocessing_lib
 from inception_tf.model import inference_model
 
 SIGNATURE_BYTES = "image_bytes"
+SIGNATURE_PREPROCESSED = "preprocessed"  # what the LiteRT files hold (litert.py)
 
 
 def as_float32(model):
@@ -126,7 +127,7 @@ def export_saved_model(model, path, class_names=None, top_k=5, float32=True, pre
         labels_path = pathlib.Path(scratch) / model_files.LABELS_FILE
         labels_path.write_text(model_files.labels_text(class_names))
         module = _Serving(model, class_names, top_k, labels_path, preprocessing)
-        signatures = {"serving_default": module.serve, SIGNATURE_BYTES: module.serve_bytes, "preprocessed": module.classify}
+        signatures = {"serving_default": module.serve, SIGNATURE_BYTES: module.serve_bytes, SIGNATURE_PREPROCESSED: module.classify}
         keras_fixes.track_captured_variables(module, signatures.values())
         tf.saved_model.save(
             module, str(tmp), signatures=signatures,

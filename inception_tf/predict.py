@@ -1,11 +1,23 @@
-"""`python -m inception_tf predict`: top-k classes of image files."""
+"""`python -m inception_tf predict`: top-k classes of image files, in batches.
 
+Files are read by a thread pool one batch ahead of the model (OpenCV releases the GIL),
+and each batch goes to the model in one call per image size in it. Results go to the
+terminal (text or JSON lines) or to a `.csv` / `.jsonl` file written whole or not at all.
+"""
+
+import concurrent.futures
+import csv
+import io
 import json
+import os
 import pathlib
 import sys
+import time
 
 import cv2
 import numpy as np
+
+from inception_tf import files, litert
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 
@@ -43,63 +55,222 @@ def expand(paths):
             yield path
 
 
+OUTPUT_SUFFIXES = (".csv", ".jsonl")
+
+
+def check_arguments(top_k, batch_size, output, explain, model_path):
+    for name, value in (("top_k", top_k), ("batch_size", batch_size)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+    if output is not None and pathlib.Path(output).suffix not in OUTPUT_SUFFIXES:
+        raise ValueError(f"`output` must end in one of {OUTPUT_SUFFIXES}. Received: output={str(output)!r}")
+    if explain is not None and pathlib.Path(model_path).suffix != ".keras":
+        raise ValueError(
+            "Grad-CAM (`explain`) takes gradients through the Keras layers: pass a .keras model "
+            f"(a run directory's model.keras). Received: model={str(model_path)!r}"
+        )
+
+
+def _check_model_path(model_path):
+    if not model_path.exists():
+        raise FileNotFoundError(f"No model at {model_path}. Received: model={str(model_path)!r}")
+    if model_path.is_dir() and not (model_path / "saved_model.pb").is_file():
+        hint = " (a run directory: pass RUN_DIR/saved_model or RUN_DIR/model.keras)" if (model_path / "saved_model").is_dir() else ""
+        raise FileNotFoundError(
+            f"{model_path} holds no SavedModel (saved_model.pb){hint}. Received: model={str(model_path)!r}"
+        )
+
+
+def by_shape(images, call):
+    """`call` on each group of same-shaped images stacked (one model call per size in the
+    batch), the rows put back in the order of `images`."""
+    groups = {}
+    for index, image in enumerate(images):
+        groups.setdefault(image.shape, []).append(index)
+    rows = [None] * len(images)
+    for indices in groups.values():
+        for index, row in zip(indices, call(np.stack([images[i] for i in indices]))):
+            rows[index] = row
+    return np.stack(rows).astype(np.float64)
+
+
 class Predictor:
-    """Probabilities for one uint8 RGB image, from a SavedModel folder or a .keras file."""
+    """Probabilities for lists of uint8 RGB images of any sizes, from a SavedModel folder
+    (its `serving_default`), a .keras file or a .tflite file (`litert.LiteRTModel`), all
+    three preprocessing as evaluation does (`data.preprocess_images`)."""
 
     def __init__(self, model_path):
         from inception_tf import model_files
 
         model_path = pathlib.Path(model_path)
-        if not model_path.exists():
-            raise FileNotFoundError(f"No model at {model_path}. Received: model={str(model_path)!r}")
-        if model_path.is_dir() and not (model_path / "saved_model.pb").is_file():
-            hint = " (a run directory: pass RUN_DIR/saved_model or RUN_DIR/model.keras)" if (model_path / "saved_model").is_dir() else ""
-            raise FileNotFoundError(
-                f"{model_path} holds no SavedModel (saved_model.pb){hint}. Received: model={str(model_path)!r}"
-            )
-        info = model_files.read_info(model_path)
-        self.class_names = info.class_names
-        if model_path.is_dir():
-            import tensorflow as tf
-
-            self._serve = tf.saved_model.load(str(model_path)).signatures["serving_default"]
-            self._call = lambda batch: self._serve(images=tf.constant(batch))["probabilities"].numpy()
+        _check_model_path(model_path)
+        self.keras_model = None
+        if model_path.suffix == litert.SUFFIX:
+            self._call = self._litert(model_path)
+        elif model_path.is_dir():
+            self.class_names = model_files.read_info(model_path).class_names
+            self._call = self._saved_model(model_path)
         else:
-            import keras
+            info = model_files.read_info(model_path)
+            self.class_names = info.class_names
+            self._call = self._keras(model_path, info.preprocessing)
 
-            from inception_tf import data
-            from inception_tf.model import inference_model
+    def _litert(self, model_path):
+        from inception_tf import data
 
-            model = inference_model(keras.models.load_model(model_path, compile=False))
-            size = model.inputs[0].shape[1]
-            self._call = lambda batch: np.asarray(
-                model(data.preprocess_images(batch, size, info.preprocessing), training=False)
-            )
+        model = litert.LiteRTModel(model_path)
+        self.class_names = model.info["class_names"]
+        size, mode = model.image_size, model.info["preprocessing"]
+        return lambda batch: model(np.asarray(data.preprocess_images(batch, size, mode)))
 
-    def __call__(self, image):
-        return self._call(image[None])[0].astype(np.float64)
+    def _saved_model(self, model_path):
+        import tensorflow as tf
+
+        serve = tf.saved_model.load(str(model_path)).signatures["serving_default"]
+        return lambda batch: serve(images=tf.constant(batch))["probabilities"].numpy()
+
+    def _keras(self, model_path, preprocessing):
+        import keras
+        import tensorflow as tf
+
+        from inception_tf import data
+        from inception_tf.model import inference_model
+
+        self.keras_model = inference_model(keras.models.load_model(model_path, compile=False))
+        self.preprocessing = preprocessing
+        size = self.keras_model.inputs[0].shape[1]
+        model = self.keras_model
+        forward = tf.function(lambda batch: model(data.preprocess_images(batch, size, preprocessing), training=False),
+                              reduce_retracing=True)
+        return lambda batch: forward(tf.constant(batch)).numpy()
+
+    def __call__(self, images):
+        """float64 [len(images), num_classes] for a list of uint8 RGB [h, w, 3] images."""
+        return by_shape(images, self._call)
 
     def name(self, index):
         return self.class_names[index] if self.class_names and index < len(self.class_names) else str(index)
 
 
-def main(model_path, paths, top_k=5, as_json=False, out=sys.stdout, err=sys.stderr):
-    """Prints the top-k classes of each image; returns 1 if any image could not be read."""
-    predictor = Predictor(model_path)
-    failed = 0
-    for path in expand(paths):
-        try:
-            probabilities = predictor(read_rgb(path))
-        except ValueError as error:
-            failed += 1
-            print(f"error: {error}", file=err)
-            continue
-        order = np.argsort(-probabilities)[:top_k]
-        top = [{"class": predictor.name(i), "index": int(i), "score": float(probabilities[i])} for i in order]
-        if as_json:
-            print(json.dumps({"image": str(path), "top": top}), file=out)
+def _read(path):
+    try:
+        return path, read_rgb(path), None
+    except (ValueError, OSError) as error:
+        return path, None, str(error)
+
+
+def read_batches(paths, batch_size, pool):
+    """Lists of `(path, image or None, error or None)`, `batch_size` at a time, the next
+    batch read by `pool` while the caller works on this one."""
+    paths = iter(paths)
+
+    def submit():
+        chunk = [path for _, path in zip(range(batch_size), paths)]
+        return [pool.submit(_read, path) for path in chunk]
+
+    pending = submit()
+    while pending:
+        upcoming = submit()
+        yield [future.result() for future in pending]
+        pending = upcoming
+
+
+class Progress:
+    """`done/total images, rate` on one line of a terminal; silent elsewhere."""
+
+    def __init__(self, total, stream):
+        self.total, self.stream, self.done = total, stream, 0
+        self.active = total > 0 and hasattr(stream, "isatty") and stream.isatty()
+        self.start = time.perf_counter()
+
+    def update(self, count):
+        self.done += count
+        if self.active:
+            rate = self.done / max(time.perf_counter() - self.start, 1e-9)
+            end = "\n" if self.done >= self.total else ""
+            self.stream.write(f"\r{self.done}/{self.total} images, {rate:.1f} images/s{end}")
+            self.stream.flush()
+
+
+class Writer:
+    """Where the predictions go: `out` as text or JSON lines, or a `.csv` / `.jsonl`
+    file (one row per image, unreadable ones with their error) moved into place whole."""
+
+    def __init__(self, output, as_json, top_k, out):
+        self.output, self.top_k = output, top_k
+        self.format = pathlib.Path(output).suffix if output else ".jsonl" if as_json else "text"
+        self.stream = io.StringIO() if output else out
+        if self.format == ".csv":
+            self.csv = csv.writer(self.stream)
+            self.csv.writerow(["path", "class", "score", f"top{top_k}_classes", f"top{top_k}_scores", "error"])
+
+    def prediction(self, path, top):
+        if self.format == ".csv":
+            names, scores = ";".join(t["class"] for t in top), ";".join(f"{t['score']:.6f}" for t in top)
+            self.csv.writerow([path, top[0]["class"], f"{top[0]['score']:.6f}", names, scores, ""])
+        elif self.format == ".jsonl":
+            print(json.dumps({"image": str(path), "top": top}), file=self.stream)
         else:
-            print(f"{path}:", file=out)
+            print(f"{path}:", file=self.stream)
             for rank, entry in enumerate(top, start=1):
-                print(f"  {rank}. {entry['class']:<20} {entry['score']:.4f}", file=out)
+                print(f"  {rank}. {entry['class']:<20} {entry['score']:.4f}", file=self.stream)
+
+    def error(self, path, message):
+        if self.format == ".csv":
+            self.csv.writerow([path, "", "", "", "", message])
+        elif self.format == ".jsonl" and self.output:
+            print(json.dumps({"image": str(path), "error": message}), file=self.stream)
+
+    def close(self):
+        if self.output:
+            files.write_text_atomic(self.output, self.stream.getvalue())
+
+
+def ranked(probabilities, top_k, name):
+    order = np.argsort(-probabilities, kind="stable")[:top_k]
+    return [{"class": name(i), "index": int(i), "score": float(probabilities[i])} for i in order]
+
+
+def main(model_path, paths, top_k=5, as_json=False, batch_size=32, output=None, explain=None,
+         out=sys.stdout, err=sys.stderr):
+    """Predicts every image file in `paths` (files and folders), `batch_size` per model
+    call; returns 1 if any could not be read (an error line each, the rest predicted).
+
+    `output` (.csv or .jsonl) collects the rows in a file instead of `out`; `explain`
+    names a folder for one Grad-CAM overlay PNG per image (.keras models).
+    """
+    check_arguments(top_k, batch_size, output, explain, model_path)
+    predictor = Predictor(model_path)
+    explainer = None
+    if explain is not None:
+        from inception_tf import gradcam
+
+        explainer = gradcam.Explainer(predictor.keras_model, predictor.preprocessing, explain, predictor.name)
+    writer = Writer(output, as_json, top_k, out)
+    failed, total = run(predictor, list(expand(paths)), batch_size, writer, explainer, err)
+    if output:
+        print(f"{total - failed} images predicted, {failed} unreadable: {output}", file=out)
     return 1 if failed else 0
+
+
+def run(predictor, paths, batch_size, writer, explainer=None, err=sys.stderr):
+    """Predicts `paths` (image files) into `writer`, `batch_size` per model call, with a
+    progress bar on `err` when it is a terminal; returns `(unreadable, total)`."""
+    progress = Progress(len(paths), err)
+    failed = 0
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        for batch in read_batches(paths, batch_size, pool):
+            for path, _, message in (entry for entry in batch if entry[2] is not None):
+                failed += 1
+                print(f"error: {message}", file=err)
+                writer.error(path, message)
+            readable = [(path, image) for path, image, message in batch if message is None]
+            if readable:
+                probabilities = predictor([image for _, image in readable])
+                for (path, _), row in zip(readable, probabilities):
+                    writer.prediction(path, ranked(row, writer.top_k, predictor.name))
+                if explainer is not None:
+                    explainer.write(readable)
+            progress.update(len(batch))
+    writer.close()
+    return failed, len(paths)

@@ -1,3 +1,4 @@
+import json
 import re
 import subprocess
 import sys
@@ -67,3 +68,47 @@ def test_lrn_benchmark_rejects_a_bad_shape():
         [sys.executable, str(ROOT / "benchmarks/lrn.py"), "--shapes", "32x56x56"], capture_output=True, text=True, cwd=ROOT,
     )
     assert result.returncode == 2 and "Received: '32x56x56'" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """A run directory as training leaves it: model.keras (untrained) and config.json."""
+    from inception_tf import GoogLeNet, export_saved_model, model_files
+
+    run_dir = tmp_path_factory.mktemp("run")
+    model = GoogLeNet(num_classes=10, input_shape=(64, 64, 3), variant="bn")
+    model_files.save_keras(model, run_dir / "model.keras", [f"class {i}" for i in range(10)])
+    export_saved_model(model, run_dir / "saved_model")
+    (run_dir / "config.json").write_text('{"data": {"dataset": "fashion_mnist", "data_dir": null}}\n')
+    return run_dir
+
+
+def test_predict_batch_times_both_paths_on_the_same_files(small_run):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/predict_batch.py"), "--model", str(small_run / "saved_model"),
+         "--images", "24", "--batch-size", "8", "--rounds", "2"],
+        capture_output=True, text=True, check=True, cwd=ROOT,
+    )
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("predict on 24 image files, ") and lines[0].endswith("batch 1 against batch 8")
+    assert re.match(r"machine: .+, \d+ cores, ", lines[1])
+    assert sum(bool(re.match(r"round \d, batch (1|8): [\d.]+ images/s$", line)) for line in lines) == 4
+    one, many, speedup = map(float, re.match(
+        r"batch1_images/s=([\d.]+) batch8_images/s=([\d.]+) speedup=([\d.]+)$", lines[-1]).groups())
+    assert one > 0 and many > 0 and speedup == pytest.approx(many / one, rel=0.01)
+
+
+@pytest.mark.slow  # three LiteRT conversions and a SavedModel export: two minutes
+def test_litert_formats_reports_every_format(small_run, tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/litert_formats.py"), "--run-dir", str(small_run), "--limit", "40",
+         "--calibration-images", "8", "--calls", "2", "--rounds", "2", "--json", str(tmp_path / "f.json")],
+        capture_output=True, text=True, check=True, cwd=ROOT,
+    )
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [row.split(" | ")[0] for row in rows[1:]] == ["| SavedModel", "| LiteRT float32", "| LiteRT float16", "| LiteRT int8"]
+    figures = json.loads((tmp_path / "f.json").read_text())
+    assert figures["test_images"] == 40 and figures["formats"]["SavedModel"]["max_abs_diff"] == 0.0
+    assert figures["formats"]["LiteRT float32"]["max_abs_diff"] < 1e-4
+    assert figures["formats"]["LiteRT int8"]["bytes"] < figures["formats"]["LiteRT float32"]["bytes"] / 3
+    assert all(f["latency"]["median_ms"] > 0 for f in figures["formats"].values())

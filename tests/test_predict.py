@@ -1,4 +1,7 @@
+import csv
+import io
 import json
+import pathlib
 import subprocess
 import sys
 
@@ -90,3 +93,96 @@ def test_a_folder_without_a_model_is_named(models, tmp_path):
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"{run_dir} holds no SavedModel (saved_model.pb) (a run directory: pass RUN_DIR/saved_model" in result.stderr
+
+
+READABLE = ["a.png", "b.jpg", "c.bmp", "deep.png", "e.gif", "gray.png", "rgba.png"]
+
+
+def _predict(*args):
+    return subprocess.run([sys.executable, "-m", "inception_tf", "predict", *map(str, args)],
+                          capture_output=True, text=True, env=env())
+
+
+def test_batched_csv_has_one_row_per_image_and_matches_one_at_a_time(models, images, tmp_path):
+    result = _predict("--model", models / "saved_model", "--batch-size", "3", "--output", tmp_path / "p.csv", images)
+    assert result.returncode == 1 and "broken.jpg" in result.stderr  # the rest are still predicted
+    assert "7 images predicted, 1 unreadable" in result.stdout
+    with open(tmp_path / "p.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["path", "class", "score", "top5_classes", "top5_scores", "error"]
+    by_name = {pathlib.Path(row["path"]).name: row for row in rows}
+    assert sorted(by_name) == sorted([*READABLE, "broken.jpg"])
+    assert by_name["broken.jpg"]["error"].startswith("cannot read an image") and by_name["broken.jpg"]["class"] == ""
+    single = _predict("--model", models / "saved_model", "--batch-size", "1", "--json", images)
+    for line in map(json.loads, single.stdout.splitlines()):
+        row = by_name[pathlib.Path(line["image"]).name]
+        classes, scores = row["top5_classes"].split(";"), [float(s) for s in row["top5_scores"].split(";")]
+        assert classes[0] == row["class"] and len(classes) == 4  # four classes: top-5 is all of them
+        assert scores == pytest.approx([t["score"] for t in line["top"]], abs=1e-5)
+        assert float(row["score"]) == scores[0] and scores == sorted(scores, reverse=True)
+
+
+def test_jsonl_output_keeps_errors_and_bad_outputs_are_refused(models, images, tmp_path):
+    result = _predict("--model", models / "model.keras", "--output", tmp_path / "p.jsonl", images)
+    assert result.returncode == 1
+    lines = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert len(lines) == 8 and sum("error" in line for line in lines) == 1
+    refused = _predict("--model", models / "model.keras", "--output", tmp_path / "p.txt", images)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "`output` must end in one of ('.csv', '.jsonl'). Received: output=" in refused.stderr
+    assert not (tmp_path / "p.txt").exists()
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_on_a_terminal_only(models, images):
+    from inception_tf import predict
+
+    terminal, out = _Terminal(), io.StringIO()
+    assert predict.main(models / "saved_model", [images], batch_size=2, out=out, err=terminal) == 1
+    assert "\r8/8 images, " in terminal.getvalue() and terminal.getvalue().endswith(" images/s\n")
+    assert "\r2/8 images, " in terminal.getvalue()
+    quiet = io.StringIO()
+    predict.main(models / "saved_model", [images / "a.png"], out=out, err=quiet)
+    assert quiet.getvalue() == ""
+
+
+def test_explain_writes_one_overlay_per_image(models, images, tmp_path):
+    result = _predict("--model", models / "model.keras", "--explain", tmp_path / "cam", images, images / "a.png")
+    assert result.returncode == 1
+    written = sorted(p.name for p in (tmp_path / "cam").iterdir())
+    assert written == sorted([*(n.rsplit(".", 1)[0] + ".png" for n in READABLE), "a-2.png"])
+    # Enlarged by a whole factor to at least 224 on the short side, a 24-pixel caption band on top.
+    assert cv2.imread(str(tmp_path / "cam" / "a.png")).shape == (37 * 7 + 24, 53 * 7, 3)
+    assert cv2.imread(str(tmp_path / "cam" / "b.png")).shape == (120 * 3 + 24, 80 * 3, 3)
+    assert cv2.imread(str(tmp_path / "cam" / "gray.png")).shape == (30 * 8 + 24, 30 * 8, 3)
+    refused = _predict("--model", models / "saved_model", "--explain", tmp_path / "cam2", images)
+    assert refused.returncode == 2 and "pass a .keras model" in refused.stderr and not (tmp_path / "cam2").exists()
+
+
+def test_gradcam_is_hot_where_the_evidence_is():
+    """A stand-in with GoogLeNet's layer names whose features are the pixels: the map and
+    the overlay are hot on the bright patch (top right) and cold elsewhere."""
+    import keras
+
+    from inception_tf import gradcam
+
+    inputs = keras.Input((32, 32, 3))
+    features = keras.layers.Conv2D(4, 1, activation="relu", kernel_initializer="ones", name="inception_5b")(inputs)
+    pooled = keras.layers.GlobalAveragePooling2D()(features)
+    logits = keras.layers.Dense(2, kernel_initializer="ones", name="main_classifier")(pooled)
+    model = keras.Model(inputs, keras.layers.Activation("softmax", name="main")(logits))
+    image = np.zeros((1, 32, 32, 3), np.float32)
+    image[:, 2:10, 20:30] = 1.0
+    maps, classes, scores = gradcam.heatmaps(gradcam.probe(model), image)
+    assert maps.shape == (1, 32, 32) and maps[0, 2:10, 20:30].min() == 1.0 and maps[0, 16:, :16].max() == 0.0
+    assert classes.tolist() == [0] and scores == pytest.approx([0.5])
+    picture = gradcam.overlay(np.zeros((32, 32, 3), np.uint8), maps[0], "x")
+    assert picture.shape == (24 + 224, 224, 3)
+    hot, cold = picture[24 + 6 * 7, 25 * 7].astype(int), picture[24 + 28 * 7, 4 * 7].astype(int)
+    assert hot[0] > hot[2] + 50 and cold[2] > cold[0] + 50  # JET: red where hot, blue where cold
+    with pytest.raises(ValueError, match="Grad-CAM needs a GoogLeNet with layers 'inception_5b'"):
+        gradcam.probe(keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)]))

@@ -48,7 +48,7 @@ class _Serving(tf.Module):
     def __init__(self, model, class_names, top_k, labels_path, preprocessing):
         super().__init__()
         self.preprocessing = preprocessing
-        self.model = model
+        self.served = keras_fixes.ServedModel(model)  # the weights are saved once, as captured variables
         self.labels = tf.saved_model.Asset(str(labels_path))
         height, width = model.inputs[0].shape[1:3]
         if height != width:
@@ -89,7 +89,7 @@ class _Serving(tf.Module):
         }
 
     def _probabilities(self, inputs):
-        return tf.cast(self.model(inputs, training=False), tf.float32)
+        return tf.cast(self.served.model(inputs, training=False), tf.float32)
 
 
 def export_saved_model(model, path, class_names=None, top_k=5, float32=True, preprocessing="tf"):

@@ -43,17 +43,28 @@ def float32_config(config):
     return config
 
 
-def track_captured_variables(module, functions):
-    """Lists on `module` the TensorFlow variables its `functions` (with input signatures)
-    capture, so that TensorFlow Serving can load the SavedModel of `module`.
+class ServedModel:
+    """Holds a Keras model for a `tf.Module` to serve, out of its SavedModel.
 
     A Keras 3.15 model saved inside a `tf.Module` loads with `tf.saved_model.load`, but
     the session-based loader of TensorFlow Serving and `saved_model_cli run` does not
     restore its variables ("Could not find variable ...", keras-team/keras#20095,
     tensorflow/serving#2250): the object graph holds Keras's variable wrappers, the
-    functions capture the TensorFlow variables inside them. Keras's own `ExportArchive`
-    lists the captured variables the same way (`_filter_and_track_resources`).
+    functions capture the TensorFlow variables inside them. `track_captured_variables`
+    lists the captured variables on the module, as Keras's own `ExportArchive` does
+    (`_filter_and_track_resources`); the model itself must then stay out of the object
+    graph, or every weight is written twice (once per wrapper, once per variable). A
+    plain object is not trackable, so `module.served = ServedModel(model)` keeps it out.
     """
+
+    def __init__(self, model):
+        self.model = model
+
+
+def track_captured_variables(module, functions):
+    """Lists on `module` the TensorFlow variables its `functions` (with input signatures)
+    capture, so that TensorFlow Serving can load the SavedModel of `module` (see
+    `ServedModel`)."""
     captured = {}
     for function in functions:
         for variable in function.get_concrete_function().variables:

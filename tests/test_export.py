@@ -87,6 +87,9 @@ def test_export_serves_without_the_package(tmp_path):
         assert list(served[f"{key}/top_k_classes"][0]) == [CLASSES[i] for i in top[0]]
     assert served["preprocessed"].shape == (1, 5)
     assert list(served["labels"]) == CLASSES
+    # The main head's weights, once: not the aux heads', not the Keras wrappers' copy.
+    stored = sum(p.stat().st_size for p in (export_dir / "variables").iterdir())
+    assert 4 * model.count_params() * 0.5 < stored < 4 * GoogLeNet(num_classes=5, input_shape=(64, 64, 3), aux_heads=False).count_params() * 1.05
 
 
 def test_a_mixed_bfloat16_model_exports_to_float32(tmp_path):

@@ -220,13 +220,13 @@ def _add_export(subparsers):
     parser.add_argument("--model", required=True, help="a .keras model")
     parser.add_argument("--out", required=True, help="the SavedModel folder to write")
     parser.add_argument("--labels", help="class names, one per line (default: those saved with the model)")
-    parser.add_argument("--top-k", type=_positive_int, default=5)
+    parser.add_argument("--top-k", type=_positive_int, default=5, metavar="K", help="classes serving_default ranks, default: 5")
     parser.add_argument("--tflite", nargs="+", choices=litert.QUANTIZATIONS, metavar="{" + ",".join(litert.QUANTIZATIONS) + "}",
                         help="LiteRT files to write beside the SavedModel; int8 is full-integer, calibrated on training images")
     group = parser.add_argument_group("int8 calibration (default: the data set of the run's config.json beside --model)")
     group.add_argument("--dataset", choices=data.SOURCES)
     group.add_argument("--data-dir")
-    group.add_argument("--calibration-images", type=_positive_int, default=litert.CALIBRATION_IMAGES,
+    group.add_argument("--calibration-images", type=_positive_int, default=litert.CALIBRATION_IMAGES, metavar="N",
                        help=f"training images to calibrate on, default: {litert.CALIBRATION_IMAGES}")
     parser.set_defaults(handler=_run_export)
 
@@ -282,8 +282,8 @@ def _add_predict(subparsers):
     )
     parser.add_argument("--model", required=True, help="a SavedModel folder, a .keras file or a .tflite file")
     parser.add_argument("images", nargs="+", help="image files or folders of them")
-    parser.add_argument("--top-k", type=_positive_int, default=5)
-    parser.add_argument("--batch-size", type=_positive_int, default=32, help="images per model call, default: 32")
+    parser.add_argument("--top-k", type=_positive_int, default=5, metavar="K", help="classes per image, default: 5")
+    parser.add_argument("--batch-size", type=_positive_int, default=32, metavar="N", help="images per model call, default: 32")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--output", metavar="FILE", help="write the predictions to FILE.csv or FILE.jsonl instead")
     parser.add_argument("--explain", metavar="DIR", help="write a Grad-CAM overlay PNG per image into DIR (.keras models)")

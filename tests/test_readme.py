@@ -1,6 +1,9 @@
 """The README (and results/README.md, where its figures come from) stays true: its
 examples run and its commands use flags that exist."""
 
+import contextlib
+import io
+import os
 import pathlib
 import re
 
@@ -9,7 +12,7 @@ import pytest
 from inception_tf import cli
 
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
-DOCS = (README, README.parent / "results" / "README.md")
+DOCS = (README, README.parent / "results" / "README.md", README.parent / "docs" / "command_line.md")
 LONGEST_README = 350  # lines: what a newcomer reads in one sitting; the history goes to results/
 
 
@@ -53,14 +56,35 @@ def test_shell_commands_use_existing_flags():
     assert checked > 10
 
 
-def test_train_help_in_readme_is_current(capsys, monkeypatch):
+REFERENCE = README.parent / "docs" / "command_line.md"
+COMMANDS = ("train", "evaluate", "export", "predict", "convert", "summary")
+
+
+def _help(command):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        cli.main([command, "--help"], train_prog="train.py" if command == "train" else None)
+    return out.getvalue().strip()
+
+
+def command_line_reference():
+    """docs/command_line.md as the parser prints it (at COLUMNS=100)."""
+    lines = [
+        "# Command line reference", "",
+        "Every command's `--help`, as the parser prints it; `tests/test_readme.py` checks that this",
+        "file is current (`python tests/test_readme.py` rewrites it). The [README](../README.md) says",
+        "when to use which.", "",
+    ]
+    for command in COMMANDS:
+        how = "`python train.py` (also `inception-tf-train`)" if command == "train" else "`python -m inception_tf`"
+        lines += [f"## {command}", "", how, "", "```text", _help(command), "```", ""]
+    return "\n".join(lines)
+
+
+def test_command_line_reference_is_current(monkeypatch):
     monkeypatch.setenv("COLUMNS", "100")
-    with pytest.raises(SystemExit):
-        cli.main(["train", "--help"], train_prog="train.py")
-    help_text = capsys.readouterr().out
-    assert help_text.strip() in README.read_text(), (
-        "README's `python train.py --help` block differs from the parser: regenerate it with "
-        "COLUMNS=100 python train.py --help"
+    assert REFERENCE.read_text() == command_line_reference(), (
+        "docs/command_line.md differs from the parser: rewrite it with `python tests/test_readme.py`"
     )
 
 
@@ -85,3 +109,8 @@ def test_benchmark_commands_use_existing_flags():
         ).stdout
         for flag in flags:
             assert flag in help_text, f"README: {script} uses {flag}, which its --help lacks"
+
+
+if __name__ == "__main__":
+    os.environ["COLUMNS"] = "100"
+    REFERENCE.write_text(command_line_reference())

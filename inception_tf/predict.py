@@ -195,6 +195,11 @@ class Progress:
             self.stream.write(f"\r{self.done}/{self.total} images, {rate:.1f} images/s{end}")
             self.stream.flush()
 
+    def break_line(self):
+        """Ends the bar's line so that a message printed next starts on its own."""
+        if self.active and 0 < self.done < self.total:
+            self.stream.write("\n")
+
 
 class Writer:
     """Where the predictions go: `out` as text or JSON lines, or a `.csv` / `.jsonl`
@@ -266,6 +271,7 @@ def run(predictor, paths, batch_size, writer, explainer=None, err=sys.stderr):
         for batch in read_batches(paths, batch_size, pool):
             for path, _, message in (entry for entry in batch if entry[2] is not None):
                 failed += 1
+                progress.break_line()
                 print(f"error: {message}", file=err)
                 writer.error(path, message)
             readable = [(path, image) for path, image, message in batch if message is None]

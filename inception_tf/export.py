@@ -28,6 +28,7 @@ from inception_tf.model import inference_model
 
 SIGNATURE_BYTES = "image_bytes"
 SIGNATURE_PREPROCESSED = "preprocessed"  # what the LiteRT files hold (litert.py)
+PREPROCESSED_INPUT = "inputs"
 
 
 def as_float32(model):
@@ -58,7 +59,7 @@ class _Serving(tf.Module):
         self.top_k = min(top_k, len(self.class_names))
         self.classify = tf.function(
             lambda inputs: {"probabilities": self._probabilities(inputs)},
-            input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32, name="inputs")],
+            input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32, name=PREPROCESSED_INPUT)],
             autograph=False,
         )
 

@@ -82,7 +82,7 @@ def convert(saved_model, quantization="float32", calibration=None):
     """
     import tensorflow as tf
 
-    from inception_tf.export import SIGNATURE_PREPROCESSED
+    from inception_tf.export import PREPROCESSED_INPUT, SIGNATURE_PREPROCESSED
 
     check_quantization(quantization)
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=[SIGNATURE_PREPROCESSED])
@@ -97,7 +97,9 @@ def convert(saved_model, quantization="float32", calibration=None):
             )
         calibration = np.asarray(calibration, np.float32)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ({"inputs": calibration[i : i + 1]} for i in range(len(calibration)))
+        converter.representative_dataset = lambda: (
+            {PREPROCESSED_INPUT: calibration[i : i + 1]} for i in range(len(calibration))
+        )
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8

@@ -231,9 +231,9 @@ def _add_export(subparsers):
     parser.set_defaults(handler=_run_export)
 
 
-def _calibration(args, image_size, preprocessing):
-    """int8's calibration inputs and a line saying what they are."""
-    from inception_tf import config, data, litert
+def _calibration_source(args):
+    """`(dataset, data_dir)` of the int8 calibration images: the flags', else the run's."""
+    from inception_tf import config
 
     run_data = config.data_beside(args.model)
     dataset = args.dataset or run_data.get("dataset")
@@ -242,7 +242,14 @@ def _calibration(args, image_size, preprocessing):
             "int8 calibration needs training images: name their data set with --dataset (and --data-dir), or "
             f"export the model.keras of a run directory, whose config.json names it. Received: model={args.model!r}"
         )
-    data_dir = args.data_dir if args.dataset else run_data.get("data_dir")
+    return dataset, args.data_dir if args.dataset else run_data.get("data_dir")
+
+
+def _calibration(args, image_size, preprocessing):
+    """int8's calibration inputs and a line saying what they are."""
+    from inception_tf import data, litert
+
+    dataset, data_dir = _calibration_source(args)
     split = data.load_source(dataset, data_dir=data_dir).splits["train"]
     inputs = litert.calibration_inputs(split, image_size, preprocessing, count=args.calibration_images)
     return inputs, f"{len(inputs)} images of the {dataset} training split"
@@ -253,6 +260,8 @@ def _run_export(args):
 
     from inception_tf import export, litert, model_files
 
+    if "int8" in (args.tflite or ()):
+        _calibration_source(args)  # a missing data set fails before the model loads
     model = keras.models.load_model(args.model, compile=False)
     info = model_files.read_info(args.model)
     if args.labels:

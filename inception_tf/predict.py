@@ -240,14 +240,14 @@ def ranked(probabilities, top_k, name):
     return [{"class": name(i), "index": int(i), "score": float(probabilities[i])} for i in order]
 
 
-def main(model_path, paths, top_k=5, as_json=False, batch_size=32, output=None, explain=None,
-         out=sys.stdout, err=sys.stderr):
+def main(model_path, paths, top_k=5, as_json=False, batch_size=32, output=None, explain=None, out=None, err=None):
     """Predicts every image file in `paths` (files and folders), `batch_size` per model
     call; returns 1 if any could not be read (an error line each, the rest predicted).
 
     `output` (.csv or .jsonl) collects the rows in a file instead of `out`; `explain`
     names a folder for one Grad-CAM overlay PNG per image (.keras models).
     """
+    out, err = out or sys.stdout, err or sys.stderr  # looked up now: tests and callers redirect them
     check_arguments(top_k, batch_size, output, explain, model_path)
     predictor = Predictor(model_path)
     explainer = None
@@ -262,9 +262,10 @@ def main(model_path, paths, top_k=5, as_json=False, batch_size=32, output=None, 
     return 1 if failed else 0
 
 
-def run(predictor, paths, batch_size, writer, explainer=None, err=sys.stderr):
+def run(predictor, paths, batch_size, writer, explainer=None, err=None):
     """Predicts `paths` (image files) into `writer`, `batch_size` per model call, with a
     progress bar on `err` when it is a terminal; returns `(unreadable, total)`."""
+    err = err or sys.stderr
     progress = Progress(len(paths), err)
     failed = 0
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:

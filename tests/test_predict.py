@@ -103,18 +103,28 @@ def _predict(*args):
                           capture_output=True, text=True, env=env())
 
 
-def test_batched_csv_has_one_row_per_image_and_matches_one_at_a_time(models, images, tmp_path):
-    result = _predict("--model", models / "saved_model", "--batch-size", "3", "--output", tmp_path / "p.csv", images)
-    assert result.returncode == 1 and "broken.jpg" in result.stderr  # the rest are still predicted
-    assert "7 images predicted, 1 unreadable" in result.stdout
+def _predict_here(capsys, *args):
+    """The command line in this process (no second TensorFlow start): `(code, out, err)`."""
+    from inception_tf import cli
+
+    code = cli.main(["predict", *map(str, args)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_batched_csv_has_one_row_per_image_and_matches_one_at_a_time(models, images, tmp_path, capsys):
+    code, out, err = _predict_here(capsys, "--model", models / "saved_model", "--batch-size", "3",
+                                   "--output", tmp_path / "p.csv", images)
+    assert code == 1 and "broken.jpg" in err  # the rest are still predicted
+    assert "7 images predicted, 1 unreadable" in out
     with open(tmp_path / "p.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["path", "class", "score", "top5_classes", "top5_scores", "error"]
     by_name = {pathlib.Path(row["path"]).name: row for row in rows}
     assert sorted(by_name) == sorted([*READABLE, "broken.jpg"])
     assert by_name["broken.jpg"]["error"].startswith("cannot read an image") and by_name["broken.jpg"]["class"] == ""
-    single = _predict("--model", models / "saved_model", "--batch-size", "1", "--json", images)
-    for line in map(json.loads, single.stdout.splitlines()):
+    _, single, _ = _predict_here(capsys, "--model", models / "saved_model", "--batch-size", "1", "--json", images)
+    for line in map(json.loads, single.splitlines()):
         row = by_name[pathlib.Path(line["image"]).name]
         classes, scores = row["top5_classes"].split(";"), [float(s) for s in row["top5_scores"].split(";")]
         assert classes[0] == row["class"] and len(classes) == 4  # four classes: top-5 is all of them
@@ -122,14 +132,14 @@ def test_batched_csv_has_one_row_per_image_and_matches_one_at_a_time(models, ima
         assert float(row["score"]) == scores[0] and scores == sorted(scores, reverse=True)
 
 
-def test_jsonl_output_keeps_errors_and_bad_outputs_are_refused(models, images, tmp_path):
-    result = _predict("--model", models / "model.keras", "--output", tmp_path / "p.jsonl", images)
-    assert result.returncode == 1
+def test_jsonl_output_keeps_errors_and_bad_outputs_are_refused(models, images, tmp_path, capsys):
+    code, _, _ = _predict_here(capsys, "--model", models / "model.keras", "--output", tmp_path / "p.jsonl", images)
+    assert code == 1
     lines = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert len(lines) == 8 and sum("error" in line for line in lines) == 1
-    refused = _predict("--model", models / "model.keras", "--output", tmp_path / "p.txt", images)
-    assert refused.returncode == 2 and "Traceback" not in refused.stderr
-    assert "`output` must end in one of ('.csv', '.jsonl'). Received: output=" in refused.stderr
+    code, _, err = _predict_here(capsys, "--model", models / "model.keras", "--output", tmp_path / "p.txt", images)
+    assert code == 2 and "Traceback" not in err
+    assert "`output` must end in one of ('.csv', '.jsonl'). Received: output=" in err
     assert not (tmp_path / "p.txt").exists()
 
 

@@ -73,7 +73,7 @@ def test_probabilities(run, split, size, preprocessing, batch=250):
     rows = []
     for start in range(0, split.size, batch):
         images = data.images_at(split, range(start, min(start + batch, split.size)))
-        inputs = np.concatenate([np.asarray(data.preprocess_images(image[None], size, preprocessing)) for image in images])
+        inputs = data.preprocess_each(images, size, preprocessing)
         rows.append(run(inputs))
     return np.concatenate(rows)
 

@@ -245,13 +245,14 @@ def _calibration_source(args):
     return dataset, args.data_dir if args.dataset else run_data.get("data_dir")
 
 
-def _calibration(args, image_size, preprocessing):
-    """int8's calibration inputs and a line saying what they are."""
+def _calibration(source, count, image_size, preprocessing):
+    """int8's calibration inputs from `source` (`_calibration_source`), and a line saying
+    what they are."""
     from inception_tf import data, litert
 
-    dataset, data_dir = _calibration_source(args)
+    dataset, data_dir = source
     split = data.load_source(dataset, data_dir=data_dir).splits["train"]
-    inputs = litert.calibration_inputs(split, image_size, preprocessing, count=args.calibration_images)
+    inputs = litert.calibration_inputs(split, image_size, preprocessing, count=count)
     return inputs, f"{len(inputs)} images of the {dataset} training split"
 
 
@@ -260,16 +261,16 @@ def _run_export(args):
 
     from inception_tf import export, litert, model_files
 
-    if "int8" in (args.tflite or ()):
-        _calibration_source(args)  # a missing data set fails before the model loads
+    # A missing data set fails before the model loads.
+    source = _calibration_source(args) if "int8" in (args.tflite or ()) else None
     model = keras.models.load_model(args.model, compile=False)
     info = model_files.read_info(args.model)
     if args.labels:
         with open(args.labels) as f:
             info.class_names = model_files.parse_labels(f.read())
     calibration = described = None
-    if "int8" in (args.tflite or ()):  # before the SavedModel: a missing data set fails fast
-        calibration, described = _calibration(args, model.inputs[0].shape[1], info.preprocessing)
+    if source is not None:
+        calibration, described = _calibration(source, args.calibration_images, model.inputs[0].shape[1], info.preprocessing)
     path = export.export_saved_model(
         model, args.out, info.class_names, top_k=args.top_k, preprocessing=info.preprocessing
     )

@@ -9,6 +9,7 @@ image files, of any size, are resized one by one and then batched.
 
 import dataclasses
 
+import numpy as np
 import tensorflow as tf
 
 from inception_tf import augment as augment_lib
@@ -54,6 +55,12 @@ def to_model_input(images, preprocessing="tf"):
 def preprocess_images(images, image_size, preprocessing="tf"):
     """What evaluation and the exported model do to a batch of uint8 images of any size."""
     return to_model_input(resize_images(images, image_size), preprocessing)
+
+
+def preprocess_each(images, image_size, preprocessing="tf"):
+    """`preprocess_images` of uint8 images of different sizes, one at a time: numpy float32
+    [len(images), size, size, 3]."""
+    return np.concatenate([np.asarray(preprocess_images(image[None], image_size, preprocessing)) for image in images])
 
 
 def view_images(images, image_size, views, preprocessing="tf"):

@@ -105,9 +105,7 @@ class Explainer:
         """`entries`: `(path, uint8 RGB image)` pairs."""
         from inception_tf import data
 
-        inputs = np.concatenate(
-            [np.asarray(data.preprocess_images(image[None], self.size, self.preprocessing)) for _, image in entries]
-        )
+        inputs = data.preprocess_each([image for _, image in entries], self.size, self.preprocessing)
         maps, classes, scores = heatmaps(self.probe, inputs)
         for (source, image), heatmap, index, score in zip(entries, maps, classes, scores):
             picture = overlay(image, heatmap, f"{self.name(int(index))} {score:.2f}")

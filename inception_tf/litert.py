@@ -62,10 +62,7 @@ def calibration_inputs(split, image_size, preprocessing="tf", count=CALIBRATION_
     if not isinstance(count, int) or count < 1:
         raise ValueError(f"`count` must be a positive integer. Received: count={count!r}")
     indices = np.sort(np.random.default_rng(seed).permutation(split.size)[: min(count, split.size)])
-    images = data.images_at(split, indices)
-    return np.concatenate(
-        [np.asarray(data.preprocess_images(image[None], image_size, preprocessing)) for image in images]
-    )
+    return data.preprocess_each(data.images_at(split, indices), image_size, preprocessing)
 
 
 # --- Conversion -------------------------------------------------------------------------

@@ -12,8 +12,10 @@ import math
 
 import tensorflow as tf
 
-POLICIES = ("paper", "standard", "none")
-TEST_CROPS = (1, 2, 10)
+from inception_tf import choices
+
+POLICIES = choices.AUGMENT_POLICIES
+TEST_CROPS = choices.TEST_CROPS
 # The paper's test crops are 224 of a 256 side; ours keep that ratio.
 TEST_CORNER_SIDE = 224 / 256
 

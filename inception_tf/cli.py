@@ -5,7 +5,7 @@ import dataclasses
 import os
 import sys
 
-from inception_tf import model as model_lib
+from inception_tf import choices
 from inception_tf.litert import LiteRTMissing
 
 
@@ -26,7 +26,7 @@ def _add_summary(subparsers):
         description="Per-stage output shape, parameters and multiply-accumulates (MACs) "
         "of GoogLeNet, with the paper's Table 1 beside them at 224x224.",
     )
-    parser.add_argument("--variant", choices=model_lib.VARIANTS, default="paper")
+    parser.add_argument("--variant", choices=choices.VARIANTS, default="paper")
     parser.add_argument("--image-size", type=_positive_int, default=224)
     parser.add_argument("--num-classes", type=_positive_int, default=1000)
     parser.add_argument(
@@ -36,6 +36,7 @@ def _add_summary(subparsers):
 
 
 def _run_summary(args):
+    from inception_tf import model as model_lib
     from inception_tf import summary
 
     model = model_lib.GoogLeNet(
@@ -150,22 +151,20 @@ def _run_train(args):
 
 
 def _add_evaluate(subparsers):
-    from inception_tf import augment, data
-
     parser = subparsers.add_parser(
         "evaluate",
         help="evaluate a trained model: metrics.json, per-class table, confusion matrix",
         description="Evaluate a .keras model on a data set split and write the same report as a training run.",
     )
     parser.add_argument("--model", required=True, help="a .keras model (e.g. RUN_DIR/model.keras)")
-    parser.add_argument("--dataset", choices=data.SOURCES, default="fashion_mnist")
+    parser.add_argument("--dataset", choices=choices.SOURCES, default="fashion_mnist")
     parser.add_argument("--data-dir")
     parser.add_argument("--split", choices=("test", "validation", "train"), default="test")
     parser.add_argument("--validation-split", type=float, default=0.0, help="needed for --split validation on data sets without one")
     parser.add_argument("--limit", type=_positive_int)
     parser.add_argument("--batch-size", type=_positive_int, default=64)
-    parser.add_argument("--test-crops", type=int, choices=augment.TEST_CROPS, help="crops per image, softmax averaged (10: corners, centre, mirrors), default: the run's config.json beside --model, else 1")
-    parser.add_argument("--augment", choices=augment.POLICIES, help="the training policy the 10 crops follow, default: the run's config.json beside --model, else the data set's")
+    parser.add_argument("--test-crops", type=int, choices=choices.TEST_CROPS, help="crops per image, softmax averaged (10: corners, centre, mirrors), default: the run's config.json beside --model, else 1")
+    parser.add_argument("--augment", choices=choices.AUGMENT_POLICIES, help="the training policy the 10 crops follow, default: the run's config.json beside --model, else the data set's")
     parser.add_argument("--out", help="report folder, default: MODEL_DIR/evaluation-DATASET-SPLIT")
     parser.set_defaults(handler=_run_evaluate)
 
@@ -209,7 +208,7 @@ def _run_evaluate(args):
 
 
 def _add_export(subparsers):
-    from inception_tf import data, litert
+    from inception_tf import litert
 
     parser = subparsers.add_parser(
         "export",
@@ -224,7 +223,7 @@ def _add_export(subparsers):
     parser.add_argument("--tflite", nargs="+", choices=litert.QUANTIZATIONS, metavar="{" + ",".join(litert.QUANTIZATIONS) + "}",
                         help="LiteRT files to write beside the SavedModel; int8 is full-integer, calibrated on training images")
     group = parser.add_argument_group("int8 calibration (default: the data set of the run's config.json beside --model)")
-    group.add_argument("--dataset", choices=data.SOURCES)
+    group.add_argument("--dataset", choices=choices.SOURCES)
     group.add_argument("--data-dir")
     group.add_argument("--calibration-images", type=_positive_int, default=litert.CALIBRATION_IMAGES, metavar="N",
                        help=f"training images to calibrate on, default: {litert.CALIBRATION_IMAGES}")
@@ -349,10 +348,28 @@ def build_parser(train_prog=None):
 def main(argv=None, train_prog=None):
     args = build_parser(train_prog).parse_args(argv)
     try:
+        _load_tensorflow(args)
         return args.handler(args)
     except (ValueError, FileNotFoundError, LiteRTMissing) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+
+
+def _load_tensorflow(args):
+    """Training chooses its runtime first (`runtime.configure`, from the resolved flags);
+    every command then loads TensorFlow without its start-up lines."""
+    from inception_tf import runtime
+
+    if args.command == "train" and "tensorflow" in sys.modules:
+        # Called in a process that loaded TensorFlow already (a notebook, a test).
+        print("runtime: as TensorFlow was loaded before this command", flush=True)
+    elif args.command == "train":
+        run_config = config_from_args(args)
+        d, m, t = run_config.data, run_config.model, run_config.train
+        runtime.configure(variant=m.variant, image_size=d.image_size, batch_size=t.batch_size,
+                          aux_heads=m.aux_heads, precision=t.precision)
+    else:
+        runtime.quiet_import_tensorflow()
 
 
 def train_main(argv=None):

@@ -9,9 +9,7 @@ import json
 import math
 import pathlib
 
-from inception_tf import augment as augment_lib
-from inception_tf import data as data_lib
-from inception_tf import model as model_lib
+from inception_tf import choices, geometry
 from inception_tf import preprocessing as preprocessing_lib
 
 CONFIG_FILE = "config.json"  # in every run directory
@@ -61,7 +59,7 @@ def option(default, help, choices=None, interval=None, positive=False, flag=None
 
 @dataclasses.dataclass
 class DataConfig:
-    dataset: str = option("fashion_mnist", "", choices=data_lib.SOURCES)
+    dataset: str = option("fashion_mnist", "", choices=choices.SOURCES)
     data_dir: str = option(None, "where the data set is (required for folder and tfrecord)", show_default=False)
     image_size: int = option(64, "model input side", positive=True)
     validation_split: float = option(0.1, "held-out fraction of the training split", interval=FRACTION)
@@ -72,7 +70,7 @@ class DataConfig:
     skip_corrupt: bool = option(False, "leave unreadable image files out", show_default=False)
     augment: str = option(
         "auto", "default: auto (standard for 28-32 px data sets, paper otherwise)",
-        choices=("auto",) + augment_lib.POLICIES, show_default=False,
+        choices=("auto",) + choices.AUGMENT_POLICIES, show_default=False,
     )
     # Zhong et al. erase with p=0.5; that much regularisation held a 30-epoch run back
     # (augmented training accuracy below validation accuracy), so the default erases less.
@@ -82,7 +80,7 @@ class DataConfig:
     # The paper's multi-crop testing: the softmax averaged over crops and mirrors costs
     # 10x the evaluation time, and nothing in training.
     test_crops: int = option(
-        10, "crops per test image, softmax averaged (10: corners, centre, mirrors)", choices=augment_lib.TEST_CROPS
+        10, "crops per test image, softmax averaged (10: corners, centre, mirrors)", choices=choices.TEST_CROPS
     )
 
 
@@ -91,7 +89,7 @@ class ModelConfig:
     # BatchNorm (with cosine decay, label smoothing and weight decay) reaches a higher
     # accuracy than the paper's recipe in the same time on a small CPU budget;
     # `--preset paper` restores the paper's.
-    variant: str = option("bn", "", choices=model_lib.VARIANTS)
+    variant: str = option("bn", "", choices=choices.VARIANTS)
     aux_heads: bool = option(True, "train without the two aux heads", flag="--no-aux-heads", show_default=False)
     dropout_rate: float = option(0.4, "", interval=FRACTION)
     # The weights' input convention: "auto" follows the --init-from model, whose weights
@@ -183,7 +181,7 @@ class RunConfig:
         for section in (self, self.data, self.model, self.train):
             for field in fields(section):
                 _check(field, getattr(section, field.name))
-        minimum = model_lib.min_input_size(self.model.variant, self.model.aux_heads)
+        minimum = geometry.min_input_size(self.model.variant, self.model.aux_heads)
         if self.data.image_size < minimum:
             raise ValueError(f"`image_size` must be at least {minimum}. Received: image_size={self.data.image_size}")
         return self

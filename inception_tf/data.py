@@ -13,12 +13,13 @@ import numpy as np
 import tensorflow as tf
 
 from inception_tf import augment as augment_lib
+from inception_tf import choices
 from inception_tf import model as model_lib
 from inception_tf import preprocessing as preprocessing_lib
 from inception_tf import sources
 from inception_tf.sources import DataError, DataNotFoundError  # noqa: F401  (re-exported)
 
-SOURCES = ("fashion_mnist", "mnist", "cifar10", "cifar100", "folder", "tfrecord")
+SOURCES = choices.SOURCES
 SHUFFLE_BUFFER_RECORDS = 4096  # encoded images (ImageNet's are ~110 KB each)
 
 

@@ -35,6 +35,7 @@ from inception_tf import config as config_lib
 from inception_tf import data as data_lib
 from inception_tf import distribute, evaluation, export, files, keras_fixes, model_files, schedules, training
 from inception_tf import precision as precision_lib
+from inception_tf import runtime
 from inception_tf import weights as weights_lib
 from inception_tf.augment import AugmentConfig
 from inception_tf.model import GoogLeNet
@@ -421,7 +422,7 @@ def _finalise(config, strategy, role, source, test_name, model, digest, paths, l
         evaluated_split=test_name, training_time_s=training_time,
         train_images_per_second=(train_size * epochs_done / training_time) if training_time else None,
         epochs=epochs_done, best_epoch=best["epoch"] + 1 if best else None, train_examples=train_size,
-        precision=t.precision, strategy=t.strategy, replicas=strategy.num_replicas_in_sync, workers=role.count,
+        precision=t.precision, runtime=runtime.applied_name(), strategy=t.strategy, replicas=strategy.num_replicas_in_sync, workers=role.count,
         weights_sha256=digest, parameters=model.count_params(), finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
     files.write_text_atomic(run_dir / "metrics.json", json.dumps(_jsonable(metrics), indent=2) + "\n")
@@ -448,6 +449,7 @@ def _build_and_compile(config, num_classes, log, init=True):
         labels="categorical" if t.label_smoothing else "sparse",
         label_smoothing=t.label_smoothing,
         weight_decay=t.weight_decay,
+        jit_compile=runtime.jit_compile(),
     )
 
 

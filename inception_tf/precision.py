@@ -132,7 +132,7 @@ def candidates(gpus):
 
 # --- Timing -------------------------------------------------------------------------------
 
-def measure(policies, workload, seconds=2.0, rounds=2, clear_margin=1.5):
+def measure(policies, workload, seconds=2.0, rounds=2, clear_margin=1.5, jit_compile=False):
     """images/s of a training step of `workload` in each policy, timed in turns.
 
     Each policy gets a model of its own, compiled as a run compiles it, and one random
@@ -142,7 +142,8 @@ def measure(policies, workload, seconds=2.0, rounds=2, clear_margin=1.5):
     probe need not wait for more of them). The rest take `rounds` turns of at least
     `seconds / rounds` each, so that a machine slowing down for a while slows them
     alike. A rate is the batch over the policy's median step. The Keras dtype policy
-    is restored and the session cleared afterwards.
+    is restored and the session cleared afterwards. `jit_compile` compiles the step
+    with XLA (`runtime` times that too).
     """
     import keras
     import numpy as np
@@ -159,7 +160,8 @@ def measure(policies, workload, seconds=2.0, rounds=2, clear_margin=1.5):
         for policy in policies:
             keras.config.set_dtype_policy(policy)
             model = compile_for_training(
-                GoogLeNet(10, (size, size, 3), variant=workload.variant, aux_heads=workload.aux_heads)
+                GoogLeNet(10, (size, size, 3), variant=workload.variant, aux_heads=workload.aux_heads),
+                jit_compile=jit_compile,
             )
             labels = labels_for_heads(model, rng.integers(0, 10, batch))
             steps[policy] = functools.partial(model.train_on_batch, images, labels)
@@ -206,8 +208,8 @@ def _read(path):
 
 
 def stored(path, found_machine, workload):
-    """The stored entry for this machine and workload, or None."""
-    wanted = dataclasses.asdict(workload)
+    """The stored entry for this machine and workload (a `Workload` or a dict), or None."""
+    wanted = workload if isinstance(workload, dict) else dataclasses.asdict(workload)
     for entry in _read(path):
         if isinstance(entry, dict) and entry.get("machine") == found_machine and entry.get("workload") == wanted:
             return entry

@@ -10,6 +10,10 @@ os.environ.setdefault(
     str(pathlib.Path(tempfile.gettempdir()) / f"inception_tf-tests-{os.environ.get('PYTEST_XDIST_TESTRUNUID', os.getpid())}"),
 )
 
+# The runtime (oneDNN, threads, XLA) is timed by tests/test_runtime.py with fakes and in
+# its own probe test; every other test keeps TensorFlow's own settings.
+os.environ.setdefault("INCEPTION_TF_RUNTIME", "default")
+
 import keras  # noqa: E402
 import pytest  # noqa: E402
 

@@ -11,11 +11,12 @@ outputs and input gradients, relative to the largest value.
 """
 
 import argparse
-import os
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from inception_tf import runtime  # noqa: E402  (loads nothing)
+
+runtime.quiet_import_tensorflow()  # TensorFlow's own runtime: the measured one is for training
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402

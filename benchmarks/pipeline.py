@@ -11,7 +11,9 @@ import resource
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from inception_tf import runtime  # noqa: E402  (loads nothing)
+
+runtime.quiet_import_tensorflow()  # TensorFlow's own runtime: the measured one is for training
 
 from inception_tf import data  # noqa: E402
 from inception_tf.augment import POLICIES, AugmentConfig  # noqa: E402

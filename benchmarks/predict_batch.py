@@ -17,7 +17,9 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from inception_tf import runtime  # noqa: E402  (loads nothing)
+
+runtime.quiet_import_tensorflow()  # TensorFlow's own runtime: the measured one is for training
 
 import cv2  # noqa: E402
 

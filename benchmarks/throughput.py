@@ -23,13 +23,15 @@ and 3 passes for a training step (forward, and the backward's two); the ceiling 
 import argparse
 import dataclasses
 import json
-import os
 import statistics
 import sys
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from inception_tf import runtime  # noqa: E402  (loads nothing)
+
+if __name__ == "__main__":  # the runtime train.py would choose for this workload, before TensorFlow loads
+    runtime.configure_from_flags(sys.argv[1:], variant="paper", image_size=224, batch_size=32, precision="auto")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

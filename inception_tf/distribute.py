@@ -117,6 +117,28 @@ def agree_on_rates(strategy):
     return agree
 
 
+def check_same_runtime(strategy, setting_name):
+    """Under several workers: stops every worker when they loaded TensorFlow under
+    different runtimes (each measures its own machine, and machines differ), since the
+    replicas would then compute the same step differently.
+
+    One all-reduce of a fingerprint of the setting's name, its square and a count: every
+    worker's fingerprint is the same exactly when the sum of squares is the count times
+    the mean squared.
+    """
+    import tensorflow as tf
+
+    code = float(int(hashlib.sha256(str(setting_name).encode()).hexdigest()[:6], 16))
+    local = tf.constant([code, code * code, 1.0], tf.float64)
+    total, squares, count = strategy.reduce("SUM", strategy.run(lambda: tf.identity(local)), axis=None).numpy()
+    if abs(squares * count - total * total) > 1e-6 * max(squares * count, 1.0):
+        raise ValueError(
+            "The workers loaded TensorFlow under different runtimes (each timed its own machine): set "
+            "TF_ENABLE_ONEDNN_OPTS and TF_NUM_INTEROP_THREADS alike on every worker, or INCEPTION_TF_RUNTIME=default. "
+            f"Received: this worker's runtime={setting_name!r}"
+        )
+
+
 # --- Multi-worker roles -------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)

@@ -69,9 +69,12 @@ def resolve(config, strategy, overwrite=False, log=print, **choose_kwargs):
 
     A run that resumes keeps the precision it started in (its config.json); a new one
     times the candidates on this machine unless one was named (`precision.choose`, whose
-    keyword arguments `choose_kwargs` passes on).
+    keyword arguments `choose_kwargs` passes on). Several workers must have loaded
+    TensorFlow under one runtime (`distribute.check_same_runtime`).
     """
     config.validate()
+    if distribute.worker_role(strategy).count > 1:
+        distribute.check_same_runtime(strategy, runtime.loaded_setting().name)
     run_dir = config.run_dir or default_run_dir(config)
     t = config.train
     preprocessing = config.model.preprocessing

@@ -182,8 +182,14 @@ def _max_pool(x, variant, name):
     """The 3x3/2 max pool: Caffe's rounding for "paper", "same" padding for "bn"."""
     if variant != "paper":
         return keras.layers.MaxPooling2D(3, strides=2, padding="same", name=name)(x)
-    padding = tuple((0, caffe_pool_padding(side)) for side in x.shape[1:3])
-    if any(after for _, after in padding):
+    after = {caffe_pool_padding(side) for side in x.shape[1:3]}
+    if after == {1}:
+        # Caffe's row and column after an even side are what "same" pads there, with -inf
+        # for zero: the same maximum (and gradient) over the ReLU outputs this pool sees,
+        # without a padded copy of the map.
+        return keras.layers.MaxPooling2D(3, strides=2, padding="same", name=name)(x)
+    if after == {0, 1}:
+        padding = tuple((0, caffe_pool_padding(side)) for side in x.shape[1:3])
         x = keras.layers.ZeroPadding2D(padding, name=f"{name}_pad")(x)
     return keras.layers.MaxPooling2D(3, strides=2, padding="valid", name=name)(x)
 

@@ -49,6 +49,9 @@ PROBE_SECONDS = 8.0  # timed training per candidate and round, after the first s
 ROUNDS = 2
 # After the first round, a candidate this much slower than the fastest is not timed again.
 CLEAR_MARGIN = 1.5
+# Rates this close to the fastest are a tie (between processes they differ by more), won
+# by the candidate that changes less: the earlier one in CANDIDATES.
+TIE = 0.03
 PROBE_TIMEOUT_S = 900
 RESULT_PREFIX = "runtime-probe-result: "
 
@@ -78,8 +81,8 @@ class Setting:
         return ", ".join(parts)
 
 
-# oneDNN both ways; on its side, one inter-op thread (the ops of a GoogLeNet step wait on
-# each other more than they run side by side) and XLA.
+# oneDNN both ways; with it, one inter-op thread (the op pool otherwise competes with the
+# intra-op pool for few cores) and XLA: both may pay on one machine and cost on another.
 CANDIDATES = (
     Setting(onednn=False),
     Setting(onednn=True),
@@ -243,6 +246,12 @@ def onednn_enabled():
 
 # --- The choice --------------------------------------------------------------------------------
 
+def fastest(rates, order):
+    """The name in `order` of the first rate within TIE of the highest."""
+    best = max(rates.values())
+    return next(name for name in order if name in rates and rates[name] >= best * (1 - TIE))
+
+
 def _format(rates):
     ranked = sorted(rates.items(), key=lambda item: -item[1])
     return ", ".join(f"{name} {rate:.1f} images/s" for name, rate in ranked)
@@ -268,7 +277,9 @@ def choose(variant, image_size, batch_size, aux_heads=True, precision="float32",
         raise ValueError(f"{MODE} must be one of {MODES}. Received: {MODE}={mode!r}")
     given = given_variables(environ)
     if mode == "default":
-        return Choice(Setting(), f"{MODE}=default", given=given)
+        setting = Setting(onednn=_flag(ONEDNN, given[ONEDNN]) if ONEDNN in given else None,
+                          inter_op_threads=_count(INTER_OP, given.get(INTER_OP, 0)))
+        return Choice(setting, f"{MODE}=default" + (f"; {_given_text(given)} set by you" if given else ""), given=given)
     found = candidates(given)
     if (has_gpu() if gpu is None else gpu):
         return Choice(Setting(), "GPUs train here: nothing to time on the CPU that feeds them", given=given)
@@ -291,7 +302,7 @@ def choose(variant, image_size, batch_size, aux_heads=True, precision="float32",
                 return Choice(Setting(), "every probe failed", given=given)
             rates = {setting.name: round(float(rate), 2) for setting, rate in measured.items()}
             where = "measured here"
-            entry = {"machine": here, "workload": key, "rates": rates, "choice": max(rates, key=rates.get),
+            entry = {"machine": here, "workload": key, "rates": rates, "choice": fastest(rates, list(names)),
                      "measured_at": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
             try:
                 precision_lib.store(path, entry)
@@ -352,6 +363,12 @@ def applied_name():
     return _applied.setting.name if _applied else None
 
 
+def loaded_setting():
+    """The runtime TensorFlow runs under in this process, as it reports it."""
+    return Setting(onednn=onednn_enabled(), inter_op_threads=_count(INTER_OP, os.environ.get(INTER_OP) or 0),
+                   jit_compile=jit_compile() is True)
+
+
 def jit_compile():
     """For `Model.compile`: the chosen XLA setting, else Keras's "auto"."""
     return _applied.setting.jit_compile if _applied else "auto"
@@ -395,6 +412,24 @@ def configure(variant="bn", image_size=64, batch_size=128, aux_heads=True, preci
     log(choice.line)
     quiet_import_tensorflow()
     return choice
+
+
+def configure_from_flags(argv, variant="bn", image_size=64, batch_size=128, precision="float32", log=print):
+    """`configure` for a script whose flags name a training workload (the benchmarks):
+    reads `--variant` (or the first of `--variants`), `--image-size`, `--batch-size` and
+    `--precision` from `argv`, other flags left to the script."""
+    import argparse
+
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--variant", "--variants", nargs="+", default=[variant])
+    parser.add_argument("--image-size", type=int, default=image_size)
+    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument("--precision", default=precision)
+    args, _ = parser.parse_known_args(argv)
+    if any(flag in ("-h", "--help") for flag in argv):
+        quiet_import_tensorflow()
+        return None
+    return configure(args.variant[0], args.image_size, args.batch_size, precision=args.precision, log=log)
 
 
 if __name__ == "__main__":

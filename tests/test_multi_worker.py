@@ -118,3 +118,23 @@ def test_a_killed_worker_fails_the_job_and_the_same_command_resumes(tmp_path):
     assert _digest(outputs[0]) == _digest(outputs[1])
     assert runs.history_epochs(run_dir) == [0, 1, 2]
     assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 3
+
+
+def test_workers_under_different_runtimes_stop_with_one_line(tmp_path):
+    """Each worker times its own machine; where their answers differ, both say so and stop."""
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, str(runs.ROOT / "train.py"), *ARGS, "--epochs", "1", "--run-dir", str(tmp_path / "run")],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**runs.env(), "TF_ENABLE_ONEDNN_OPTS": onednn,
+                 "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})},
+        )
+        for index, onednn in enumerate(("1", "0"))
+    ]
+    codes, outputs = _finish(processes, timeout=300)
+    assert codes == [2, 2], "\n\n".join(o[-3000:] for o in outputs)
+    for output, name in zip(outputs, ("oneDNN on", "oneDNN off")):
+        assert "error: The workers loaded TensorFlow under different runtimes" in output
+        assert output.rstrip().endswith(f"Received: this worker's runtime={name!r}"), output[-2000:]
+        assert "Traceback" not in output

@@ -6,6 +6,8 @@ import io
 import os
 import pathlib
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -33,7 +35,19 @@ def test_python_examples_run():
     blocks = _blocks("python")
     assert blocks
     for code in blocks:
+        if "runtime.configure(" in code:
+            continue  # needs a process without TensorFlow: the next test
         exec(compile(code, str(README), "exec"), {"__name__": "readme"})
+
+
+def test_the_runtime_example_runs_before_tensorflow_loads():
+    """In a fresh process, as a user's script would (the conftest's INCEPTION_TF_RUNTIME=default
+    keeps it from timing)."""
+    (code,) = [block for block in _blocks("python") if "runtime.configure(" in block]
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("runtime: TensorFlow's own settings (INCEPTION_TF_RUNTIME=default)\n"), done.stdout
+    assert done.stderr == ""
 
 
 def test_shell_commands_use_existing_flags():

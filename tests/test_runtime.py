@@ -72,6 +72,12 @@ def test_the_rate_is_the_median_of_the_turns():
     assert choice.setting == OFF
 
 
+def test_a_near_tie_goes_to_the_setting_that_changes_less():
+    choice = _choose(_timer({OFF: 14.1, ON: 30.26, ON_ONE_THREAD: 30.33, ON_XLA: 14.7}))
+    assert choice.setting == ON
+    assert _choose(_timer({OFF: 14.1, ON: 30.0, ON_ONE_THREAD: 31.5, ON_XLA: 14.7}), image_size=96).setting == ON_ONE_THREAD
+
+
 def test_a_second_run_reuses_the_stored_answer_and_another_workload_measures_again():
     timer = _timer({OFF: 55.3, ON: 96.1, ON_ONE_THREAD: 90.0, ON_XLA: 30.0})
     _choose(timer)
@@ -108,6 +114,8 @@ def test_with_every_variable_set_only_xla_is_timed_and_a_bad_value_is_named():
 def test_default_mode_and_gpu_machines_time_nothing():
     choice = _choose(_never, environ={runtime.MODE: "default"})
     assert choice.setting.environment() == {} and choice.line == "runtime: TensorFlow's own settings (INCEPTION_TF_RUNTIME=default)"
+    kept = _choose(_never, environ={runtime.MODE: "default", ONEDNN: "0"})
+    assert kept.line == "runtime: oneDNN off (INCEPTION_TF_RUNTIME=default; TF_ENABLE_ONEDNN_OPTS=0 set by you)"
     on_gpu = runtime.choose(**WORKLOAD, timer=_never, log=print, environ={}, gpu=True)
     assert on_gpu.setting.environment() == {} and "GPUs train here" in on_gpu.reason
     with pytest.raises(ValueError, match=r"Received: INCEPTION_TF_RUNTIME='fast'"):

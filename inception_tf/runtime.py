@@ -376,13 +376,14 @@ def jit_compile():
 
 def quiet_import_tensorflow():
     """Imports TensorFlow and finds its devices with their C++ start-up lines (oneDNN,
-    CUDA stubs and cuInit, absl) kept off the terminal, unless the user set TF_CPP_MIN_LOG_LEVEL: they asked for what it lets
-    through. Later C++ messages below warnings stay off (level 2). On a failed import the
-    lines are shown with the error."""
-    if "tensorflow" in sys.modules or LOG_LEVEL in os.environ:
+    CUDA stubs and cuInit, absl) kept off the terminal: TensorFlow prints them whatever
+    TF_CPP_MIN_LOG_LEVEL says. A level of 0 or 1 asks for them, and gets them; unset, the
+    level becomes 2 (later C++ messages below warnings stay off too). On a failed import
+    the lines are shown with the error."""
+    os.environ.setdefault(LOG_LEVEL, "2")
+    if "tensorflow" in sys.modules or os.environ[LOG_LEVEL] in ("0", "1"):
         import tensorflow  # noqa: F401
         return
-    os.environ[LOG_LEVEL] = "2"
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile(mode="w+b") as captured:

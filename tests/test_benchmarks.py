@@ -16,7 +16,8 @@ def test_profile_step_prints_the_ops_of_a_training_step():
          "--batch-size", "2", "--steps", "1", "--top", "60"],
         capture_output=True, text=True, check=True, cwd=ROOT,
     )
-    lines = result.stdout.strip().splitlines()
+    runtime_line, *lines = result.stdout.strip().splitlines()
+    assert runtime_line == "runtime: TensorFlow's own settings (INCEPTION_TF_RUNTIME=default)"
     assert lines[0].startswith("paper, 64x64, batch 2, ")
     assert lines[1].startswith("machine: ") and " cores, " in lines[1]
     assert re.match(r"wall \d+ ms per step \([\d.]+ images/s", lines[2])

@@ -425,7 +425,8 @@ def _finalise(config, strategy, role, source, test_name, model, digest, paths, l
         evaluated_split=test_name, training_time_s=training_time,
         train_images_per_second=(train_size * epochs_done / training_time) if training_time else None,
         epochs=epochs_done, best_epoch=best["epoch"] + 1 if best else None, train_examples=train_size,
-        precision=t.precision, runtime=runtime.applied_name(), strategy=t.strategy, replicas=strategy.num_replicas_in_sync, workers=role.count,
+        precision=t.precision, runtime=runtime.loaded_setting().name, strategy=t.strategy,
+        replicas=strategy.num_replicas_in_sync, workers=role.count,
         weights_sha256=digest, parameters=model.count_params(), finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
     files.write_text_atomic(run_dir / "metrics.json", json.dumps(_jsonable(metrics), indent=2) + "\n")

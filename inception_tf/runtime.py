@@ -358,11 +358,6 @@ def applied():
     return _applied
 
 
-def applied_name():
-    """The name of the setting this process loaded TensorFlow with, or None."""
-    return _applied.setting.name if _applied else None
-
-
 def loaded_setting():
     """The runtime TensorFlow runs under in this process, as it reports it."""
     return Setting(onednn=onednn_enabled(), inter_op_threads=_count(INTER_OP, os.environ.get(INTER_OP) or 0),

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from inception_tf import GoogLeNet
+from inception_tf import GoogLeNet, runtime
 from inception_tf.experiment import transfer_weights
 from runs import SMALL, TINY, env, history_epochs, train
 
@@ -36,6 +36,8 @@ def test_a_run_leaves_every_artifact(run_dir):
     assert metrics["test_examples"] == 2048 and metrics["epochs"] == 2
     assert metrics["test_crops"] == 10 and metrics["test_single_crop_accuracy"] > 0.3
     assert metrics["training_time_s"] > 0 and metrics["train_images_per_second"] > 0
+    # The runtime TensorFlow ran under, as it reports it (the tests keep its own settings).
+    assert metrics["runtime"] == ("oneDNN on" if runtime.onednn_enabled() else "oneDNN off")
     assert [row["class"] for row in metrics["per_class"]][:2] == ["T-shirt/top", "Trouser"]
     config = json.loads((run_dir / "config.json").read_text())
     assert config["train"]["precision"] in ("float32", "mixed_bfloat16", "mixed_float16")

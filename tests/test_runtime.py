@@ -165,7 +165,7 @@ def test_apply_sets_what_the_user_left_open_and_refuses_once_tensorflow_has_load
         before_tensorflow.delitem(sys.modules, "tensorflow")
         runtime.apply(choice)
     assert environ == {ONEDNN: "1", INTER_OP: "2"}
-    assert runtime.applied_name() == "oneDNN on, 1 inter-op thread" and runtime.jit_compile() is False
+    assert runtime.applied() is choice and runtime.jit_compile() is False
     with pytest.raises(RuntimeError, match="before TensorFlow loads.*Received: tensorflow already imported"):
         runtime.configure(**WORKLOAD, timer=_never)
 

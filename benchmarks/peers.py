@@ -177,7 +177,7 @@ def main(argv=None):
             rates.setdefault(key, []).append(result["images_per_second"])
             rates[key + " precision"], rates[key + " onednn"] = result["precision"], result["onednn"]
             print(f"round {turn + 1}: {key}: {result['images_per_second']:.1f} images/s", flush=True)
-    machine = runtime.machine()
+    machine = precision.cpu_machine()
     text = report(figures, rates, machine)
     print("\n" + text)
     if args.json:

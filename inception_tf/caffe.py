@@ -20,6 +20,7 @@ import re
 
 import numpy as np
 
+from inception_tf import geometry
 from inception_tf import model as model_lib
 
 # caffe.proto field numbers.
@@ -162,7 +163,7 @@ def _is_classifier(keras_name):
     return keras_name in map(model_lib.classifier_layer, model_lib.HEADS)
 
 
-def _fc_after_chw(weights, channels=128, grid=model_lib.AUX_GRID):
+def _fc_after_chw(weights, channels=128, grid=geometry.AUX_GRID):
     """(out, C*H*W) read channel-first -> (H*W*C, out) for a channel-last Flatten."""
     out = weights.shape[0]
     return weights.reshape(out, channels, grid, grid).transpose(2, 3, 1, 0).reshape(grid * grid * channels, out)

@@ -124,7 +124,7 @@ def config_from_args(args):
 def _run_train(args):
     from inception_tf import experiment, files
 
-    run_config = config_from_args(args)
+    run_config = args.run_config  # resolved before TensorFlow loaded (`_load_tensorflow`)
     try:
         experiment.run(run_config, overwrite=args.overwrite)
     except experiment.TrainingDiverged as error:
@@ -360,12 +360,13 @@ def _load_tensorflow(args):
     every command then loads TensorFlow without its start-up lines."""
     from inception_tf import runtime
 
+    if args.command == "train":
+        args.run_config = config_from_args(args)
     if args.command == "train" and "tensorflow" in sys.modules:
         # Called in a process that loaded TensorFlow already (a notebook, a test).
         print("runtime: as TensorFlow was loaded before this command", flush=True)
     elif args.command == "train":
-        run_config = config_from_args(args)
-        d, m, t = run_config.data, run_config.model, run_config.train
+        d, m, t = args.run_config.data, args.run_config.model, args.run_config.train
         runtime.configure(variant=m.variant, image_size=d.image_size, batch_size=t.batch_size,
                           aux_heads=m.aux_heads, precision=t.precision)
     else:

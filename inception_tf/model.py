@@ -21,14 +21,7 @@ The builder reads like the paper's Table 1. Known deviations from other ports:
 import keras
 
 from inception_tf import choices
-from inception_tf.geometry import (  # noqa: F401  (the geometry is part of the model's API)
-    AUX_GRID,
-    MIN_INPUT_SIZE,
-    aux_pool_geometry,
-    caffe_pool_padding,
-    min_input_size,
-    stage_sizes,
-)
+from inception_tf.geometry import aux_pool_geometry, caffe_pool_padding, min_input_size
 from inception_tf.layers import FusedBatchNormalization, LocalResponseNormalization
 
 VARIANTS = choices.VARIANTS

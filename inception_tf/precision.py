@@ -14,11 +14,13 @@ import dataclasses
 import datetime
 import fcntl
 import functools
+import importlib.metadata
 import json
 import os
 import pathlib
 import platform
 import statistics
+import sys
 import time
 
 from inception_tf import files
@@ -89,18 +91,23 @@ def gpu_details():
     return details
 
 
-def machine(gpus=None):
-    """What a measured answer holds for: another CPU, core count, GPU or TensorFlow
-    measures again."""
-    import tensorflow as tf
-
+def cpu_machine():
+    """The CPU, its cores and the TensorFlow installed, read without loading TensorFlow
+    (the runtime's answers hold for these)."""
     model, features = cpu_info()
+    try:
+        version = importlib.metadata.version("tensorflow")
+    except importlib.metadata.PackageNotFoundError:
+        version = getattr(sys.modules.get("tensorflow"), "__version__", None)
+    return {"cpu": model, "cpu_features": features, "cores": os.cpu_count(), "tensorflow": version}
+
+
+def machine(gpus=None):
+    """What a measured precision holds for: another CPU, core count, GPU or TensorFlow
+    measures again."""
     return {
-        "cpu": model,
-        "cpu_features": features,
-        "cores": os.cpu_count(),
+        **cpu_machine(),
         "gpus": [f"{g['name']} (compute capability {'.'.join(map(str, g['compute_capability']))})" for g in gpus or []],
-        "tensorflow": tf.__version__,
     }
 
 
@@ -229,6 +236,32 @@ def store(path, entry):
         files.write_text_atomic(path, json.dumps({"entries": kept + [entry]}, indent=2) + "\n")
 
 
+def stored_or_measured(path, found_machine, workload, measure, pick, usable, log=print):
+    """`(entry, rates, where)`: the entry stored in `path` for this machine and workload
+    (a `Workload` or a dict) where `usable(entry)`, else `measure()`'s rates (by name),
+    stored with `pick(rates)` as the choice. Empty rates (nothing could be timed) are
+    returned as they are, and nothing is stored. `log` gets the note of a store that
+    failed."""
+    entry = stored(path, found_machine, workload)
+    if entry is not None and usable(entry):
+        return entry, entry["rates"], f"measured on this machine {entry.get('measured_at', '')}, stored in {path}"
+    rates = measure()
+    if not rates:
+        return None, rates, "measured here"
+    entry = {
+        "machine": found_machine,
+        "workload": workload if isinstance(workload, dict) else dataclasses.asdict(workload),
+        "rates": {name: round(float(rate), 2) for name, rate in rates.items()},
+        "choice": pick(rates),
+        "measured_at": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+    try:
+        store(path, entry)
+    except OSError as error:
+        log(f"could not store the measurement ({error}); the next run measures again")
+    return entry, rates, "measured here"
+
+
 # --- The choice ---------------------------------------------------------------------------
 
 def fastest(rates):
@@ -262,25 +295,16 @@ def choose(precision="auto", workload=None, gpus=None, timer=measure, agree=None
     policies = candidates(gpus)
     if len(policies) == 1:
         return Choice(policies[0], "the only precision this GPU runs well")
-    found_machine, path = machine(gpus), cache_path()
-    entry = stored(path, found_machine, workload)
-    if entry is not None and set(entry.get("rates", {})) == set(policies):
-        rates, where = entry["rates"], f"measured on this machine {entry.get('measured_at', '')}, stored in {path}"
-    else:
+    path = cache_path()
+
+    def timed():
         log(f"precision: timing {' and '.join(policies)} on this machine (once; the answer is stored in {path})")
-        rates = timer(policies, workload)
-        where = "measured here"
-        entry = {
-            "machine": found_machine,
-            "workload": dataclasses.asdict(workload),
-            "rates": {policy: round(float(rate), 2) for policy, rate in rates.items()},
-            "choice": fastest(rates),
-            "measured_at": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        }
-        try:
-            store(path, entry)
-        except OSError as error:
-            log(f"precision: could not store the measurement ({error}); the next run measures again")
+        return timer(policies, workload)
+
+    _, rates, where = stored_or_measured(
+        path, machine(gpus), workload, timed, fastest, lambda entry: set(entry.get("rates", {})) == set(policies),
+        log=lambda error: log(f"precision: {error}"),
+    )
     if agree is not None:
         rates, where = agree(rates), where + ", averaged over the workers"
     policy = fastest(rates)

@@ -23,9 +23,7 @@ this module loads neither TensorFlow nor Keras.
 
 import contextlib
 import dataclasses
-import datetime
 import fcntl
-import importlib.metadata
 import json
 import os
 import pathlib
@@ -161,16 +159,6 @@ def has_gpu():
         return False
 
 
-def machine():
-    """What a stored answer holds for, read without loading TensorFlow."""
-    model, features = precision_lib.cpu_info()
-    try:
-        version = importlib.metadata.version("tensorflow")
-    except importlib.metadata.PackageNotFoundError:
-        version = None
-    return {"cpu": model, "cpu_features": features, "cores": os.cpu_count(), "tensorflow": version}
-
-
 def cache_path():
     return precision_lib.cache_path().parent / CACHE_FILE
 
@@ -183,7 +171,7 @@ def probe(setting, workload, seconds=PROBE_SECONDS):
     that process fails."""
     request = {"workload": dataclasses.asdict(workload["model"]), "precision": workload["precision"],
                "jit_compile": setting.jit_compile, "seconds": seconds}
-    env = {**os.environ, **setting.environment(), LOG_LEVEL: os.environ.get(LOG_LEVEL, "2")}
+    env = {**os.environ, **setting.environment()}
     try:
         done = subprocess.run(
             [sys.executable, "-m", "inception_tf.runtime", json.dumps(request)],
@@ -207,19 +195,16 @@ def measure(settings, workload, rounds=ROUNDS, clear_margin=CLEAR_MARGIN, timer=
     fastest after the first turn is not timed again; one whose process fails is left out."""
     times = {}
     for turn in range(rounds):
-        if turn == 1 and times:
-            best = max(rates[0] for rates in times.values())
-            settings = [s for s in settings if s in times and times[s][0] * clear_margin >= best]
         for setting in settings:
-            if turn > 0 and setting not in times:
-                continue
             try:
-                rate = timer(setting, workload)
+                times.setdefault(setting, []).append(timer(setting, workload))
             except RuntimeError as error:
                 log(f"runtime: {setting.name} failed, left out ({error})")
                 times.pop(setting, None)
-                continue
-            times.setdefault(setting, []).append(rate)
+        settings = [setting for setting in settings if setting in times]
+        if turn == 0 and times:
+            best = max(rates[0] for rates in times.values())
+            settings = [setting for setting in settings if times[setting][0] * clear_margin >= best]
     return {setting: statistics.median(rates) for setting, rates in times.items()}
 
 
@@ -288,26 +273,22 @@ def choose(variant, image_size, batch_size, aux_heads=True, precision="float32",
     model = precision_lib.Workload(variant=variant, image_size=image_size, batch_size=batch_size, aux_heads=aux_heads)
     key = {**dataclasses.asdict(model), "precision": "float32" if precision == "auto" else precision,
            "given": given}
-    path, here = cache_path(), machine()
+    path, names = cache_path(), {setting.name: setting for setting in found}
+
+    def timed():
+        log(f"runtime: timing {len(found)} settings on this machine, a process each "
+            f"(once; the answer is stored in {path})")
+        measured = measure(found, {"model": model, "precision": key["precision"]}, timer=timer, log=log)
+        return {setting.name: rate for setting, rate in measured.items()}
+
     with _measuring(path):
-        entry = precision_lib.stored(path, here, key)
-        names = {setting.name: setting for setting in found}
-        if entry is not None and entry.get("choice") in names:
-            rates, where = entry["rates"], f"measured on this machine {entry.get('measured_at', '')}, stored in {path}"
-        else:
-            log(f"runtime: timing {len(found)} settings on this machine, a process each "
-                f"(once; the answer is stored in {path})")
-            measured = measure(found, {"model": model, "precision": key["precision"]}, timer=timer, log=log)
-            if not measured:
-                return Choice(Setting(), "every probe failed", given=given)
-            rates = {setting.name: round(float(rate), 2) for setting, rate in measured.items()}
-            where = "measured here"
-            entry = {"machine": here, "workload": key, "rates": rates, "choice": fastest(rates, list(names)),
-                     "measured_at": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
-            try:
-                precision_lib.store(path, entry)
-            except OSError as error:
-                log(f"runtime: could not store the measurement ({error}); the next run measures again")
+        entry, rates, where = precision_lib.stored_or_measured(
+            path, precision_lib.cpu_machine(), key, timed, lambda rates: fastest(rates, list(names)),
+            lambda entry: entry.get("choice") in names, log=lambda error: log(f"runtime: {error}"),
+        )
+    if entry is None:
+        return Choice(Setting(), "every probe failed", given=given)
+    rates = entry["rates"]
     reason = f"{where}: {_format(rates)}"
     if given:
         reason = f"{_given_text(given)} set by you; {reason}"

@@ -8,6 +8,7 @@ image files, of any size, are resized one by one and then batched.
 """
 
 import dataclasses
+import secrets
 
 import numpy as np
 import tensorflow as tf
@@ -170,7 +171,7 @@ def images_at(split, indices):
     # Records are read in order, and with unreadable files skipped a position counts the
     # readable images: one pass, up to the last position wanted.
     wanted, found = {int(i) for i in indices}, {}
-    for position, (image, _) in enumerate(_examples(split, training=False, seed=None)[0]):
+    for position, (image, _) in enumerate(_ordered_examples(split)):
         if position in wanted:
             found[position] = image.numpy()
         if len(found) == len(wanted):
@@ -178,46 +179,152 @@ def images_at(split, indices):
     return [found[int(i)] for i in indices]
 
 
-def _examples(split, training, seed, shard=None):
-    """(uint8 image, int32 label) pairs of `split`, shuffled when training, and whether
-    `shard` (count, index) was applied by file (else tf.distribute shards by data)."""
+def _ordered_examples(split, shard=None):
+    """(uint8 image, int32 label) pairs of `split` in its fixed order (evaluation); image
+    files of this worker's `shard` only (`_by_file`)."""
     autotune = tf.data.AUTOTUNE
-    count, index = shard or (1, 0)
     if split.kind == "arrays":
-        dataset = tf.data.Dataset.from_tensor_slices((split.images, split.labels))
-        if training:
-            dataset = dataset.shuffle(split.size, seed=seed, reshuffle_each_iteration=True)
-        return dataset, False
+        return tf.data.Dataset.from_tensor_slices((split.images, split.labels))
     if split.kind == "files":
         dataset = tf.data.Dataset.from_tensor_slices((list(split.files), split.labels))
-        if count > 1:  # by file: each worker decodes only its own images
-            dataset = dataset.shard(count, index)
-        if training:  # shuffling paths costs nothing; decode after
-            dataset = dataset.shuffle(split.size, seed=seed, reshuffle_each_iteration=True)
+        if _by_file(split, shard, training=False):
+            dataset = dataset.shard(*shard)
         dataset = dataset.map(lambda path, label: (_decode_file(path), label), num_parallel_calls=autotune)
+        return dataset.ignore_errors(log_warning=True) if split.ignore_decode_errors else dataset
+    # Shard after shard, as the labels were counted.
+    return _record_range(split, tf.data.TFRecordDataset(list(split.shards))).map(
+        _decode_record, num_parallel_calls=autotune
+    )
+
+
+def _record_range(split, records):
+    if split.record_range is None:
+        return records
+    start, stop = split.record_range
+    return records.skip(start).take(stop - start)
+
+
+# --- Training: every epoch a function of (seed, epoch) ------------------------------------
+
+def _by_file(split, shard, training=True):
+    """Whether a worker's `shard` (count, index) of `split` is cut by file, before reading:
+    image files always, TFRecord shards in training when every worker gets at least one
+    (else tf.distribute shards by data, keeping every count-th batch)."""
+    if not shard or shard[0] < 2:
+        return False
+    if split.kind == "files":
+        return True
+    return training and split.kind == "records" and split.record_range is None and shard[0] <= len(split.shards)
+
+
+def _tables(split, shard):
+    """What every epoch of training gathers from, as tensors made once, outside the
+    per-epoch functions (which would otherwise embed them): the images and labels of
+    in-memory arrays, else this worker's file names (image files or TFRecord shards),
+    with the labels of image files."""
+    if split.kind == "arrays":
+        return tf.constant(split.images), tf.constant(split.labels)
+    names = list(split.files if split.kind == "files" else split.shards)
+    labels = split.labels if split.kind == "files" else np.zeros(len(names), np.int32)
+    if _by_file(split, shard):
+        count, index = shard
+        names, labels = names[index::count], labels[index::count]
+    return tf.constant(names), tf.constant(labels)
+
+
+def _draws(epoch_seed, start):
+    """The augmentation seed of each batch (in-memory arrays) or image (files, records) of
+    an epoch, from the `start`-th on: `stateless_fold_in` of the epoch's seed and the
+    position, so that a resumed epoch draws what it would have drawn."""
+    return tf.data.Dataset.counter(start).map(lambda i: tf.random.experimental.stateless_fold_in(epoch_seed, i))
+
+
+def _epoch_batches(split, tables, epoch, seed, skip, batch_size, drop_remainder, transform):
+    """One epoch of training batches, the first `skip` left out: the order is a stateless
+    shuffle keyed by (`seed`, `epoch`), the augmentation draws `_draws`. `epoch` may be a
+    tensor (`make_dataset(epoch=None)` draws one per pass)."""
+    autotune = tf.data.AUTOTUNE
+    epoch_seed = tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)])
+    skip = tf.cast(skip, tf.int64)
+    if split.kind == "arrays":  # one size: gather and resize whole batches
+        images, labels = tables
+        order = tf.random.experimental.stateless_shuffle(tf.range(split.size, dtype=tf.int64), epoch_seed)
+        batches = tf.data.Dataset.from_tensor_slices(order[skip * batch_size:]).batch(batch_size, drop_remainder)
+        return tf.data.Dataset.zip(batches, _draws(epoch_seed, skip)).map(
+            lambda indices, pair: transform(tf.gather(images, indices), tf.gather(labels, indices), pair),
+            num_parallel_calls=autotune,
+        )
+    first = skip * batch_size  # the first example kept
+    examples, read_skipped = _epoch_examples(split, tables, epoch_seed, first)
+    if read_skipped:  # the skipped examples were read: count the readable ones
+        examples = tf.data.Dataset.zip(examples, _draws(epoch_seed, 0)).skip(first)
+    else:
+        examples = tf.data.Dataset.zip(examples, _draws(epoch_seed, first))
+
+    def transform_one(example, pair):  # images of any size: resize each, then batch
+        images, labels = transform(example[0][None], example[1], pair)
+        return images[0], labels
+
+    examples = examples.map(transform_one, num_parallel_calls=autotune)
+    return examples.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=autotune)
+
+
+def _epoch_examples(split, tables, epoch_seed, first):
+    """(uint8 image, int32 label) of an epoch of image files or records, in the epoch's
+    order, and whether the `first` examples to skip are still in it. Files are left
+    unread where a file is an example; unreadable files, left out, must be read to be
+    counted. Records are skipped before they are decoded."""
+    autotune = tf.data.AUTOTUNE
+    names, labels = tables
+    order = tf.random.experimental.stateless_shuffle(tf.range(tf.size(names, out_type=tf.int64)), epoch_seed)
+    names = tf.gather(names, order)
+    if split.kind == "files":
+        examples = tf.data.Dataset.from_tensor_slices((names, tf.gather(labels, order)))
         if split.ignore_decode_errors:
-            dataset = dataset.ignore_errors(log_warning=True)
-        return dataset, count > 1
-    by_file = False
-    if training and split.record_range is None:
-        files = tf.data.Dataset.from_tensor_slices(list(split.shards))
-        by_file = 1 < count <= len(split.shards)
-        if by_file:
-            files = files.shard(count, index)
-        files = files.shuffle(len(split.shards), seed=seed, reshuffle_each_iteration=True)
-        dataset = files.interleave(
-            tf.data.TFRecordDataset, cycle_length=min(len(split.shards), 8), num_parallel_calls=autotune
+            decoded = examples.map(lambda path, label: (_decode_file(path), label), num_parallel_calls=autotune)
+            return decoded.ignore_errors(log_warning=True), True
+        examples = examples.skip(first)
+        return examples.map(lambda path, label: (_decode_file(path), label), num_parallel_calls=autotune), False
+    if split.record_range is None and len(split.shards) > 1:
+        files = tf.data.Dataset.from_tensor_slices(names)
+        records = files.interleave(tf.data.TFRecordDataset, cycle_length=min(len(split.shards), 8), num_parallel_calls=autotune)
+    else:  # a record range counts records shard after shard
+        records = _record_range(split, tf.data.TFRecordDataset(list(split.shards)))
+    shuffle_seed = tf.random.stateless_uniform([], epoch_seed, minval=None, maxval=None, dtype=tf.int64)
+    records = records.shuffle(SHUFFLE_BUFFER_RECORDS, seed=shuffle_seed).skip(first)
+    return records.map(_decode_record, num_parallel_calls=autotune), False
+
+
+def batches_per_epoch(split, batch_size, drop_remainder=False, shard=None):
+    """How many batches an epoch of training on `split` holds for this worker, or None
+    where only reading tells (unreadable files left out; TFRecord shards split by file)."""
+    if split.kind == "files" and split.ignore_decode_errors:
+        return None
+    if _by_file(split, shard):
+        if split.kind == "records":
+            return None
+        count, index = shard
+        size = len(split.files[index::count])
+    else:
+        size = split.size
+    return size // batch_size if drop_remainder else -(-size // batch_size)
+
+
+def _training_batches(split, batch_size, seed, epoch, skip, drop_remainder, shard, transform):
+    """The batches of one epoch: of number `epoch`, or, with None, of a fresh one drawn
+    at each pass (what `fit(dataset, epochs=N)` expects of a data set)."""
+    tables = _tables(split, shard)
+    if epoch is None:
+        epochs = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+        dataset = epochs.flat_map(
+            lambda key: _epoch_batches(split, tables, key, seed, 0, batch_size, drop_remainder, transform)
         )
     else:
-        # Shard after shard, as the labels were counted: a record range means the
-        # same records in every epoch, and evaluation reads in a fixed order.
-        dataset = tf.data.TFRecordDataset(list(split.shards))
-        if split.record_range is not None:
-            start, stop = split.record_range
-            dataset = dataset.skip(start).take(stop - start)
-    if training:
-        dataset = dataset.shuffle(SHUFFLE_BUFFER_RECORDS, seed=seed, reshuffle_each_iteration=True)
-    return dataset.map(_decode_record, num_parallel_calls=autotune), by_file
+        dataset = _epoch_batches(split, tables, epoch, seed, skip, batch_size, drop_remainder, transform)
+    batches = batches_per_epoch(split, batch_size, drop_remainder, shard)
+    if batches is not None:
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches - skip))
+    return dataset
 
 
 def make_dataset(
@@ -234,6 +341,8 @@ def make_dataset(
     shard=None,
     views=None,
     preprocessing="tf",
+    epoch=None,
+    skip=0,
 ):
     """Batches of (images, labels) for a model of input `image_size` x `image_size` x 3.
 
@@ -259,16 +368,25 @@ def make_dataset(
         views: evaluation only: boxes of multi-crop testing (`augment.test_view_boxes`);
             each batch then holds every view of each image, [b, views, size, size, 3].
         preprocessing: the model's input convention, "tf" or "caffe" (`preprocessing.MODES`).
+        epoch: training only: the epoch's number. Its order and augmentation draws
+            depend on `seed` and `epoch` alone, so that a run resumed at any epoch sees
+            what it would have seen. None: every pass over the data set is a new epoch,
+            with fresh draws (for `fit(dataset, epochs=N)`).
+        skip: with `epoch`: how many of its batches to leave out, the ones a run that
+            stopped mid-epoch had trained (`batches_per_epoch` counts them all). Image
+            files and records are skipped unread, where their count allows it.
 
     Returns:
         A `tf.data.Dataset` of `(float32 [b, size, size, 3], labels)`, normalised.
     """
-    _check_dataset_arguments(training, image_size, batch_size, shard, views, preprocessing)
+    _check_dataset_arguments(training, image_size, batch_size, shard, views, preprocessing, epoch, skip)
     augment = augment if augment is not None else augment_lib.AugmentConfig()
-    dataset, by_file = _examples(split, training, seed, shard)
-    seeds = tf.data.Dataset.random(seed=seed).batch(2, drop_remainder=True)
     transform = _transform(image_size, training, augment, views, preprocessing)
-    dataset = _transformed_batches(dataset, seeds, transform, split, batch_size, drop_remainder, by_file)
+    if training:
+        seed = secrets.randbelow(2**31) if seed is None else seed
+        dataset = _training_batches(split, batch_size, seed, epoch, skip, drop_remainder, shard, transform)
+    else:
+        dataset = _evaluation_batches(split, batch_size, drop_remainder, shard, transform)
     if one_hot:
         dataset = dataset.map(lambda images, labels: (images, tf.one_hot(labels, one_hot)))
     if heads:
@@ -276,7 +394,8 @@ def make_dataset(
     if shard is not None and shard[0] > 1:
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = (
-            tf.data.experimental.AutoShardPolicy.OFF if by_file else tf.data.experimental.AutoShardPolicy.DATA
+            tf.data.experimental.AutoShardPolicy.OFF if _by_file(split, shard, training)
+            else tf.data.experimental.AutoShardPolicy.DATA
         )
         dataset = dataset.with_options(options)
     if device is not None:
@@ -284,7 +403,7 @@ def make_dataset(
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def _check_dataset_arguments(training, image_size, batch_size, shard, views, preprocessing):
+def _check_dataset_arguments(training, image_size, batch_size, shard, views, preprocessing, epoch, skip):
     if views is not None and training:
         raise ValueError("`views` are for evaluation: pass training=False. Received: training=True")
     if not isinstance(image_size, int) or image_size < 1:
@@ -295,6 +414,10 @@ def _check_dataset_arguments(training, image_size, batch_size, shard, views, pre
         count, index = shard
         if not (isinstance(count, int) and isinstance(index, int) and 0 <= index < count):
             raise ValueError(f"`shard` must be (count, index) with 0 <= index < count. Received: shard={shard!r}")
+    if epoch is not None and (not training or not isinstance(epoch, int) or epoch < 0):
+        raise ValueError(f"`epoch` is a training epoch's number, 0 or more. Received: epoch={epoch!r}, training={training}")
+    if skip and (epoch is None or not isinstance(skip, int) or skip < 0):
+        raise ValueError(f"`skip` counts batches of a numbered epoch. Received: skip={skip!r}, epoch={epoch!r}")
     preprocessing_lib.check_mode(preprocessing)
 
 
@@ -312,21 +435,18 @@ def _transform(image_size, training, augment, views, preprocessing):
     return transform
 
 
-def _transformed_batches(dataset, seeds, transform, split, batch_size, drop_remainder, by_file):
+def _evaluation_batches(split, batch_size, drop_remainder, shard, transform):
+    """The split in its fixed order, batched and transformed."""
     autotune = tf.data.AUTOTUNE
+    dataset = _ordered_examples(split, shard)
     if split.kind == "arrays":  # one size: resize whole batches
         dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=autotune)
-        return tf.data.Dataset.zip(dataset, seeds).map(
-            lambda batch, pair: transform(*batch, pair), num_parallel_calls=autotune
-        )
-
-    def transform_one(example, pair):  # images of any size: resize each, then batch
-        images, labels = transform(example[0][None], example[1], pair)
-        return images[0], labels
-
-    dataset = tf.data.Dataset.zip(dataset, seeds).map(transform_one, num_parallel_calls=autotune)
+        return dataset.map(lambda images, labels: transform(images, labels, None), num_parallel_calls=autotune)
+    dataset = dataset.map(
+        lambda image, label: (transform(image[None], label, None)[0][0], label), num_parallel_calls=autotune
+    )
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=autotune)
-    if not by_file and (split.kind == "records" or not split.ignore_decode_errors):
+    if not split.ignore_decode_errors and not _by_file(split, shard, training=False):
         batches = split.size // batch_size if drop_remainder else -(-split.size // batch_size)
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
     return dataset

@@ -354,3 +354,47 @@ def test_a_bad_shard_is_refused(idx_dir):
     split = data.load_source("fashion_mnist", data_dir=str(idx_dir)).splits["train"]
     with pytest.raises(ValueError, match=r"Received: shard=\(2, 2\)"):
         data.make_dataset(split, 32, 8, shard=(2, 2))
+
+
+def _splits_of_every_kind(tmp_path, idx_dir):
+    folder = write_image_folder(tmp_path / "images", per_class=6)
+    records = write_tfrecords(tmp_path / "records", np.arange(36) % 4, shards=3, names=["a", "b", "c", "d"])
+    return {
+        "arrays": data.load_source("fashion_mnist", data_dir=str(idx_dir)).splits["train"],
+        "files": data.load_source("folder", data_dir=str(folder)).splits["train"],
+        "records": data.load_source("tfrecord", data_dir=str(records)).splits["train"],
+    }
+
+
+@pytest.mark.parametrize("kind", ["arrays", "files", "records"])
+def test_an_epoch_is_a_function_of_seed_and_epoch_and_skip_leaves_out_its_first_batches(tmp_path, idx_dir, kind):
+    """What an exact mid-epoch resume rests on: epoch 1 from its batch 2 is epoch 1 without
+    its first two batches, images (augmentation draws included) and labels alike."""
+    split = _splits_of_every_kind(tmp_path, idx_dir)[kind]
+
+    def epoch(number, skip=0, seed=3):
+        return _all(data.make_dataset(split, 32, 4, training=True, seed=seed, heads=None, epoch=number, skip=skip))
+
+    images, labels = epoch(1)
+    assert data.batches_per_epoch(split, 4) == -(-split.size // 4) and len(labels) == split.size
+    again_images, again_labels = epoch(1)
+    np.testing.assert_array_equal(images, again_images)
+    np.testing.assert_array_equal(labels, again_labels)
+    rest_images, rest_labels = epoch(1, skip=2)
+    np.testing.assert_array_equal(rest_images, images[8:])
+    np.testing.assert_array_equal(rest_labels, labels[8:])
+    other_epoch, other_seed = epoch(2)[1], epoch(1, seed=4)[1]
+    assert sorted(other_epoch) == sorted(labels)  # every example once an epoch
+    assert (other_epoch != labels).any() and (other_seed != labels).any()
+
+
+def test_without_an_epoch_each_pass_is_a_new_epoch(idx_dir):
+    split = data.load_source("fashion_mnist", data_dir=str(idx_dir)).splits["train"]
+    dataset = data.make_dataset(split, 32, 8, training=True, seed=0, heads=None)
+    first, second = _all(dataset)[1], _all(dataset)[1]
+    assert sorted(first) == sorted(second) and (first != second).any()
+    assert dataset.cardinality().numpy() == data.batches_per_epoch(split, 8)
+    with pytest.raises(ValueError, match=r"`skip` counts batches of a numbered epoch. Received: skip=2, epoch=None"):
+        data.make_dataset(split, 32, 8, training=True, skip=2)
+    with pytest.raises(ValueError, match=r"Received: epoch=1, training=False"):
+        data.make_dataset(split, 32, 8, epoch=1)

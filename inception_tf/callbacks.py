@@ -1,6 +1,7 @@
 """Callbacks that keep a run restartable: nothing they write is ever half-written."""
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -8,8 +9,9 @@ import pathlib
 import time
 
 import keras
+import numpy as np
 
-from inception_tf import files, keras_fixes
+from inception_tf import files, keras_fixes, preemption
 
 
 def _finite(logs, key="loss"):
@@ -17,68 +19,168 @@ def _finite(logs, key="loss"):
     return value is None or math.isfinite(float(value))
 
 
-class AtomicBackupAndRestore(keras.callbacks.Callback):
-    """Keras's `BackupAndRestore`, with the backup switched atomically after every
-    finished epoch.
-
-    Keras's own writes `latest.weights.h5` and its metadata in place: a kill or a full
-    disk while writing loses both. Here each epoch's weights (with the optimizer's
-    state) go to `epoch-N.weights.h5`, then `state.json` is renamed over the old one to
-    point at them. A kill at any instant leaves a complete backup. A diverged epoch
-    (non-finite loss) is never backed up.
-
-    Put it after the callbacks that write the epoch's logs (CSVLogger): a kill between
-    the two then repeats an epoch's row, which `truncate_history` drops on resume,
-    rather than losing it. The backup is kept when training ends; the caller removes it
-    once the whole run is done.
-
-    Under a multi-worker strategy every worker restores from the chief's backup in a
-    directory they all reach (`restore_dir`), and writes its own to `backup_dir`: the
-    chief's is that same directory, the others' a temporary one.
-    """
-
-    def __init__(self, backup_dir, restore_dir=None):
-        super().__init__()
-        self.backup_dir = pathlib.Path(backup_dir)
-        self.restore_dir = pathlib.Path(restore_dir) if restore_dir is not None else self.backup_dir
-        self.restored_epoch = 0
-
-    def on_train_begin(self, logs=None):
-        state_path = backup_state_path(self.restore_dir)
-        if not state_path.is_file():
-            return
-        state = json.loads(state_path.read_text())
-        if self.model.optimizer is not None and not self.model.optimizer.built:
-            self.model.optimizer.build(self.model.trainable_variables)
-        self.model.load_weights(self.restore_dir / state["weights"])
-        self.restored_epoch = state["epoch"]
-        keras_fixes.start_fit_at_epoch(self.model, self.restored_epoch)
-
-    def on_epoch_end(self, epoch, logs=None):
-        if not _finite(logs):
-            return
-        name = f"epoch-{epoch + 1}.weights.h5"
-        save_weights(self.model, self.backup_dir / name)
-        files.write_text_atomic(backup_state_path(self.backup_dir), json.dumps({"epoch": epoch + 1, "weights": name}))
-        for old in self.backup_dir.glob("epoch-*.weights.h5"):
-            if old.name != name:
-                old.unlink(missing_ok=True)
+BACKUP_MINUTES = 10  # between step-level backups, by default: a long epoch is covered without a flag
 
 
-def save_weights(model, path):
-    """`model.save_weights(path)` through `files.atomic_path`: `path` is complete or untouched."""
-    with files.atomic_path(path, suffix=".weights.h5") as tmp, keras_fixes.closing_failed_h5_writes():
-        model.save_weights(tmp)
+@dataclasses.dataclass(frozen=True)
+class Position:
+    """Where a backup stands: `epoch` epochs finished, and `step` steps of the next one
+    (0 at an epoch's end), which had taken `epoch_time_s` seconds so far."""
+
+    epoch: int = 0
+    step: int = 0
+    epoch_time_s: float = 0.0
+
+    def describe(self, epochs, steps=None):
+        """E.g. `epoch 2 of 3, step 7 of 16` (the epoch in progress), `the end of epoch 1 of 3`."""
+        if not self.step:
+            return f"the end of epoch {self.epoch} of {epochs}" if self.epoch else "the start"
+        of = f" of {steps}" if steps else ""
+        return f"epoch {self.epoch + 1} of {epochs}, step {self.step}{of}"
 
 
 def backup_state_path(backup_dir):
     return pathlib.Path(backup_dir) / "state.json"
 
 
+def read_backup(backup_dir):
+    """The state a backup holds (`TrainingBackup._write`), or None without one. A backup
+    of an earlier version, taken at an epoch's end, reads as step 0."""
+    path = backup_state_path(backup_dir)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def backed_up_position(backup_dir):
+    """The `Position` of a backup (the start without one)."""
+    state = read_backup(backup_dir) or {}
+    return Position(state.get("epoch", 0), state.get("step", 0), state.get("epoch_time_s", 0.0))
+
+
 def backed_up_epoch(backup_dir):
     """The number of finished epochs in a backup (0 without one)."""
-    path = backup_state_path(backup_dir)
-    return json.loads(path.read_text())["epoch"] if path.is_file() else 0
+    return backed_up_position(backup_dir).epoch
+
+
+def restore_backup(model, backup_dir, strategy):
+    """Loads a backup into `model` (compiled): the weights, the optimizer's state and the
+    dropout layers' random state. Returns its `Position` and the running metrics of the
+    epoch in progress (for `TrainingBackup.begin`), or `(Position(), None)` without one
+    (or with `backup_dir` None)."""
+    state = read_backup(backup_dir) if backup_dir is not None else None
+    if state is None:
+        return Position(), None
+    if model.optimizer is not None and not model.optimizer.built:
+        with strategy.scope():
+            model.optimizer.build(model.trainable_variables)
+    model.load_weights(pathlib.Path(backup_dir) / state["weights"])
+    for variable, value in zip(keras_fixes.seed_generator_states(model), state.get("seed_generators", [])):
+        variable.assign(np.asarray(value, dtype=variable.dtype))
+    return backed_up_position(backup_dir), state.get("metrics")
+
+
+class TrainingBackup(keras.callbacks.Callback):
+    """Backs up a run so that it resumes exactly where it stopped: at every epoch's end,
+    every `every_steps` steps (or `every_seconds` of training without it), and at the
+    step after a stop was asked for (`stop_requested()` returns a signal's name), after
+    which it raises `preemption.Preempted`.
+
+    A backup is the weights with the optimizer's state (`epoch-E-step-S.weights.h5`) and
+    `state.json`: the position, the dropout layers' random state (which `save_weights`
+    leaves out) and, mid-epoch, the epoch's running metrics. The weights are written
+    first and `state.json` is renamed over the old one to point at them, so a kill at
+    any instant leaves a complete backup. The data's position is the position itself:
+    an epoch's batches depend on the seed and the epoch alone (`data.make_dataset`).
+    A non-finite loss is never backed up.
+
+    Put it after the callbacks that write the epoch's logs (CSVLogger): a kill between
+    the two then repeats an epoch's row, which `truncate_history` drops on resume,
+    rather than losing it. Under several workers every worker writes its own (the
+    chief's in the run directory), at the same steps: `agree` (see
+    `distribute.agree_on_flags`) makes their decisions one.
+
+    Call `begin` before each `fit` of one epoch.
+    """
+
+    def __init__(self, backup_dir, every_steps=None, every_seconds=BACKUP_MINUTES * 60, stop_requested=None,
+                 agree=None, timer=None):
+        super().__init__()
+        self.backup_dir = pathlib.Path(backup_dir)
+        self.every_steps = every_steps
+        self.every_seconds = every_seconds
+        self.stop_requested = stop_requested or (lambda: None)
+        self.agree = agree or (lambda flags: flags)
+        self.timer = timer
+        self._skip, self._metrics = 0, None
+        self._last_backup = time.monotonic()
+
+    def begin(self, skip=0, metrics=None):
+        """The next `fit` trains one epoch from its step `skip`, with the running
+        metrics a backup held (None: from zero)."""
+        self._skip, self._metrics = skip, metrics
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        if self._metrics is not None:  # after fit reset them: the epoch goes on from the backup's
+            variables = self.model.metrics_variables
+            if len(variables) != len(self._metrics):
+                raise ValueError(
+                    f"The backup in {self.backup_dir} holds {len(self._metrics)} metric values for a model with "
+                    f"{len(variables)} (built: see keras_fixes.build_metrics). Received: metrics={self._metrics!r}"
+                )
+            for variable, value in zip(variables, self._metrics):
+                variable.assign(np.asarray(value, dtype=variable.dtype))
+            self._metrics = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not _finite(logs):
+            return
+        step = self._skip + batch + 1
+        steps = self.params.get("steps")
+        # At an epoch's last step the epoch's end is as near, and backs up what a resume needs.
+        stop = self.stop_requested() is not None and not (steps and batch + 1 >= steps)
+        if self.every_steps:
+            due = step % self.every_steps == 0
+        else:
+            due = time.monotonic() - self._last_backup >= self.every_seconds
+        stop, due = self.agree((stop, due))
+        if stop or due:
+            self._write(Position(self._epoch, step, self.timer.elapsed() if self.timer else 0.0))
+        if stop:
+            self._stop(Position(self._epoch, step))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not _finite(logs):
+            return
+        self._write(Position(epoch + 1))
+        (stop,) = self.agree((self.stop_requested() is not None,))
+        if stop:
+            self._stop(Position(epoch + 1))
+
+    def _stop(self, position):
+        """Ends `fit` at once: the rest of a stopped epoch (its validation, its row in the
+        history, a best-weights check) belongs to the resumed run."""
+        raise preemption.Preempted(position, self.stop_requested() or "a signal to another worker")
+
+    def _write(self, position):
+        name = f"epoch-{position.epoch}-step-{position.step}.weights.h5"
+        save_weights(self.model, self.backup_dir / name)
+        state = {
+            "epoch": position.epoch, "step": position.step, "epoch_time_s": position.epoch_time_s, "weights": name,
+            "seed_generators": [v.numpy().tolist() for v in keras_fixes.seed_generator_states(self.model)],
+        }
+        if position.step:
+            state["metrics"] = [np.asarray(v.numpy()).tolist() for v in self.model.metrics_variables]
+        files.write_text_atomic(backup_state_path(self.backup_dir), json.dumps(state))
+        for old in self.backup_dir.glob("*.weights.h5"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
+        self._last_backup = time.monotonic()
+
+
+def save_weights(model, path):
+    """`model.save_weights(path)` through `files.atomic_path`: `path` is complete or untouched."""
+    with files.atomic_path(path, suffix=".weights.h5") as tmp, keras_fixes.closing_failed_h5_writes():
+        model.save_weights(tmp)
 
 
 def truncate_history(path, epoch):
@@ -153,22 +255,37 @@ class BestWeights(keras.callbacks.Callback):
 
 
 class EpochTimer(keras.callbacks.Callback):
-    """Adds `epoch_time_s` (wall time of the epoch, validation included) to the logs."""
+    """Adds `epoch_time_s` (wall time of the epoch, validation included) to the logs; an
+    epoch resumed mid-way counts the time before the stop too (`resume`)."""
+
+    def __init__(self):
+        super().__init__()
+        self._carried = 0.0
+
+    def resume(self, seconds):
+        """The next epoch had run for `seconds` before the run stopped."""
+        self._carried = seconds
+
+    def elapsed(self):
+        return self._carried + time.perf_counter() - self._start
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            logs["epoch_time_s"] = time.perf_counter() - self._start
+            logs["epoch_time_s"] = self.elapsed()
+        self._carried = 0.0
 
 
 class NaNGuard(keras.callbacks.TerminateOnNaN):
-    """`TerminateOnNaN` that remembers where the loss stopped being finite."""
+    """`TerminateOnNaN` that remembers where the loss stopped being finite (`skip`: the
+    steps of the epoch trained before the `fit` that follows, after a resume)."""
 
     def __init__(self):
         super().__init__()
         self.stopped_at = None
+        self.skip = 0
         self._epoch = 0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -177,4 +294,4 @@ class NaNGuard(keras.callbacks.TerminateOnNaN):
     def on_batch_end(self, batch, logs=None):
         super().on_batch_end(batch, logs)
         if self.model.stop_training and self.stopped_at is None and not _finite(logs):
-            self.stopped_at = (self._epoch, batch)
+            self.stopped_at = (self._epoch, self.skip + batch)

@@ -64,6 +64,11 @@ def _add_train(subparsers, prog=None):
         description="Train GoogLeNet, evaluate it on the test split, write plots and reports, and export "
         "a SavedModel, all into one run directory. Flags not given come from --config, then --preset, "
         "then the defaults (Fashion-MNIST).",
+        epilog="Stopping: SIGTERM or Ctrl-C during training finishes the current step, backs up the run "
+        "(weights, optimizer, data position) and exits with 75; the same command resumes at that step. "
+        "The grace period needed is one training step and one backup write; a second signal stops at once, "
+        "keeping the last complete backup. Exit codes: 0 done, 1 disk full, 2 bad input, 3 diverged, "
+        "75 stopped by a signal (resumable).",
     )
     for title, section in (("data", "data"), ("model", "model"), ("training", "train")):
         group = parser.add_argument_group(title)
@@ -122,7 +127,7 @@ def config_from_args(args):
 
 
 def _run_train(args):
-    from inception_tf import experiment, files
+    from inception_tf import experiment, files, preemption
 
     run_config = args.run_config  # resolved before TensorFlow loaded (`_load_tensorflow`)
     try:
@@ -136,16 +141,12 @@ def _run_train(args):
     except files.DiskFull as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        from inception_tf.callbacks import backed_up_epoch
-
+    except preemption.Preempted as error:
+        print(f"\n{error}", file=sys.stderr)
+        return preemption.EXIT_CODE
+    except KeyboardInterrupt:  # outside training, where nothing is lost
         run_dir = run_config.run_dir or experiment.default_run_dir(run_config)
-        epoch = backed_up_epoch(f"{run_dir}/backup")
-        print(
-            f"\nInterrupted. {epoch} finished epoch(s) are saved in {run_dir}/backup; "
-            "run the same command again to resume.",
-            file=sys.stderr,
-        )
+        print(f"\nInterrupted. Run the same command again to resume {run_dir}.", file=sys.stderr)
         return 130
     return 0
 
@@ -358,10 +359,11 @@ def main(argv=None, train_prog=None):
 def _load_tensorflow(args):
     """Training chooses its runtime first (`runtime.configure`, from the resolved flags);
     every command then loads TensorFlow without its start-up lines."""
-    from inception_tf import runtime
+    from inception_tf import distribute, runtime
 
     if args.command == "train":
         args.run_config = config_from_args(args)
+        distribute.check_tf_config()  # before the runtime's timings, which a bad cluster would waste
     if args.command == "train" and "tensorflow" in sys.modules:
         # Called in a process that loaded TensorFlow already (a notebook, a test).
         print("runtime: as TensorFlow was loaded before this command", flush=True)

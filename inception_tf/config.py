@@ -120,6 +120,12 @@ class TrainConfig:
     )
     strategy: str = option("auto", "default: auto (by GPUs and TF_CONFIG)", choices=STRATEGIES, show_default=False)
     seed: int = option(0, "")
+    # How often the state is saved changes nothing that is trained: a resumed run may
+    # set it otherwise (RESUMABLE_CHANGES).
+    backup_every: int = option(
+        None, "back up every N training steps, default: every 10 minutes of training (and at every epoch's end)",
+        positive=True, metavar="N", show_default=False,
+    )
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
@@ -236,14 +242,18 @@ def read_overrides(path):
     return dotted
 
 
+RESUMABLE_CHANGES = ("train.backup_every",)  # settings a resumed run may change
+
+
 def diff(old, new, prefix=""):
-    """`["train.epochs: 2 -> 3", ...]`: the keys where two configuration dicts differ."""
+    """`["train.epochs: 2 -> 3", ...]`: the keys where two configuration dicts differ,
+    leaving out RESUMABLE_CHANGES."""
     changes = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key), new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
             changes += diff(a, b, f"{prefix}{key}.")
-        elif a != b:
+        elif a != b and f"{prefix}{key}" not in RESUMABLE_CHANGES:
             changes.append(f"{prefix}{key}: {a!r} -> {b!r}")
     return changes
 

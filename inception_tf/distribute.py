@@ -8,17 +8,56 @@ import os
 
 import numpy as np
 
-from inception_tf import keras_fixes
+TASK_TYPES = ("chief", "worker")  # the tasks of MultiWorkerMirroredStrategy
+
+
+def check_tf_config(raw=None):
+    """TF_CONFIG (`raw`, default: the environment's) parsed and checked, or None when
+    unset: a cluster of chief and worker tasks at distinct "host:port" addresses, and
+    this process's task in it. TensorFlow itself ignores a task outside its cluster, and
+    the process would train alone. Raises ValueError naming what is wrong."""
+    raw = os.environ.get("TF_CONFIG") if raw is None else raw
+    if not raw:
+        return None
+
+    def fail(problem):
+        return ValueError(f"TF_CONFIG {problem}. Received: TF_CONFIG={raw!r}")
+
+    try:
+        config = json.loads(raw)
+    except ValueError:
+        raise fail("is not valid JSON") from None
+    cluster = config.get("cluster") if isinstance(config, dict) else None
+    if not isinstance(cluster, dict) or not cluster:
+        raise fail('needs a "cluster" object naming the workers\' addresses')
+    for task_type, addresses in cluster.items():
+        if task_type not in TASK_TYPES:
+            raise fail(f"names a {task_type!r} task: multi-worker training has {' and '.join(TASK_TYPES)} tasks only")
+        if not isinstance(addresses, list) or not addresses or not all(_is_address(a) for a in addresses):
+            raise fail(f'needs a list of "host:port" addresses for {task_type!r}, got {addresses!r}')
+    if len(cluster.get("chief", [])) > 1:
+        raise fail(f"names {len(cluster['chief'])} chiefs; a cluster has at most one")
+    every = [address for addresses in cluster.values() for address in addresses]
+    repeated = sorted({address for address in every if every.count(address) > 1})
+    if repeated:
+        raise fail(f"gives the address {repeated[0]} to more than one task")
+    task = config.get("task")
+    if not isinstance(task, dict) or task.get("type") not in cluster:
+        raise fail(f'needs a "task" whose "type" is one of the cluster\'s {sorted(cluster)}, got {task!r}')
+    index, count = task.get("index", 0), len(cluster[task["type"]])
+    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < count:
+        raise fail(f"has the task index {index!r}, outside the cluster's {count} {task['type']} task(s) (0 to {count - 1})")
+    return config
+
+
+def _is_address(value):
+    host, _, port = value.rpartition(":") if isinstance(value, str) else ("", "", "")
+    return bool(host) and port.isdigit()
+
 
 def _tf_config_workers():
-    raw = os.environ.get("TF_CONFIG")
-    if not raw:
-        return 0
-    try:
-        cluster = json.loads(raw).get("cluster", {})
-    except ValueError:
-        raise ValueError(f"TF_CONFIG is not valid JSON. Received: TF_CONFIG={raw!r}") from None
-    return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+    config = check_tf_config()
+    return sum(len(addresses) for addresses in config["cluster"].values()) if config else 0
 
 
 def resolve_strategy(strategy="auto", gpus=None):
@@ -117,6 +156,21 @@ def agree_on_rates(strategy):
     return agree
 
 
+def agree_on_flags(strategy):
+    """For `callbacks.TrainingBackup` under several workers: a function that turns this
+    worker's flags (a tuple of bools) into the same answer on every worker, each flag
+    true where some worker's is, with one all-reduce. A signal to one worker, or one
+    worker's clock, then stops or backs up all of them at the same step."""
+    import tensorflow as tf
+
+    def agree(flags):
+        local = tf.constant([float(flag) for flag in flags], tf.float32)
+        summed = strategy.reduce("SUM", strategy.run(lambda: tf.identity(local)), axis=None).numpy()
+        return tuple(bool(value > 0) for value in np.atleast_1d(summed))
+
+    return agree
+
+
 def check_same_runtime(strategy, setting_name):
     """Under several workers: stops every worker when they loaded TensorFlow under
     different runtimes (each measures its own machine, and machines differ), since the
@@ -193,6 +247,8 @@ def synchronize_batchnorm(model):
     and keep moving statistics of its own, so that the workers end with different
     weights and the chief's evaluation sees only its share's statistics.
     """
+    from inception_tf import keras_fixes
+
     layers = keras_fixes.batchnorm_layers(model)
     for layer in layers:
         layer.synchronized = True

@@ -5,7 +5,8 @@ RUN_DIR/
   history.csv            one row per epoch (losses, accuracies, learning rate, time)
   logs/                  TensorBoard
   best.weights.h5        the weights of the best validation epoch (+ best.json)
-  backup/                the last finished epoch, while the run is unfinished
+  backup/                where training stood (every epoch's end, every 10 minutes, on SIGTERM),
+                         while the run is unfinished
   model.keras            the full training model (three heads), best weights
   labels.txt             the class names, for model.keras
   saved_model/           the exported inference model
@@ -35,7 +36,7 @@ from inception_tf import config as config_lib
 from inception_tf import data as data_lib
 from inception_tf import distribute, evaluation, export, files, keras_fixes, model_files, schedules, training
 from inception_tf import precision as precision_lib
-from inception_tf import runtime
+from inception_tf import preemption, runtime
 from inception_tf import weights as weights_lib
 from inception_tf.augment import AugmentConfig
 from inception_tf.model import GoogLeNet
@@ -182,8 +183,9 @@ def run(config, overwrite=False, log=print):
 
     Raises RunDirError when the run directory holds another configuration or another
     process is writing it, TrainingDiverged when the loss stops being finite, and
-    files.DiskFull when the disk fills (saying which epoch a rerun resumes from);
-    KeyboardInterrupt passes through with the last finished epoch saved in RUN_DIR/backup.
+    files.DiskFull when the disk fills (saying where a rerun resumes from), and
+    preemption.Preempted when SIGTERM or SIGINT stopped training after a step, backed up
+    in RUN_DIR/backup (a second signal ends the process at once).
 
     Under a multi-worker strategy every worker runs this with the same configuration.
     The chief writes the run directory, evaluates and exports, and returns the metrics;
@@ -224,14 +226,14 @@ def _disk_full(error, config, role):
         files.remove_leftovers(run_dir)
     written = getattr(error, "path", None) or getattr(error, "filename", None) or f"into {run_dir}"
     backup = RunPaths(run_dir, out=run_dir).backup  # the chief's, which a rerun resumes from
-    finished = callbacks_lib.backed_up_epoch(backup)
-    if finished:
+    position = callbacks_lib.backed_up_position(backup)
+    if position.epoch or position.step:
         resume = (
-            f"The last finished epoch, {finished} of {config.train.epochs}, is saved in {backup}: "
+            f"The state at {position.describe(config.train.epochs)} is saved in {backup}: "
             "free some space and run the same command again to resume from it."
         )
     else:
-        resume = "No epoch had finished: free some space and run the same command again."
+        resume = "Nothing was backed up yet: free some space and run the same command again."
     return files.DiskFull(written, f". {resume}")
 
 
@@ -290,23 +292,32 @@ def _build_data(config, log):
     return source, "test" if "test" in splits else "validation"
 
 
-def _build_datasets(config, source, model, role):
-    """The training and validation tf.data pipelines (validation None without a split)."""
-    d, t = config.data, config.train
-    common = dict(
+def _dataset_arguments(config, source, model, role):
+    """What the training and validation pipelines share."""
+    return dict(
         heads=tuple(model.output_names) if len(model.outputs) > 1 else None,  # one head: plain labels
-        one_hot=source.num_classes if t.label_smoothing else None,
+        one_hot=source.num_classes if config.train.label_smoothing else None,
         shard=(role.count, role.index) if role.count > 1 else None,
         preprocessing=config.model.preprocessing,
     )
-    train = data_lib.make_dataset(
-        source.splits["train"], d.image_size, t.batch_size, training=True, seed=t.seed,
-        augment=AugmentConfig(policy=d.augment, erasing=d.random_erasing), **common,
+
+
+def _training_data(config, source, model, role, epoch, skip):
+    """Epoch `epoch`'s training batches from its step `skip`: a function of the seed and
+    the epoch, so that a resumed run sees what it would have seen."""
+    d, t = config.data, config.train
+    return data_lib.make_dataset(
+        source.splits["train"], d.image_size, t.batch_size, training=True, seed=t.seed, epoch=epoch, skip=skip,
+        augment=AugmentConfig(policy=d.augment, erasing=d.random_erasing), **_dataset_arguments(config, source, model, role),
     )
+
+
+def _validation_data(config, source, model, role):
     validation = source.splits.get("validation")
-    if validation is not None:
-        validation = data_lib.make_dataset(validation, d.image_size, t.batch_size, **common)
-    return train, validation
+    if validation is None:
+        return None
+    d, t = config.data, config.train
+    return data_lib.make_dataset(validation, d.image_size, t.batch_size, **_dataset_arguments(config, source, model, role))
 
 
 def _build_model(config, strategy, num_classes, log):
@@ -324,43 +335,78 @@ def _build_model(config, strategy, num_classes, log):
     return model
 
 
-def _build_callbacks(config, model, paths, validation):
-    """The callbacks of `fit`, and the NaNGuard among them (it says where training stopped)."""
-    nan_guard = callbacks_lib.NaNGuard()
+@dataclasses.dataclass
+class _Callbacks:
+    """The callbacks of the run's `fit` calls (one per epoch), and the ones `_train` asks
+    where training stopped or prepares for a resumed epoch."""
+
+    all: keras.callbacks.CallbackList
+    nan_guard: callbacks_lib.NaNGuard
+    timer: callbacks_lib.EpochTimer
+    backup: callbacks_lib.TrainingBackup
+    tensorboard: keras.callbacks.TensorBoard
+
+    def begin_epoch(self, steps, skip=0, metrics=None, carried_s=0.0):
+        """The next `fit` trains one epoch of `steps` steps (None: unknown) from its step `skip`."""
+        self.all.set_params({**self.all.params, "steps": None if steps is None else steps - skip})
+        self.nan_guard.skip = skip
+        self.timer.resume(carried_s)
+        self.backup.begin(skip, metrics)
+        keras_fixes.reopen_tensorboard(self.tensorboard)
+
+
+def _build_callbacks(config, model, strategy, role, paths, validation, stop_requested):
+    nan_guard, timer = callbacks_lib.NaNGuard(), callbacks_lib.EpochTimer()
+    tensorboard = keras.callbacks.TensorBoard(log_dir=str(paths.logs), profile_batch=0)
+    backup = callbacks_lib.TrainingBackup(
+        paths.backup, every_steps=config.train.backup_every, stop_requested=stop_requested, timer=timer,
+        agree=distribute.agree_on_flags(strategy) if role.count > 1 else None,
+    )
     callback_list = [
         keras.callbacks.LearningRateScheduler(_schedule(config)),
         nan_guard,
-        callbacks_lib.EpochTimer(),
-        keras.callbacks.TensorBoard(log_dir=str(paths.logs), profile_batch=0),
+        timer,
+        tensorboard,
     ]
     if validation:
         resume_best = paths.restore_from and paths.restore_from / "best.json"
         callback_list.append(callbacks_lib.BestWeights(paths.best, _monitor(model), resume_from=resume_best))
     callback_list += [
         keras.callbacks.CSVLogger(str(paths.history), append=True),
-        # After CSVLogger: see its docstring.
-        callbacks_lib.AtomicBackupAndRestore(
-            paths.backup, restore_dir=paths.restore_from and paths.restore_from / "backup"
-        ),
+        backup,  # after CSVLogger: see its docstring
     ]
-    return callback_list, nan_guard
+    verbose = 1 if sys.stdout.isatty() else 2  # a live bar on a terminal, a line per epoch in logs
+    every = keras.callbacks.CallbackList(
+        callback_list, add_history=True, add_progbar=True, model=model, verbose=verbose, epochs=config.train.epochs,
+        steps=None,
+    )
+    return _Callbacks(every, nan_guard, timer, backup, tensorboard)
 
 
 def _train(config, strategy, role, source, paths, log):
-    """Builds the model and fits it; returns it with the digest of its weights."""
-    keras.utils.set_random_seed(config.train.seed)
-    keras.config.set_dtype_policy(config.train.precision)
+    """Builds the model and fits it from where a backup stood; returns it with the digest
+    of its weights. Raises `preemption.Preempted` when a signal stopped it (backed up)."""
+    t = config.train
+    keras.utils.set_random_seed(t.seed)
+    keras.config.set_dtype_policy(t.precision)
     model = _build_model(config, strategy, source.num_classes, log)
-    train_data, val_data = _build_datasets(config, source, model, role)
-    callback_list, nan_guard = _build_callbacks(config, model, paths, val_data is not None)
+    position, metrics = callbacks_lib.restore_backup(model, paths.restore_from and paths.restore_from / "backup", strategy)
+    steps = data_lib.batches_per_epoch(
+        source.splits["train"], t.batch_size, shard=(role.count, role.index) if role.count > 1 else None
+    )
+    if position.epoch or position.step:
+        log(f"resuming from {position.describe(t.epochs, steps)}")
     fixes = keras_fixes.distributed_fit(model) if strategy.num_replicas_in_sync > 1 else contextlib.nullcontext()
-    with fixes:
-        model.fit(
-            train_data, validation_data=val_data, epochs=config.train.epochs, callbacks=callback_list, shuffle=False,
-            verbose=1 if sys.stdout.isatty() else 2,  # a live bar on a terminal, a line per epoch in logs
-        )
-    if nan_guard.stopped_at is not None:
-        raise _diverged(nan_guard.stopped_at, paths.run_dir)
+    with preemption.stop_on_signals() as stop_requested, fixes:
+        callbacks = _build_callbacks(config, model, strategy, role, paths, "validation" in source.splits, stop_requested)
+        try:
+            _fit_epochs(config, strategy, role, source, model, callbacks, position, metrics, steps)
+            if stop_requested():  # after the last epoch's backup: the rerun only finalises
+                raise preemption.Preempted(callbacks_lib.Position(t.epochs), stop_requested())
+        except preemption.Preempted as stop:
+            raise _preempted(stop, t.epochs, steps, paths.run_dir) from None
+    if callbacks.nan_guard.stopped_at is not None:
+        raise _diverged(callbacks.nan_guard.stopped_at, paths.run_dir, t.epochs)
     # Every worker reads its weights (a collective under some strategies) before the
     # others leave; equal digests show the replicas stayed in step.
     digest = distribute.weights_digest(model)
@@ -368,12 +414,44 @@ def _train(config, strategy, role, source, paths, log):
     return model, digest
 
 
-def _diverged(stopped_at, run_dir):
+def _fit_epochs(config, strategy, role, source, model, callbacks, position, metrics, steps):
+    """One `fit` per epoch, from `position`: each epoch's data is its own (its order and
+    augmentation a function of the seed and the epoch), and an epoch resumed mid-way
+    starts at the backup's step with the backup's running metrics."""
+    validation = _validation_data(config, source, model, role)
+    for epoch in range(position.epoch, config.train.epochs):
+        skip = position.step if epoch == position.epoch else 0
+        train_data = _training_data(config, source, model, role, epoch, skip)
+        if skip:
+            with strategy.scope():
+                keras_fixes.build_metrics(model, train_data.element_spec)
+        callbacks.begin_epoch(steps, skip, metrics if skip else None, position.epoch_time_s if skip else 0.0)
+        model.fit(
+            train_data, validation_data=validation, initial_epoch=epoch, epochs=epoch + 1, callbacks=callbacks.all,
+            shuffle=False,
+        )
+        if model.stop_training:  # NaNGuard
+            return
+
+
+def _preempted(stop, epochs, steps, run_dir):
+    """`stop` with the message a user reads."""
+    backup = RunPaths(run_dir, out=run_dir).backup  # the chief's, which every worker resumes from
+    return preemption.Preempted(
+        stop.position, stop.signal_name,
+        f"Stopped by {stop.signal_name} at {stop.position.describe(epochs, steps)}, backed up in {backup}: "
+        "run the same command again to resume from there.",
+    )
+
+
+def _diverged(stopped_at, run_dir, epochs):
     epoch, batch = stopped_at
     chief = RunPaths(run_dir, out=run_dir)  # the files a rerun resumes from
     backup, best = chief.backup, chief.best
-    finished = callbacks_lib.backed_up_epoch(backup)
-    kept = f"the last good state (epoch {finished}) is in {backup}" if finished else "no epoch had finished"
+    position = callbacks_lib.backed_up_position(backup)
+    kept = "nothing was backed up"
+    if position.epoch or position.step:
+        kept = f"the last good state ({position.describe(epochs)}) is in {backup}"
     if best.is_file():
         kept += f", the best weights are in {best}"
     return TrainingDiverged(

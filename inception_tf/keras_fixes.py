@@ -11,13 +11,36 @@ import gc
 import keras
 
 
-def start_fit_at_epoch(model, epoch):
-    """Makes the next `fit` start at `epoch`, from a callback's `on_train_begin`.
+def seed_generator_states(model):
+    """The state variables of every `SeedGenerator` in `model` (its dropout layers'), in
+    a fixed order.
 
-    Internal (Keras 3.15): `fit` reads `model._initial_epoch` after `on_train_begin`; it
-    is how Keras's own `BackupAndRestore` resumes, with no public equivalent.
+    Keras 3.15's `save_weights` leaves them out (they are in `model.variables`, not in
+    `model.weights`), so a model loaded from a backup would draw other dropout masks
+    than the run it was saved from. Internal: the variables' path ends with
+    `seed_generator_state`, the name Keras gives them.
     """
-    model._initial_epoch = epoch
+    return [variable for variable in model.variables if variable.path.endswith("seed_generator_state")]
+
+
+def build_metrics(model, element_spec):
+    """Creates the variables of a compiled model's metrics and per-head losses, from the
+    `element_spec` of its training data, before any step.
+
+    Keras 3.15 creates them in the first training step (`Trainer._symbolic_build` runs
+    before it only under a tf.distribute strategy), too late for an epoch resumed mid-way
+    to set them to the backup's. Internal: `Trainer._symbolic_build`, which reads only
+    the shapes and dtypes of the batch it is given.
+    """
+    model._symbolic_build(data_batch=element_spec)
+
+
+def reopen_tensorboard(callback):
+    """Lets one `keras.callbacks.TensorBoard` serve another `fit`: Keras 3.15 closes its
+    file writers when a `fit` ends and opens new ones only in `set_model`, which would
+    also write the model's graph again. Internal: `TensorBoard._writers`, the writers it
+    opens again when they are missing."""
+    callback._writers = {}
 
 
 def batchnorm_layers(model):

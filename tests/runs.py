@@ -35,7 +35,8 @@ def start_train(*args):
 
 
 def wait_for_backup(run_dir, epoch, process, timeout=600):
-    """Block until RUN_DIR/backup/state.json records `epoch` finished epochs."""
+    """Block until RUN_DIR/backup/state.json records `epoch` finished epochs (a step
+    backup after them counts too)."""
     state = pathlib.Path(run_dir) / "backup" / "state.json"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

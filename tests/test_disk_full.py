@@ -84,7 +84,7 @@ def test_a_full_disk_stops_the_run_cleanly_and_a_rerun_resumes(tmp_path):
         assert result.returncode == 1, output
         assert "Traceback" not in result.stderr
         assert f"error: No space left on the device to write {run_dir}" in result.stderr
-        assert f"The last finished epoch, 1 of 2, is saved in {run_dir / 'backup'}" in result.stderr
+        assert f"The state at the end of epoch 1 of 2 is saved in {run_dir / 'backup'}" in result.stderr
         assert not list(run_dir.rglob("*.tmp-*")), sorted(run_dir.rglob("*"))
 
         state = json.loads((run_dir / "backup" / "state.json").read_text())

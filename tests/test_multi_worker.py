@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -34,14 +35,15 @@ def _free_ports(n):
     return ports
 
 
-def _start_workers(run_dir, epochs, ports):
+def _start_workers(run_dir, epochs, ports, *extra):
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     processes = []
     for index in range(len(ports)):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         processes.append(
             subprocess.Popen(
-                [sys.executable, str(runs.ROOT / "train.py"), *ARGS, "--epochs", str(epochs), "--run-dir", str(run_dir)],
+                [sys.executable, str(runs.ROOT / "train.py"), *ARGS, "--epochs", str(epochs), "--run-dir", str(run_dir),
+                 *extra],
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                 env={**runs.env(), "TF_CONFIG": tf_config},
             )
@@ -118,6 +120,32 @@ def test_a_killed_worker_fails_the_job_and_the_same_command_resumes(tmp_path):
     assert _digest(outputs[0]) == _digest(outputs[1])
     assert runs.history_epochs(run_dir) == [0, 1, 2]
     assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 3
+
+
+def test_sigterm_to_one_worker_stops_both_and_the_rerun_ends_as_if_never_stopped(tmp_path):
+    codes, outputs = _finish(_start_workers(tmp_path / "uninterrupted", 3, _free_ports(2)))
+    assert codes == [0, 0], "\n\n".join(o[-3000:] for o in outputs)
+    uninterrupted = _digest(outputs[0])
+
+    run_dir = tmp_path / "run"
+    chief, other = _start_workers(run_dir, 3, _free_ports(2), "--backup-every", "2")
+    state = run_dir / "backup" / "state.json"
+    while not (state.is_file() and (json.loads(state.read_text())["epoch"], json.loads(state.read_text())["step"]) >= (1, 2)):
+        assert chief.poll() is None and other.poll() is None, (chief.poll(), other.poll())
+        time.sleep(0.01)
+    other.send_signal(signal.SIGTERM)  # the non-chief: the chief must stop with it
+    codes, outputs = _finish([chief, other], timeout=300)
+    assert codes == [75, 75], "\n\n".join(o[-3000:] for o in outputs)
+    stopped = re.search(r"Stopped by SIGTERM at epoch 2 of 3, step (\d+) of \d+", outputs[1])
+    assert stopped, outputs[1][-3000:]
+    assert f"Stopped by a signal to another worker at epoch 2 of 3, step {stopped.group(1)} of" in outputs[0]
+    assert json.loads(state.read_text())["step"] == int(stopped.group(1))
+
+    codes, outputs = _finish(_start_workers(run_dir, 3, _free_ports(2), "--backup-every", "2"))
+    assert codes == [0, 0], "\n\n".join(o[-3000:] for o in outputs)
+    for output in outputs:
+        assert f"resuming from epoch 2 of 3, step {stopped.group(1)} of" in output
+    assert _digest(outputs[0]) == _digest(outputs[1]) == uninterrupted
 
 
 def test_workers_under_different_runtimes_stop_with_one_line(tmp_path):

@@ -1,11 +1,9 @@
 """A run survives what happens to processes: a second process on its run directory, a
-SIGKILL, Ctrl-C (`test_disk_full.py`: a full disk)."""
+SIGKILL (`test_preemption.py`: SIGTERM and Ctrl-C; `test_disk_full.py`: a full disk)."""
 
 import json
 import signal
 import time
-
-import pytest
 
 from runs import TINY, history_epochs, kill, start_train, train, wait_for_backup
 
@@ -50,18 +48,3 @@ def test_sigkill_after_the_first_epoch_resumes_at_the_second(tmp_path):
     assert "Epoch 2/3" in result.stdout and "Epoch 1/3" not in result.stdout
     assert history_epochs(run_dir) == [0, 1, 2]
     assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 3
-
-
-@pytest.mark.slow  # the SIGKILL test covers resuming; this adds Ctrl-C's message and exit code
-def test_ctrl_c_keeps_the_last_epoch_and_says_how_to_resume(tmp_path):
-    run_dir = tmp_path / "interrupted"
-    args = [*TINY, "--epochs", "2", "--run-dir", str(run_dir)]
-    process = start_train(*args)
-    wait_for_backup(run_dir, 1, process)
-    returncode, output = kill(process, signal.SIGINT)
-    if returncode == 0:  # the interrupt landed after the last epoch: nothing to resume
-        pytest.skip("training finished before the interrupt")
-    assert returncode == 130, output
-    assert "run the same command again to resume" in output
-    train(*args)
-    assert history_epochs(run_dir) == [0, 1]

@@ -1,0 +1,130 @@
+"""Stopped by a signal at any step, a run resumes exactly: the same history and the same
+final weights as the same run uninterrupted (`callbacks.TrainingBackup`,
+`preemption.stop_on_signals`, `data.make_dataset(epoch=, skip=)`)."""
+
+import json
+import random
+import re
+import signal
+import time
+
+import pytest
+
+from runs import kill, start_train, train
+
+# 29 steps an epoch: room for a stop well inside epoch 2.
+ARGS = ["--dataset", "fashion_mnist", "--image-size", "64", "--batch-size", "32", "--limit", "1024",
+        "--variant", "bn", "--epochs", "3", "--test-crops", "1"]
+STEPS = 29
+
+
+def _state(run_dir):
+    path = run_dir / "backup" / "state.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):  # not there yet (a rename is atomic: never half-written)
+        return None
+
+
+def _wait_for_step(run_dir, epoch, step, process, timeout=600):
+    """Blocks until the backup is at (epoch finished epochs, `step` or more steps), or later."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = _state(run_dir)
+        if state and (state["epoch"], state["step"]) >= (epoch, step):
+            return state
+        assert process.poll() is None, f"training ended before epoch {epoch + 1}, step {step}:\n{process.stdout.read()}"
+        time.sleep(0.01)
+    raise AssertionError(f"no backup of epoch {epoch + 1}, step {step} within {timeout} s")
+
+
+def _digest(output):
+    return re.search(r"weights after training: sha256 ([0-9a-f]{64})", output).group(1)
+
+
+def _history_without_times(run_dir):
+    """history.csv, each row as written, without the wall-time column."""
+    lines = (run_dir / "history.csv").read_text().splitlines()
+    drop = lines[0].split(",").index("epoch_time_s")
+    return [[cell for i, cell in enumerate(line.split(",")) if i != drop] for line in lines]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("preemption") / "uninterrupted"
+    result = train(*ARGS, "--run-dir", str(run_dir))
+    return _digest(result.stdout), _history_without_times(run_dir)
+
+
+def test_sigterm_mid_epoch_then_sigkill_after_a_step_backup_resume_exactly(tmp_path, uninterrupted):
+    run_dir = tmp_path / "stopped"
+    args = [*ARGS, "--run-dir", str(run_dir), "--backup-every", "2"]
+    process = start_train(*args)
+    wanted = random.Random().randrange(4, STEPS - 8, 2)  # a random step of epoch 2 (a backup's)
+    _wait_for_step(run_dir, 1, wanted, process)
+    started = time.monotonic()
+    returncode, output = kill(process, signal.SIGTERM)
+    grace = time.monotonic() - started
+    assert returncode == 75, output
+    match = re.search(r"Stopped by SIGTERM at epoch 2 of 3, step (\d+) of 29, backed up in (\S+): run the same command again", output)
+    assert match, output
+    stopped = int(match.group(1))
+    assert wanted <= stopped < STEPS and match.group(2) == str(run_dir / "backup")
+    assert (_state(run_dir)["epoch"], _state(run_dir)["step"]) == (1, stopped)
+    assert grace < 60, f"{grace:.1f} s from SIGTERM to exit"
+    assert "Traceback" not in output
+
+    # The rerun resumes at that step; a SIGKILL after its next step backup in epoch 3 ...
+    process = start_train(*args)
+    _wait_for_step(run_dir, 2, 4, process)
+    returncode, output = kill(process, signal.SIGKILL)
+    assert returncode == -signal.SIGKILL
+    assert f"resuming from epoch 2 of 3, step {stopped} of 29" in output, output
+    killed_at = _state(run_dir)
+    assert killed_at["epoch"] == 2 and killed_at["step"] >= 4
+
+    # ... and the one after it: the same history and weights as the run never stopped.
+    result = train(*args)
+    assert f"resuming from epoch 3 of 3, step {killed_at['step']} of 29" in result.stdout
+    digest, history = uninterrupted
+    assert _history_without_times(run_dir) == history
+    assert _digest(result.stdout) == digest
+    assert json.loads((run_dir / "metrics.json").read_text())["weights_sha256"] == digest
+
+
+@pytest.mark.slow  # the first test covers the exact resume; this adds the second signal
+def test_a_second_sigterm_during_the_backup_write_keeps_the_previous_backup(tmp_path, uninterrupted):
+    run_dir = tmp_path / "twice"
+    args = [*ARGS, "--run-dir", str(run_dir), "--backup-every", "2"]
+    process = start_train(*args)
+    previous = _wait_for_step(run_dir, 1, 4, process)
+    process.send_signal(signal.SIGTERM)
+    backup = run_dir / "backup"
+    deadline = time.monotonic() + 120
+    while not any(".tmp-" in path.name for path in backup.iterdir()):  # the stop's backup is being written
+        assert process.poll() is None and time.monotonic() < deadline, "no backup write after SIGTERM"
+        previous = _state(run_dir) or previous
+    process.send_signal(signal.SIGTERM)
+    returncode, output = kill(process, signal.SIGTERM)
+    assert returncode == -signal.SIGTERM, output  # ended at once, by the signal
+    state = _state(run_dir)
+    assert (state["epoch"], state["step"]) == (previous["epoch"], previous["step"])
+    assert (backup / state["weights"]).is_file()
+    result = train(*args)
+    assert f"resuming from epoch 2 of 3, step {state['step']} of 29" in result.stdout
+    assert "removed 1 unfinished file(s)" in result.stdout
+    digest, history = uninterrupted
+    assert _digest(result.stdout) == digest and _history_without_times(run_dir) == history
+
+
+@pytest.mark.slow  # SIGINT takes SIGTERM's path (preemption.SIGNALS)
+def test_ctrl_c_stops_after_the_step_and_says_how_to_resume(tmp_path, uninterrupted):
+    run_dir = tmp_path / "interrupted"
+    args = [*ARGS, "--run-dir", str(run_dir)]
+    process = start_train(*args)
+    _wait_for_step(run_dir, 1, 0, process)  # epoch 1 backed up: epoch 2 is starting
+    returncode, output = kill(process, signal.SIGINT)
+    assert returncode == 75, output
+    assert re.search(r"Stopped by SIGINT at epoch 2 of 3, step \d+ of 29", output), output
+    result = train(*args)
+    assert _digest(result.stdout) == uninterrupted[0]

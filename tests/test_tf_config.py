@@ -1,0 +1,56 @@
+"""TF_CONFIG is checked before anything starts (`distribute.check_tf_config`): TensorFlow
+itself would ignore a task outside its cluster and train alone."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from inception_tf import distribute
+from runs import ROOT, env
+
+TWO = {"worker": ["127.0.0.1:20001", "127.0.0.1:20002"]}
+BAD = [
+    ({"cluster": {"worker": ["127.0.0.1:20001"]}, "task": {"type": "worker", "index": 5}},
+     "has the task index 5, outside the cluster's 1 worker task(s) (0 to 0)"),
+    ({"cluster": {"worker": ["127.0.0.1:20001"]}, "task": {"type": "worker", "index": 1}},
+     "has the task index 1, outside the cluster's 1 worker task(s) (0 to 0)"),
+    ({"cluster": {"worker": ["127.0.0.1:20001", "127.0.0.1:20001"]}, "task": {"type": "worker", "index": 0}},
+     "gives the address 127.0.0.1:20001 to more than one task"),
+    ({"cluster": {"chief": ["127.0.0.1:20001"], "worker": ["127.0.0.1:20001"]}, "task": {"type": "chief", "index": 0}},
+     "gives the address 127.0.0.1:20001 to more than one task"),
+    ({"cluster": TWO, "task": {"type": "chief", "index": 0}}, "needs a \"task\" whose \"type\" is one of the cluster's ['worker']"),
+    ({"cluster": TWO, "task": {"type": "worker", "index": -1}}, "has the task index -1"),
+    ({"cluster": {**TWO, "ps": ["127.0.0.1:20003"]}, "task": {"type": "worker", "index": 0}}, "names a 'ps' task"),
+    ({"cluster": {"worker": ["localhost"]}, "task": {"type": "worker", "index": 0}}, 'needs a list of "host:port" addresses'),
+    ({"cluster": {"chief": ["a:1", "b:2"], "worker": ["c:3"]}, "task": {"type": "worker", "index": 0}}, "names 2 chiefs"),
+    ({"task": {"type": "worker", "index": 0}}, 'needs a "cluster" object'),
+]
+
+
+@pytest.mark.parametrize("config, problem", BAD)
+def test_a_bad_tf_config_is_named(config, problem):
+    raw = json.dumps(config)
+    with pytest.raises(ValueError) as raised:
+        distribute.check_tf_config(raw)
+    assert problem in str(raised.value) and f"Received: TF_CONFIG={raw!r}" in str(raised.value)
+
+
+def test_a_good_tf_config_passes_and_unset_is_none():
+    config = {"cluster": {"chief": ["10.0.0.1:2222"], "worker": ["10.0.0.2:2222"]}, "task": {"type": "worker", "index": 0}}
+    assert distribute.check_tf_config(json.dumps(config)) == config
+    assert distribute.check_tf_config("") is None
+    with pytest.raises(ValueError, match="is not valid JSON"):
+        distribute.check_tf_config("{cluster")
+
+
+@pytest.mark.parametrize("config, problem", [BAD[0], BAD[2]])
+def test_train_refuses_a_bad_tf_config_with_exit_2_and_one_line(tmp_path, config, problem):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "--epochs", "1", "--run-dir", str(tmp_path / "run")],
+        capture_output=True, text=True, env={**env(), "TF_CONFIG": json.dumps(config)}, timeout=300,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: TF_CONFIG ") and problem in result.stderr
+    assert not (tmp_path / "run").exists()  # nothing started

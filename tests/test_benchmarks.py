@@ -115,3 +115,18 @@ def test_litert_formats_reports_every_format(small_run, tmp_path):
     assert figures["formats"]["LiteRT float32"]["max_abs_diff"] < 1e-4
     assert figures["formats"]["LiteRT int8"]["bytes"] < figures["formats"]["LiteRT float32"]["bytes"] / 3
     assert all(f["latency"]["median_ms"] > 0 for f in figures["formats"].values())
+
+
+@pytest.mark.slow  # three short training runs; tests/test_preemption.py checks the same resume
+def test_preemption_stops_resumes_and_compares(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/preemption.py"), "--rounds", "1", "--seed", "0", "--",
+         "--dataset", "fashion_mnist", "--limit", "1024", "--epochs", "3", "--batch-size", "32",
+         "--image-size", "64", "--test-crops", "1"],
+        capture_output=True, text=True, cwd=ROOT, timeout=1200,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("machine: ") and re.match(r"uninterrupted: sha256 [0-9a-f]{64}", lines[1])
+    assert re.match(r"round 1: SIGTERM at epoch 2 of 3, step \d+ of 29; exit after [\d.]+ s; .* identical$", lines[2])
+    assert re.match(r"grace_s_max=[\d.]+ identical=1/1$", lines[-1])

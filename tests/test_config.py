@@ -143,3 +143,11 @@ def test_every_setting_is_a_flag_with_its_default_in_its_help():
 def test_the_rules_of_a_setting_live_beside_its_default(key, value, message):
     with pytest.raises(ValueError, match=message):
         RunConfig().replace(**{key: value}).validate()
+
+
+def test_a_resumed_run_may_change_how_often_it_backs_up():
+    saved = RunConfig().to_dict()
+    now = RunConfig().replace(**{"train.backup_every": 50, "train.epochs": 3}).to_dict()
+    assert diff(saved, now) == ["train.epochs: 30 -> 3"]
+    with pytest.raises(ValueError, match=r"`backup_every` must be a positive integer. Received: backup_every=0"):
+        RunConfig().replace(**{"train.backup_every": 0}).validate()

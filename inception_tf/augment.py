@@ -152,12 +152,31 @@ def test_view_boxes(crops, config):
         else:
             side = TEST_CORNER_SIDE
             positions += [(y, x, y + side, x + side) for y in (0.0, 1.0 - side) for x in (0.0, 1.0 - side)]
+    return _with_mirrors(positions, crops)
+
+
+def _with_mirrors(positions, crops):
+    """Each box, followed by its mirror when there is more than one crop."""
     boxes = []
     for y1, x1, y2, x2 in positions:
         boxes.append((y1, x1, y2, x2))
         if crops > 1:
             boxes.append((y1, x2, y2, x1))  # x1 > x2: crop_and_resize mirrors it
     return boxes
+
+
+def caffe_view_boxes(crops):
+    """The boxes of BVLC's own evaluation of GoogLeNet (Caffe's resize to 256x256, then
+    `oversample`): 1, the centre 224x224; 2, it and its mirror; 10, the centre and the
+    four corners, each with its mirror."""
+    if crops not in TEST_CROPS:
+        raise ValueError(f"`crops` must be one of {TEST_CROPS}. Received: crops={crops!r}")
+    side = TEST_CORNER_SIDE  # 224 of 256, as the paper policy's crops
+    margin = (1.0 - side) / 2
+    positions = [(margin, margin, margin + side, margin + side)]
+    if crops == 10:
+        positions += [(y, x, y + side, x + side) for y in (0.0, 1.0 - side) for x in (0.0, 1.0 - side)]
+    return _with_mirrors(positions, crops)
 
 
 def photometric(seed, images, config):

@@ -7,5 +7,6 @@ be chosen first, and `--help` need not wait for it); the modules that act on a n
 
 VARIANTS = ("paper", "bn")
 SOURCES = ("fashion_mnist", "mnist", "cifar10", "cifar100", "folder", "tfrecord")
+EVALUATION_SOURCES = SOURCES + ("imagenet",)  # the ILSVRC-2012 validation set: evaluation only
 AUGMENT_POLICIES = ("paper", "standard", "none")
 TEST_CROPS = (1, 2, 10)

@@ -7,6 +7,7 @@ import sys
 
 from inception_tf import choices
 from inception_tf.litert import LiteRTMissing
+from inception_tf.pretrained import DownloadError
 
 
 def _positive_int(text):
@@ -67,7 +68,7 @@ def _add_train(subparsers, prog=None):
         epilog="Stopping: SIGTERM or Ctrl-C during training finishes the current step, backs up the run "
         "(weights, optimizer, data position) and exits with 75; the same command resumes at that step. "
         "The grace period needed is one training step and one backup write; a second signal stops at once, "
-        "keeping the last complete backup. Exit codes: 0 done, 1 disk full, 2 bad input, 3 diverged, "
+        "keeping the last complete backup. Exit codes: 0 done, 1 disk full or a failed download, 2 bad input, 3 diverged, "
         "75 stopped by a signal (resumable).",
     )
     for title, section in (("data", "data"), ("model", "model"), ("training", "train")):
@@ -157,10 +158,11 @@ def _add_evaluate(subparsers):
         help="evaluate a trained model: metrics.json, per-class table, confusion matrix",
         description="Evaluate a .keras model on a data set split and write the same report as a training run.",
     )
-    parser.add_argument("--model", required=True, help="a .keras model (e.g. RUN_DIR/model.keras)")
-    parser.add_argument("--dataset", choices=choices.SOURCES, default="fashion_mnist")
+    parser.add_argument("--model", required=True, help="a .keras model (e.g. RUN_DIR/model.keras), or imagenet (BVLC's weights)")
+    parser.add_argument("--dataset", choices=choices.EVALUATION_SOURCES, default="fashion_mnist",
+                        help="imagenet: the ILSVRC-2012 validation images in --data-dir (see the README)")
     parser.add_argument("--data-dir")
-    parser.add_argument("--split", choices=("test", "validation", "train"), default="test")
+    parser.add_argument("--split", choices=("test", "validation", "train"), help="default: test, else validation")
     parser.add_argument("--validation-split", type=float, default=0.0, help="needed for --split validation on data sets without one")
     parser.add_argument("--limit", type=_positive_int)
     parser.add_argument("--batch-size", type=_positive_int, default=64)
@@ -176,9 +178,14 @@ def _run_evaluate(args):
 
     import keras
 
-    from inception_tf import augment, config, data, evaluation, files, model_files
+    from inception_tf import augment, config, data, evaluation, files, model_files, pretrained
+
+    # A report on BVLC's weights goes to the working folder, not into Keras's cache.
+    folder = pathlib.Path(".") if args.model == pretrained.NAME else pathlib.Path(args.model).parent
+    args.model = pretrained.resolve(args.model)
 
     source = data.load_source(args.dataset, data_dir=args.data_dir, validation_split=args.validation_split, limit=args.limit)
+    args.split = args.split or ("test" if "test" in source.splits else "validation")
     if args.split not in source.splits:
         raise ValueError(f"{args.dataset} has no {args.split} split here: {sorted(source.splits)}. Received: split={args.split!r}")
     model = keras.models.load_model(args.model, compile=False)
@@ -187,7 +194,7 @@ def _run_evaluate(args):
         raise ValueError(
             f"The model has {classes} classes and {args.dataset} has {source.num_classes}. Received: model={args.model!r}"
         )
-    out = pathlib.Path(args.out or pathlib.Path(args.model).parent / f"evaluation-{args.dataset}-{args.split}")
+    out = pathlib.Path(args.out or folder / f"evaluation-{args.dataset}-{args.split}")
     out.mkdir(parents=True, exist_ok=True)
     image_size = model.inputs[0].shape[1]
     run_data = config.data_beside(args.model)  # what the run beside the model did, unless the flags say otherwise
@@ -195,7 +202,10 @@ def _run_evaluate(args):
     policy = args.augment or run_data.get("augment")
     if policy not in augment.POLICIES:
         policy = config.RunConfig().replace(**{"data.dataset": args.dataset}).resolved_augment()
-    views = augment.test_view_boxes(crops, augment.AugmentConfig(policy=policy))
+    if args.dataset == "imagenet":  # as BVLC measured: 224 of 256, the centre (and corners)
+        views = augment.caffe_view_boxes(crops)
+    else:
+        views = augment.test_view_boxes(crops, augment.AugmentConfig(policy=policy))
     metrics = evaluation.evaluate(
         model, source.splits[args.split], source.class_names, image_size, args.batch_size, out,
         split_name=args.split, views=views, preprocessing=model_files.read_info(args.model).preprocessing,
@@ -217,7 +227,7 @@ def _add_export(subparsers):
         description="Write the inference SavedModel (main head, float32, uint8 images of any size in) and, with "
         "--tflite, LiteRT flatbuffers of it on preprocessed input beside it (OUT-float32.tflite, ...).",
     )
-    parser.add_argument("--model", required=True, help="a .keras model")
+    parser.add_argument("--model", required=True, help="a .keras model, or imagenet (BVLC's weights)")
     parser.add_argument("--out", required=True, help="the SavedModel folder to write")
     parser.add_argument("--labels", help="class names, one per line (default: those saved with the model)")
     parser.add_argument("--top-k", type=_positive_int, default=5, metavar="K", help="classes serving_default ranks, default: 5")
@@ -259,8 +269,9 @@ def _calibration(source, count, image_size, preprocessing):
 def _run_export(args):
     import keras
 
-    from inception_tf import export, litert, model_files
+    from inception_tf import export, litert, model_files, pretrained
 
+    args.model = pretrained.resolve(args.model)
     # A missing data set fails before the model loads.
     source = _calibration_source(args) if "int8" in (args.tflite or ()) else None
     model = keras.models.load_model(args.model, compile=False)
@@ -290,7 +301,7 @@ def _add_predict(subparsers):
         help="top-5 classes of image files, in batches; Grad-CAM overlays",
         description="Classify image files (any format OpenCV reads) with a SavedModel, a .keras or a .tflite model.",
     )
-    parser.add_argument("--model", required=True, help="a SavedModel folder, a .keras file or a .tflite file")
+    parser.add_argument("--model", required=True, help="a SavedModel folder, a .keras file, a .tflite file, or imagenet (BVLC's weights)")
     parser.add_argument("images", nargs="+", help="image files or folders of them")
     parser.add_argument("--top-k", type=_positive_int, default=5, metavar="K", help="classes per image, default: 5")
     parser.add_argument("--batch-size", type=_positive_int, default=32, metavar="N", help="images per model call, default: 32")
@@ -301,10 +312,10 @@ def _add_predict(subparsers):
 
 
 def _run_predict(args):
-    from inception_tf import predict
+    from inception_tf import predict, pretrained
 
     return predict.main(
-        args.model, args.images, top_k=args.top_k, as_json=args.json, batch_size=args.batch_size,
+        pretrained.resolve(args.model), args.images, top_k=args.top_k, as_json=args.json, batch_size=args.batch_size,
         output=args.output, explain=args.explain,
     )
 
@@ -354,6 +365,9 @@ def main(argv=None, train_prog=None):
     except (ValueError, FileNotFoundError, LiteRTMissing) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except DownloadError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
 
 
 def _load_tensorflow(args):

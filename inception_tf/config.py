@@ -137,7 +137,8 @@ class RunConfig:
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     init_from: str = option(
-        None, "start from the weights of a .keras model or BVLC's .caffemodel (classifiers fresh if the classes differ)",
+        None, "start from the weights of a .keras model, BVLC's .caffemodel, or imagenet (BVLC's, downloaded once); "
+        "classifiers fresh if the classes differ",
         show_default=False,
     )
     run_dir: str = option(None, "default: runs/DATASET-VARIANT-SIZEpx-EPOCHSep[-limitN]", show_default=False)

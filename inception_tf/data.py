@@ -95,7 +95,7 @@ def load_source(name, data_dir=None, validation_split=0.0, limit=None, skip_corr
     """A data set by name, with its splits cut and checked.
 
     Args:
-        name: one of SOURCES.
+        name: one of SOURCES, or "imagenet" (the ILSVRC-2012 validation set, `ilsvrc`).
         data_dir: where to look instead of the default places (required for "folder"
             and "tfrecord").
         validation_split: fraction of the training split held out as "validation"
@@ -108,8 +108,8 @@ def load_source(name, data_dir=None, validation_split=0.0, limit=None, skip_corr
     Returns:
         A `sources.Source`.
     """
-    if name not in SOURCES:
-        raise ValueError(f"`name` must be one of {SOURCES}. Received: name={name!r}")
+    if name not in choices.EVALUATION_SOURCES:
+        raise ValueError(f"`name` must be one of {choices.EVALUATION_SOURCES}. Received: name={name!r}")
     if not 0 <= validation_split < 1:
         raise ValueError(f"`validation_split` must be in [0, 1). Received: validation_split={validation_split!r}")
     if limit is not None and (not isinstance(limit, int) or limit < 1):
@@ -118,6 +118,10 @@ def load_source(name, data_dir=None, validation_split=0.0, limit=None, skip_corr
         source = sources.load_folder_source(data_dir, skip_corrupt=skip_corrupt)
     elif name == "tfrecord":
         source = sources.load_tfrecord_source(data_dir)
+    elif name == "imagenet":
+        from inception_tf import ilsvrc
+
+        source = ilsvrc.load_source(data_dir)
     else:
         source = sources.load_array_source(name, data_dir, download=download)
     splits = dict(source.splits)

@@ -111,15 +111,20 @@ def format_table(rows, averages, accuracy):
     )
 
 
+LABELLED_CLASSES = 50  # above, the matrix is drawn without a label per class (ImageNet's 1000)
+
+
 def plot_confusion_matrix(matrix, class_names, path, title="Confusion matrix"):
-    size = max(6.0, 0.6 * len(class_names) + 2)
+    labelled = len(class_names) <= LABELLED_CLASSES
+    size = max(6.0, 0.6 * len(class_names) + 2) if labelled else 12.0
     fig = Figure(figsize=(size, size * 0.85))
     ax = fig.subplots()
-    shown = ax.imshow(matrix, cmap="Blues")
+    shown = ax.imshow(matrix, cmap="Blues", interpolation="nearest")
     fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
-    ticks = np.arange(len(class_names))
-    ax.set_xticks(ticks, class_names, rotation=45, ha="right")
-    ax.set_yticks(ticks, class_names)
+    if labelled:
+        ticks = np.arange(len(class_names))
+        ax.set_xticks(ticks, class_names, rotation=45, ha="right")
+        ax.set_yticks(ticks, class_names)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(title)

@@ -234,6 +234,25 @@ def _check_arguments(
     return shape
 
 
+def _check_weights(weights, variant, include_top, num_classes):
+    """The rules of `keras.applications` for `weights="imagenet"`, before anything is fetched."""
+    from inception_tf import imagenet, pretrained
+
+    if weights != pretrained.NAME:
+        return
+    if variant != "paper":
+        raise ValueError(
+            f'`weights="imagenet"` are BVLC\'s, for the paper variant (LRN, conv biases); variant "bn" has none. '
+            f"Received: variant={variant!r}"
+        )
+    if include_top and num_classes != imagenet.NUM_CLASSES:
+        raise ValueError(
+            f'With `weights="imagenet"` and include_top=True, `num_classes` must be {imagenet.NUM_CLASSES} (to '
+            f"fine-tune on other classes, build without weights and load them with `--init-from imagenet`, or "
+            f"include_top=False). Received: num_classes={num_classes!r}"
+        )
+
+
 def GoogLeNet(
     num_classes=1000,
     input_shape=(224, 224, 3),
@@ -267,11 +286,13 @@ def GoogLeNet(
         classifier_activation: activation of the classifiers ("softmax", or None for
             logits). Computed in float32 under mixed precision.
         name: the model's name.
-        weights: None (random initialisation) or the path of a `.keras` model, a
-            `.weights.h5` file or BVLC's `bvlc_googlenet.caffemodel` (paper variant;
-            its input is `preprocess_input(images, mode="caffe")`). Layers are matched
-            by name: classifiers of another `num_classes` start fresh, the rest must fit
-            (any input size does), else the error names the first layer that does not.
+        weights: None (random initialisation), "imagenet" (BVLC's ImageNet weights,
+            downloaded once and cached: `pretrained`; paper variant, and 1000 classes
+            with the top), or the path of a `.keras` model, a `.weights.h5` file or
+            BVLC's `bvlc_googlenet.caffemodel`. BVLC's input is
+            `preprocess_input(images, mode="caffe")`. Layers are matched by name:
+            classifiers of another `num_classes` start fresh, the rest must fit (any
+            input size does), else the error names the first layer that does not.
 
     Returns:
         A `keras.Model`.
@@ -279,6 +300,7 @@ def GoogLeNet(
     height, width, channels = _check_arguments(
         num_classes, input_shape, variant, aux_heads, include_top, pooling, dropout_rate, aux_dropout_rate
     )
+    _check_weights(weights, variant, include_top, num_classes)
     paper = variant == "paper"
     inputs = keras.Input(shape=(height, width, channels), name="image")
 

@@ -49,8 +49,10 @@ def save_keras(model, path, class_names=None, preprocessing="tf"):
 
 def read_info(path):
     """The `ModelInfo` of a .keras file, a SavedModel folder (class names in assets) or
-    BVLC's caffemodel (ImageNet's classes, "caffe")."""
-    path = pathlib.Path(path)
+    BVLC's caffemodel (ImageNet's classes, "caffe"); "imagenet" is `pretrained.model_file`."""
+    from inception_tf import pretrained
+
+    path = pathlib.Path(pretrained.resolve(path))
     if path.suffix == ".caffemodel":
         from inception_tf import imagenet
 

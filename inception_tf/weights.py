@@ -50,11 +50,16 @@ def _copy_by_name(source, model, path):
 
 
 def load(model, path):
-    """Copies the weights of `path` into `model`; returns (layers copied, layers left fresh)."""
-    path = pathlib.Path(path)
+    """Copies the weights of `path` (or "imagenet": `pretrained.model_file`) into `model`;
+    returns (layers copied, layers left fresh)."""
+    from inception_tf import pretrained
+
+    path = pathlib.Path(pretrained.resolve(path))
     name = path.name.lower()
     if not name.endswith(SUFFIXES):
-        raise WeightsError(f"`weights` must be None or a path ending in {', '.join(SUFFIXES)}. Received: weights={str(path)!r}")
+        raise WeightsError(
+            f"`weights` must be None, \"imagenet\" or a path ending in {', '.join(SUFFIXES)}. Received: weights={str(path)!r}"
+        )
     if not path.is_file():
         raise FileNotFoundError(f"No weights file at {path}. Received: weights={str(path)!r}")
     if name.endswith(".caffemodel"):

@@ -283,7 +283,8 @@ def test_labels_outside_the_classes_in_memory(tmp_path):
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda s: data.load_source("imagenet"), r"Received: name='imagenet'"),
+        (lambda s: data.load_source("imagenet21k"), r"Received: name='imagenet21k'"),
+        (lambda s: data.load_source("imagenet"), r"--dataset imagenet needs --data-dir.*Received: data_dir=None"),
         (lambda s: data.load_source("fashion_mnist", validation_split=1.0), r"Received: validation_split=1.0"),
         (lambda s: data.load_source("fashion_mnist", limit=0), r"Received: limit=0"),
         (lambda s: data.make_dataset(s, 0, 8), r"Received: image_size=0"),

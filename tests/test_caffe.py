@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from caffe_files import random_blobs, write_caffemodel
+from caffe_files import bvlc_deploy_prototxt, random_blobs, write_caffemodel
 from fake_data import write_image_folder
 from inception_tf import GoogLeNet, caffe, data, decode_predictions, export_saved_model, imagenet, inference_model
 from inception_tf import model_files, preprocess_input
@@ -54,7 +54,7 @@ def bvlc(tmp_path_factory):
     blobs = random_blobs(seed=0)
     path = write_caffemodel(folder / "bvlc_googlenet.caffemodel", blobs)
     prototxt = folder / "deploy.prototxt"
-    prototxt.write_text(caffe.deploy_prototxt())
+    prototxt.write_text(bvlc_deploy_prototxt())  # BVLC's, typed in the test's files: never the package's
     rgb = photos(224)
     reference = opencv_forward(prototxt, path, rgb, PROBS + LOGITS)
     return {"path": path, "blobs": blobs, "prototxt": prototxt, "rgb": rgb, "reference": reference, "folder": folder}
@@ -89,7 +89,7 @@ def test_the_aux_heads_need_the_channel_first_flatten(bvlc, monkeypatch):
 def test_odd_input_sizes_follow_caffes_geometry(bvlc):
     """At 227 pool2 sees a 57x57 map, where a "same" pool would give 29 rows, Caffe 28."""
     prototxt = bvlc["folder"] / "features-227.prototxt"
-    prototxt.write_text(caffe.deploy_prototxt(227, include_top=False))
+    prototxt.write_text(bvlc_deploy_prototxt(227, include_top=False))
     rgb = photos(227)
     (theirs,) = opencv_forward(prototxt, bvlc["path"], rgb, ["inception_5b/output"])
     model = GoogLeNet(input_shape=(227, 227, 3), include_top=False, pooling=None, weights=bvlc["path"])
@@ -150,7 +150,7 @@ def test_files_of_another_layout_name_the_first_layer_that_differs(bvlc, tmp_pat
     with pytest.raises(WeightsError, match=r"Received: weights='model.pt'"):
         GoogLeNet(weights="model.pt")
     prototxt = tmp_path / "deploy.prototxt"
-    prototxt.write_text(caffe.deploy_prototxt().replace("num_output: 208", "num_output: 200"))
+    prototxt.write_text(bvlc_deploy_prototxt().replace("num_output: 208", "num_output: 200"))
     with pytest.raises(caffe.CaffeFormatError, match=r"Layer 'inception_4a/3x3' .* is .*'num_output': 200"):
         caffe.check_prototxt(prototxt)
 

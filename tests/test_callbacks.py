@@ -132,6 +132,10 @@ def test_strategy_choice(monkeypatch):
 
 
 def test_every_strategy_name_builds_here():
-    for name in ("default", "one_device", "mirrored"):
+    cpus = len(tf.config.list_logical_devices("CPU"))  # no GPU here: the strategies take the CPUs
+    expected = {"default": 1, "one_device": 1, "mirrored": cpus}
+    for name, replicas in expected.items():
         strategy = distribute.make_strategy(name)
-        assert strategy.num_replicas_in_sync >= 1
+        assert strategy.num_replicas_in_sync == replicas, name
+    assert isinstance(distribute.make_strategy("one_device"), tf.distribute.OneDeviceStrategy)
+    assert isinstance(distribute.make_strategy("mirrored"), tf.distribute.MirroredStrategy)

@@ -52,7 +52,10 @@ def read_backup(backup_dir):
 
 def backed_up_position(backup_dir):
     """The `Position` of a backup (the start without one)."""
-    state = read_backup(backup_dir) or {}
+    return _position(read_backup(backup_dir) or {})
+
+
+def _position(state):
     return Position(state.get("epoch", 0), state.get("step", 0), state.get("epoch_time_s", 0.0))
 
 
@@ -75,7 +78,7 @@ def restore_backup(model, backup_dir, strategy):
     model.load_weights(pathlib.Path(backup_dir) / state["weights"])
     for variable, value in zip(keras_fixes.seed_generator_states(model), state.get("seed_generators", [])):
         variable.assign(np.asarray(value, dtype=variable.dtype))
-    return backed_up_position(backup_dir), state.get("metrics")
+    return _position(state), state.get("metrics")
 
 
 class TrainingBackup(keras.callbacks.Callback):

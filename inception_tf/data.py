@@ -193,12 +193,32 @@ def _ordered_examples(split, shard=None):
         dataset = tf.data.Dataset.from_tensor_slices((list(split.files), split.labels))
         if _by_file(split, shard, training=False):
             dataset = dataset.shard(*shard)
-        dataset = dataset.map(lambda path, label: (_decode_file(path), label), num_parallel_calls=autotune)
-        return dataset.ignore_errors(log_warning=True) if split.ignore_decode_errors else dataset
+        return _read_files(dataset, split)
     # Shard after shard, as the labels were counted.
     return _record_range(split, tf.data.TFRecordDataset(list(split.shards))).map(
         _decode_record, num_parallel_calls=autotune
     )
+
+
+def _read_files(paths_and_labels, split):
+    """(path, label) -> (uint8 image, label), unreadable files left out where the split
+    says so."""
+    decoded = paths_and_labels.map(lambda path, label: (_decode_file(path), label), num_parallel_calls=tf.data.AUTOTUNE)
+    return decoded.ignore_errors(log_warning=True) if split.ignore_decode_errors else decoded
+
+
+def _one_by_one(transform):
+    """`transform` (of a batch) for one image of any size: resized alone, then batched."""
+
+    def transform_one(image, label, pair):
+        images, labels = transform(image[None], label, pair)
+        return images[0], labels
+
+    return transform_one
+
+
+def _batch_count(size, batch_size, drop_remainder):
+    return size // batch_size if drop_remainder else -(-size // batch_size)
 
 
 def _record_range(split, records):
@@ -264,12 +284,8 @@ def _epoch_batches(split, tables, epoch, seed, skip, batch_size, drop_remainder,
         examples = tf.data.Dataset.zip(examples, _draws(epoch_seed, 0)).skip(first)
     else:
         examples = tf.data.Dataset.zip(examples, _draws(epoch_seed, first))
-
-    def transform_one(example, pair):  # images of any size: resize each, then batch
-        images, labels = transform(example[0][None], example[1], pair)
-        return images[0], labels
-
-    examples = examples.map(transform_one, num_parallel_calls=autotune)
+    one = _one_by_one(transform)
+    examples = examples.map(lambda example, pair: one(*example, pair), num_parallel_calls=autotune)
     return examples.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=autotune)
 
 
@@ -284,11 +300,9 @@ def _epoch_examples(split, tables, epoch_seed, first):
     names = tf.gather(names, order)
     if split.kind == "files":
         examples = tf.data.Dataset.from_tensor_slices((names, tf.gather(labels, order)))
-        if split.ignore_decode_errors:
-            decoded = examples.map(lambda path, label: (_decode_file(path), label), num_parallel_calls=autotune)
-            return decoded.ignore_errors(log_warning=True), True
-        examples = examples.skip(first)
-        return examples.map(lambda path, label: (_decode_file(path), label), num_parallel_calls=autotune), False
+        if not split.ignore_decode_errors:
+            examples = examples.skip(first)
+        return _read_files(examples, split), split.ignore_decode_errors
     if split.record_range is None and len(split.shards) > 1:
         files = tf.data.Dataset.from_tensor_slices(names)
         records = files.interleave(tf.data.TFRecordDataset, cycle_length=min(len(split.shards), 8), num_parallel_calls=autotune)
@@ -311,7 +325,7 @@ def batches_per_epoch(split, batch_size, drop_remainder=False, shard=None):
         size = len(split.files[index::count])
     else:
         size = split.size
-    return size // batch_size if drop_remainder else -(-size // batch_size)
+    return _batch_count(size, batch_size, drop_remainder)
 
 
 def _training_batches(split, batch_size, seed, epoch, skip, drop_remainder, shard, transform):
@@ -446,12 +460,11 @@ def _evaluation_batches(split, batch_size, drop_remainder, shard, transform):
     if split.kind == "arrays":  # one size: resize whole batches
         dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=autotune)
         return dataset.map(lambda images, labels: transform(images, labels, None), num_parallel_calls=autotune)
-    dataset = dataset.map(
-        lambda image, label: (transform(image[None], label, None)[0][0], label), num_parallel_calls=autotune
-    )
+    one = _one_by_one(transform)
+    dataset = dataset.map(lambda image, label: one(image, label, None), num_parallel_calls=autotune)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=autotune)
     if not split.ignore_decode_errors and not _by_file(split, shard, training=False):
-        batches = split.size // batch_size if drop_remainder else -(-split.size // batch_size)
+        batches = _batch_count(split.size, batch_size, drop_remainder)
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
     return dataset
 

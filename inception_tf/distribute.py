@@ -145,7 +145,7 @@ def agree_on_rates(strategy):
             [float(rates.get(name, 0.0)) for name in names] + [float(name in rates) for name in names] + [1.0],
             tf.float32,
         )
-        summed = strategy.reduce("SUM", strategy.run(lambda: tf.identity(local)), axis=None).numpy()
+        summed = _sum_over_replicas(strategy, local)
         count = summed[-1]
         return {
             name: float(summed[i] / count)
@@ -164,11 +164,18 @@ def agree_on_flags(strategy):
     import tensorflow as tf
 
     def agree(flags):
-        local = tf.constant([float(flag) for flag in flags], tf.float32)
-        summed = strategy.reduce("SUM", strategy.run(lambda: tf.identity(local)), axis=None).numpy()
+        summed = _sum_over_replicas(strategy, tf.constant([float(flag) for flag in flags], tf.float32))
         return tuple(bool(value > 0) for value in np.atleast_1d(summed))
 
     return agree
+
+
+def _sum_over_replicas(strategy, local):
+    """The sum of every replica's copy of the vector `local` (a tensor), as numpy: one
+    all-reduce, across the workers under MultiWorkerMirroredStrategy."""
+    import tensorflow as tf
+
+    return strategy.reduce("SUM", strategy.run(lambda: tf.identity(local)), axis=None).numpy()
 
 
 def check_same_runtime(strategy, setting_name):
@@ -184,7 +191,7 @@ def check_same_runtime(strategy, setting_name):
 
     code = float(int(hashlib.sha256(str(setting_name).encode()).hexdigest()[:6], 16))
     local = tf.constant([code, code * code, 1.0], tf.float64)
-    total, squares, count = strategy.reduce("SUM", strategy.run(lambda: tf.identity(local)), axis=None).numpy()
+    total, squares, count = _sum_over_replicas(strategy, local)
     if abs(squares * count - total * total) > 1e-6 * max(squares * count, 1.0):
         raise ValueError(
             "The workers loaded TensorFlow under different runtimes (each timed its own machine): set "

@@ -52,7 +52,7 @@ def resolve(path, log=print):
 
 def model_file(log=print):
     """The `.keras` conversion of BVLC's caffemodel, made once per download."""
-    url, sha1 = source()
+    _, sha1 = source()
     path = cache_dir() / f"bvlc_googlenet-{sha1[:12]}.keras"
     if path.is_file():
         return path
@@ -76,11 +76,11 @@ def download(log=print):
     log(f"downloading {url} to {path}")
     try:
         with files.atomic_path(path) as tmp:
-            got, size = _fetch(url, tmp)
-            if size is not None and got[1] != size:
-                raise DownloadError(f"the download stopped after {got[1]:,} of {size:,} bytes")
-            if got[0] != sha1:
-                raise DownloadError(f"the file has the sha1 {got[0]}, not {sha1}")
+            got_sha1, count, size = _fetch(url, tmp)
+            if size is not None and count != size:
+                raise DownloadError(f"the download stopped after {count:,} of {size:,} bytes")
+            if got_sha1 != sha1:
+                raise DownloadError(f"the file has the sha1 {got_sha1}, not {sha1}")
     except (DownloadError, OSError, http.client.HTTPException, ValueError) as error:  # URLError is an OSError
         reason = getattr(error, "reason", None) or error
         raise DownloadError(
@@ -92,7 +92,8 @@ def download(log=print):
 
 
 def _fetch(url, out):
-    """Streams `url` into `out`; returns ((sha1, bytes), the size the server announced or None)."""
+    """Streams `url` into `out`; returns its sha1, its bytes, and the size the server
+    announced (or None)."""
     digest, count = hashlib.sha1(), 0
     with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response, open(out, "wb") as f:
         size = response.headers.get("Content-Length")
@@ -100,7 +101,7 @@ def _fetch(url, out):
             digest.update(chunk)
             count += len(chunk)
             f.write(chunk)
-    return (digest.hexdigest(), count), int(size) if size else None
+    return digest.hexdigest(), count, int(size) if size else None
 
 
 def _sha1(path):

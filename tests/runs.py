@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -66,3 +67,18 @@ def history(run_dir):
     lines = (pathlib.Path(run_dir) / "history.csv").read_text().splitlines()
     names, rows = lines[0].split(","), [line.split(",") for line in lines[1:]]
     return {name: np.array([float(row[i]) for row in rows]) for i, name in enumerate(names)}
+
+
+def weights_digest(output):
+    """The sha256 of the final weights a run printed (its last, where several ran)."""
+    found = re.findall(r"weights after training: sha256 ([0-9a-f]{64})", output)
+    assert found, output[-3000:]
+    return found[-1]
+
+
+def history_without_times(run_dir):
+    """history.csv, each row as written, without the wall-time column: what an exact
+    resume must reproduce."""
+    lines = (pathlib.Path(run_dir) / "history.csv").read_text().splitlines()
+    drop = lines[0].split(",").index("epoch_time_s")
+    return [[cell for i, cell in enumerate(line.split(",")) if i != drop] for line in lines]

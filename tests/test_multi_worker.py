@@ -65,22 +65,16 @@ def _finish(processes, timeout=900):
     return [p.returncode for p in processes], outputs
 
 
-def _digest(output):
-    found = re.findall(r"weights after training: sha256 ([0-9a-f]{64})", output)
-    assert found, output[-3000:]
-    return found[-1]
-
-
 def test_two_workers_train_one_model_and_only_the_chief_writes(tmp_path):
     run_dir = tmp_path / "run"
     codes, outputs = _finish(_start_workers(run_dir, 2, _free_ports(2)))
     assert codes == [0, 0], "\n\n".join(o[-3000:] for o in outputs)
     assert "worker: worker:0, 1 of 2" in outputs[0]
     # The replicas stayed in step: the same weights on both workers.
-    assert _digest(outputs[0]) == _digest(outputs[1])
+    assert runs.weights_digest(outputs[0]) == runs.weights_digest(outputs[1])
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["workers"] == 2 and metrics["replicas"] == 2 and metrics["strategy"] == "multi_worker"
-    assert metrics["weights_sha256"] == _digest(outputs[0])
+    assert metrics["weights_sha256"] == runs.weights_digest(outputs[0])
     # It learned: the training loss fell and training accuracy left chance (0.1) behind.
     # Not the test accuracy: after 60 steps BatchNorm's moving statistics (momentum 0.99)
     # are still half their initial values, and the test figure swings with them.
@@ -117,7 +111,7 @@ def test_a_killed_worker_fails_the_job_and_the_same_command_resumes(tmp_path):
     # Both resumed after the last finished epoch, not from the start.
     for output in outputs:
         assert f"Epoch {finished + 1}/3" in output and "Epoch 1/3" not in output
-    assert _digest(outputs[0]) == _digest(outputs[1])
+    assert runs.weights_digest(outputs[0]) == runs.weights_digest(outputs[1])
     assert runs.history_epochs(run_dir) == [0, 1, 2]
     assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 3
 
@@ -125,7 +119,7 @@ def test_a_killed_worker_fails_the_job_and_the_same_command_resumes(tmp_path):
 def test_sigterm_to_one_worker_stops_both_and_the_rerun_ends_as_if_never_stopped(tmp_path):
     codes, outputs = _finish(_start_workers(tmp_path / "uninterrupted", 3, _free_ports(2)))
     assert codes == [0, 0], "\n\n".join(o[-3000:] for o in outputs)
-    uninterrupted = _digest(outputs[0])
+    uninterrupted = runs.weights_digest(outputs[0])
 
     run_dir = tmp_path / "run"
     chief, other = _start_workers(run_dir, 3, _free_ports(2), "--backup-every", "2")
@@ -145,7 +139,7 @@ def test_sigterm_to_one_worker_stops_both_and_the_rerun_ends_as_if_never_stopped
     assert codes == [0, 0], "\n\n".join(o[-3000:] for o in outputs)
     for output in outputs:
         assert f"resuming from epoch 2 of 3, step {stopped.group(1)} of" in output
-    assert _digest(outputs[0]) == _digest(outputs[1]) == uninterrupted
+    assert runs.weights_digest(outputs[0]) == runs.weights_digest(outputs[1]) == uninterrupted
 
 
 def test_workers_under_different_runtimes_stop_with_one_line(tmp_path):

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from runs import kill, start_train, train
+from runs import history_without_times, kill, start_train, train, weights_digest
 
 # 29 steps an epoch: room for a stop well inside epoch 2.
 ARGS = ["--dataset", "fashion_mnist", "--image-size", "64", "--batch-size", "32", "--limit", "1024",
@@ -38,22 +38,11 @@ def _wait_for_step(run_dir, epoch, step, process, timeout=600):
     raise AssertionError(f"no backup of epoch {epoch + 1}, step {step} within {timeout} s")
 
 
-def _digest(output):
-    return re.search(r"weights after training: sha256 ([0-9a-f]{64})", output).group(1)
-
-
-def _history_without_times(run_dir):
-    """history.csv, each row as written, without the wall-time column."""
-    lines = (run_dir / "history.csv").read_text().splitlines()
-    drop = lines[0].split(",").index("epoch_time_s")
-    return [[cell for i, cell in enumerate(line.split(",")) if i != drop] for line in lines]
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("preemption") / "uninterrupted"
     result = train(*ARGS, "--run-dir", str(run_dir))
-    return _digest(result.stdout), _history_without_times(run_dir)
+    return weights_digest(result.stdout), history_without_times(run_dir)
 
 
 def test_sigterm_mid_epoch_then_sigkill_after_a_step_backup_resume_exactly(tmp_path, uninterrupted):
@@ -87,8 +76,8 @@ def test_sigterm_mid_epoch_then_sigkill_after_a_step_backup_resume_exactly(tmp_p
     result = train(*args)
     assert f"resuming from epoch 3 of 3, step {killed_at['step']} of 29" in result.stdout
     digest, history = uninterrupted
-    assert _history_without_times(run_dir) == history
-    assert _digest(result.stdout) == digest
+    assert history_without_times(run_dir) == history
+    assert weights_digest(result.stdout) == digest
     assert json.loads((run_dir / "metrics.json").read_text())["weights_sha256"] == digest
 
 
@@ -114,7 +103,7 @@ def test_a_second_sigterm_during_the_backup_write_keeps_the_previous_backup(tmp_
     assert f"resuming from epoch 2 of 3, step {state['step']} of 29" in result.stdout
     assert "removed 1 unfinished file(s)" in result.stdout
     digest, history = uninterrupted
-    assert _digest(result.stdout) == digest and _history_without_times(run_dir) == history
+    assert weights_digest(result.stdout) == digest and history_without_times(run_dir) == history
 
 
 @pytest.mark.slow  # SIGINT takes SIGTERM's path (preemption.SIGNALS)
@@ -127,4 +116,4 @@ def test_ctrl_c_stops_after_the_step_and_says_how_to_resume(tmp_path, uninterrup
     assert returncode == 75, output
     assert re.search(r"Stopped by SIGINT at epoch 2 of 3, step \d+ of 29", output), output
     result = train(*args)
-    assert _digest(result.stdout) == uninterrupted[0]
+    assert weights_digest(result.stdout) == uninterrupted[0]

@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -312,9 +313,10 @@ def test_pipeline_benchmark_prints_its_line(idx_dir):
          "--batch-size", "8", "--batches", "3", "--warmup", "1"],
         capture_output=True, text=True, check=True,
     )
-    last = result.stdout.strip().splitlines()[-1]
-    assert last.startswith("images/s=") and " peak_rss_mb=" in last
-    assert float(last.split()[0].split("=")[1]) > 0
+    described, last = result.stdout.strip().splitlines()[-2:]
+    assert "batches=3 shape=(8, 64, 64, 3)" in described  # the batches a step takes, at the asked size
+    rate, rss = map(float, re.match(r"images/s=([\d.]+) peak_rss_mb=([\d.]+)$", last).groups())
+    assert rate > 0 and 100 < rss < 8000  # TensorFlow alone holds a few hundred MB: kB or bytes read as MB would fail
 
 
 def _labels_of_two_workers(split, batch_size):

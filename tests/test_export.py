@@ -1,6 +1,5 @@
 """SavedModel export: it serves in a process where inception_tf cannot be imported."""
 
-import json
 import pathlib
 import shutil
 import subprocess
@@ -109,8 +108,7 @@ def test_a_mixed_bfloat16_model_exports_to_float32(tmp_path):
 
 def test_saved_model_cli_lists_both_signatures(tmp_path):
     cli = shutil.which("saved_model_cli", path=str(pathlib.Path(sys.executable).parent))
-    if cli is None:
-        pytest.skip("saved_model_cli is not installed with this TensorFlow")
+    assert cli, "TensorFlow's pip package installs saved_model_cli beside python; the README's serving line needs it"
     export_dir = export_saved_model(GoogLeNet(num_classes=5, input_shape=(64, 64, 3), aux_heads=False), tmp_path / "e")
     shown = subprocess.run([cli, "show", "--dir", str(export_dir), "--all"], capture_output=True, text=True, env=env(), check=True).stdout
     assert "signature_def['serving_default']" in shown and "signature_def['preprocessed']" in shown
@@ -123,10 +121,15 @@ def test_an_export_replaces_the_old_one_whole(tmp_path):
     target = tmp_path / "export"
     export_saved_model(GoogLeNet(num_classes=5, input_shape=(64, 64, 3)), target)
     (target / "stale.txt").write_text("from the old export")
-    export_saved_model(GoogLeNet(num_classes=5, input_shape=(64, 64, 3)), target, CLASSES)
+    export_saved_model(GoogLeNet(num_classes=3, input_shape=(64, 64, 3)), target, CLASSES[:3])
     assert not (target / "stale.txt").exists()
-    assert (target / "assets" / "labels.txt").read_text().split() == CLASSES
+    assert (target / "assets" / "labels.txt").read_text().split() == CLASSES[:3]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # no temporary left behind
+    import tensorflow as tf
+
+    served = tf.saved_model.load(str(target)).signatures["serving_default"](images=tf.constant(_batches()["small"]))
+    assert served["probabilities"].shape == (3, 3)  # the new model's graph, not the old one's
+    assert set(served["top_k_classes"].numpy().ravel().astype(str)) <= set(CLASSES[:3])
 
 
 def test_export_rejects_wrong_class_names(tmp_path):
@@ -139,12 +142,18 @@ def test_export_command(tmp_path):
     model = GoogLeNet(num_classes=5, input_shape=(64, 64, 3))
     model.save(tmp_path / "model.keras")
     (tmp_path / "labels.txt").write_text("\n".join(CLASSES) + "\n")
-    subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-m", "inception_tf", "export", "--model", str(tmp_path / "model.keras"), "--out", str(tmp_path / "sm")],
         check=True, capture_output=True, text=True, env=env(),
     )
+    assert str(tmp_path / "sm") in done.stdout
     assert (tmp_path / "sm" / "assets" / "labels.txt").read_text().split() == CLASSES
-    json.dumps({})  # the command printed its path; the folder is what counts
+    # The folder serves the saved model's main head, not a fresh one.
+    import tensorflow as tf
+
+    images = _batches()["small"]
+    served = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"](images=tf.constant(images))
+    np.testing.assert_allclose(served["probabilities"].numpy(), _reference(model, images), atol=1e-5)
 
 
 def _readme_lines(prefix):

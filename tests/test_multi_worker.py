@@ -80,7 +80,11 @@ def test_two_workers_train_one_model_and_only_the_chief_writes(tmp_path):
     # are still half their initial values, and the test figure swings with them.
     history = runs.history(run_dir)
     assert history["loss"][1] < history["loss"][0] and history["main_accuracy"][1] > 0.2
-    assert 0 <= metrics["test_accuracy"] <= 1
+    # The chief evaluated the whole (limited) test split once, not one worker's share or a
+    # repeated shard: its confusion matrix counts each of the 1024 images once.
+    confusion = metrics["confusion_matrix"]
+    assert metrics["test_examples"] == sum(map(sum, confusion)) == 1024
+    assert metrics["test_accuracy"] == pytest.approx(sum(confusion[i][i] for i in range(10)) / 1024, abs=1e-4)
     # Both workers took the same precision, decided on figures averaged across them.
     assert all(re.search(r"precision: \S+ \(.*averaged over the workers", output) for output in outputs)
     for name in ("config.json", "history.csv", "model.keras", "saved_model", "curves.png", "confusion_matrix.png"):

@@ -31,13 +31,23 @@ def _options(command):
     return set(subparsers[command]._option_string_actions)
 
 
-def test_python_examples_run():
-    blocks = _blocks("python")
+def _printed_as_commented(code):
+    """What a block's `print(...)  # RESULT` lines say they print, in order."""
+    return [line.split("  # ", 1)[1].strip() for line in code.splitlines() if line.startswith("print(") and "  # " in line]
+
+
+def test_python_examples_run_and_print_what_their_comments_say():
+    blocks = [code for code in _blocks("python") if "runtime.configure(" not in code]  # that one: the next test
     assert blocks
+    compared = 0
     for code in blocks:
-        if "runtime.configure(" in code:
-            continue  # needs a process without TensorFlow: the next test
-        exec(compile(code, str(README), "exec"), {"__name__": "readme"})
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(compile(code, str(README), "exec"), {"__name__": "readme"})
+        expected = _printed_as_commented(code)
+        assert out.getvalue().splitlines() == expected, code
+        compared += len(expected)
+    assert compared >= 3
 
 
 def test_the_runtime_example_runs_before_tensorflow_loads():

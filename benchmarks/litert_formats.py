@@ -23,15 +23,18 @@ import sys
 import tempfile
 import time
 
-from inception_tf import runtime  # noqa: E402  (loads nothing)
+from inception_tf.tasks import runtime  # noqa: E402  (loads nothing)
 
 runtime.quiet_import_tensorflow()  # TensorFlow's own runtime: the measured one is for training
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from inception_tf import config, data, export, litert, model_files  # noqa: E402
-from inception_tf import precision as precision_lib  # noqa: E402
+from inception_tf import config  # noqa: E402
+from inception_tf.dataloaders import data
+from inception_tf.modeling import model_files
+from inception_tf.serving import export, litert
+from inception_tf.tasks import precision as precision_lib  # noqa: E402
 
 
 def folder_bytes(path):

@@ -14,14 +14,14 @@ import argparse
 import sys
 import time
 
-from inception_tf import runtime  # noqa: E402  (loads nothing)
+from inception_tf.tasks import runtime  # noqa: E402  (loads nothing)
 
 runtime.quiet_import_tensorflow()  # TensorFlow's own runtime: the measured one is for training
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from inception_tf.layers import LocalResponseNormalization  # noqa: E402
+from inception_tf.modeling.layers import LocalResponseNormalization  # noqa: E402
 
 
 def shape_arg(text):

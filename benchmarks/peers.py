@@ -11,7 +11,7 @@ in turns (`--rounds`), so that a machine slowing down for a while slows them ali
 figure is the median of its rounds.
 
 Per workload: the peer and both variants under TensorFlow's default runtime, then both
-variants as `train.py` runs them (the runtime `inception_tf.runtime` chooses, the
+variants as `train.py` runs them (the runtime `inception_tf.tasks.runtime` chooses, the
 precision `--precision auto` chooses, both stored per machine). The ratio is each figure
 over the peer's under TensorFlow's default runtime.
 """
@@ -23,8 +23,8 @@ import statistics
 import subprocess
 import sys
 
-
-from inception_tf import files, precision, runtime  # noqa: E402  (neither loads TensorFlow)
+from inception_tf import files  # noqa: E402  (neither loads TensorFlow)
+from inception_tf.tasks import precision, runtime
 
 RESULT = "peers-figure: "
 MODELS = ("tutorial", "bn", "paper")
@@ -84,7 +84,8 @@ def figure(request):
     import tensorflow as tf
     from throughput import timed_training
 
-    from inception_tf import GoogLeNet, training
+    from inception_tf import GoogLeNet
+    from inception_tf.tasks import training
 
     size, batch = request["image_size"], request["batch_size"]
     keras.utils.set_random_seed(0)

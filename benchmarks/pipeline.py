@@ -11,12 +11,12 @@ import resource
 import sys
 import time
 
-from inception_tf import runtime  # noqa: E402  (loads nothing)
+from inception_tf.tasks import runtime  # noqa: E402  (loads nothing)
 
 runtime.quiet_import_tensorflow()  # TensorFlow's own runtime: the measured one is for training
 
-from inception_tf import data  # noqa: E402
-from inception_tf.augment import POLICIES, AugmentConfig  # noqa: E402
+from inception_tf.dataloaders import data  # noqa: E402
+from inception_tf.dataloaders.augment import POLICIES, AugmentConfig  # noqa: E402
 
 
 def main(argv=None):

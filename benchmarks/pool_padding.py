@@ -14,7 +14,7 @@ import statistics
 import sys
 import time
 
-from inception_tf import runtime
+from inception_tf.tasks import runtime
 
 if __name__ == "__main__":
     runtime.configure_from_flags(sys.argv[1:], variant="paper", image_size=224, batch_size=32, precision="auto")
@@ -23,25 +23,26 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from inception_tf import model as model_lib  # noqa: E402
-from inception_tf import precision, training  # noqa: E402
+from inception_tf.modeling import model as model_lib  # noqa: E402
+from inception_tf.modeling import network  # noqa: E402
+from inception_tf.tasks import precision, training  # noqa: E402
 
 
 def _padded_pool(x, variant, name):
-    padding = tuple((0, model_lib.caffe_pool_padding(side)) for side in x.shape[1:3])
+    padding = tuple((0, network.caffe_pool_padding(side)) for side in x.shape[1:3])
     if any(after for _, after in padding):
         x = keras.layers.ZeroPadding2D(padding, name=f"{name}_pad")(x)
     return keras.layers.MaxPooling2D(3, strides=2, padding="valid", name=name)(x)
 
 
 def build(form, size):
-    same_pool = model_lib._max_pool
+    same_pool = network._max_pool
     if form == "padded":
-        model_lib._max_pool = _padded_pool
+        network._max_pool = _padded_pool
     try:
         return model_lib.GoogLeNet(10, (size, size, 3), variant="paper")
     finally:
-        model_lib._max_pool = same_pool
+        network._max_pool = same_pool
 
 
 def gradients(model, images, labels):

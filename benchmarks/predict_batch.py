@@ -17,14 +17,15 @@ import sys
 import tempfile
 import time
 
-from inception_tf import runtime  # noqa: E402  (loads nothing)
+from inception_tf.tasks import runtime  # noqa: E402  (loads nothing)
 
 runtime.quiet_import_tensorflow()  # TensorFlow's own runtime: the measured one is for training
 
 import cv2  # noqa: E402
 
-from inception_tf import data, predict  # noqa: E402
-from inception_tf import precision as precision_lib  # noqa: E402
+from inception_tf.dataloaders import data  # noqa: E402
+from inception_tf.serving import predict
+from inception_tf.tasks import precision as precision_lib  # noqa: E402
 
 
 def write_images(folder, count):

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 
-from inception_tf import precision  # noqa: E402  (loads nothing)
+from inception_tf.tasks import precision  # noqa: E402  (loads nothing)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

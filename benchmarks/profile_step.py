@@ -17,18 +17,17 @@ import sys
 import tempfile
 import time
 
-from inception_tf import runtime  # noqa: E402  (loads nothing)
+from inception_tf.tasks import runtime  # noqa: E402  (loads nothing)
 
 if __name__ == "__main__":  # the runtime train.py would choose for this workload, before TensorFlow loads
     runtime.configure_from_flags(sys.argv[1:], variant="paper", image_size=224, batch_size=32, precision="auto")
 
 import tensorflow as tf  # noqa: E402
 from tensorflow.tsl.profiler.protobuf import xplane_pb2  # noqa: E402
-
-from inception_tf import precision as precision_lib  # noqa: E402
-from inception_tf.model import VARIANTS  # noqa: E402
 from throughput import synthetic_training  # noqa: E402  (this script's folder is on sys.path)
 
+from inception_tf.modeling.network import VARIANTS  # noqa: E402
+from inception_tf.tasks import precision as precision_lib  # noqa: E402
 
 XLA_RUN = "CpuExecutable::ExecuteAsyncOnStream"
 XLA_CLUSTER = "XlaCompiledFunction"

@@ -15,7 +15,7 @@ on this machine for each variant, or reuses the stored answer) unless one is nam
 header names the machine: CPU model, cores and the instruction sets that decide the
 precision.
 
-Achieved TFLOP/s counts 2 FLOPs per multiply-accumulate (MACs from `inception_tf.summary`)
+Achieved TFLOP/s counts 2 FLOPs per multiply-accumulate (MACs from `inception_tf.modeling.summary`)
 and 3 passes for a training step (forward, and the backward's two); the ceiling is a
 4096x4096 matmul in the same precision.
 """
@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 
-from inception_tf import runtime  # noqa: E402  (loads nothing)
+from inception_tf.tasks import runtime  # noqa: E402  (loads nothing)
 
 if __name__ == "__main__":  # the runtime train.py would choose for this workload, before TensorFlow loads
     runtime.configure_from_flags(sys.argv[1:], variant="paper", image_size=224, batch_size=32, precision="auto")
@@ -37,8 +37,11 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from inception_tf import GoogLeNet, export, precision, summary, training  # noqa: E402
-from inception_tf.model import VARIANTS, inference_model  # noqa: E402
+from inception_tf import GoogLeNet  # noqa: E402
+from inception_tf.modeling import summary
+from inception_tf.modeling.network import VARIANTS, inference_model  # noqa: E402
+from inception_tf.serving import export
+from inception_tf.tasks import precision, training
 
 
 def timed(run, images_per_call, repeats, seconds):

@@ -11,18 +11,34 @@ import importlib
 
 # Public name -> the module that defines it.
 _EXPORTS = {
-    "CosineDecay": "schedules",
-    "GoogLeNet": "model",
-    "LocalResponseNormalization": "layers",
-    "StepDecay": "schedules",
-    "compile_for_training": "training",
-    "decode_predictions": "imagenet",
-    "export_saved_model": "export",
-    "inception_module": "model",
-    "inference_model": "model",
-    "labels_for_heads": "training",
-    "paper_schedule": "schedules",
-    "preprocess_input": "preprocessing",
+    "CosineDecay": "tasks.schedules",
+    "GoogLeNet": "modeling.model",
+    "LocalResponseNormalization": "modeling.layers",
+    "StepDecay": "tasks.schedules",
+    "compile_for_training": "tasks.training",
+    "decode_predictions": "modeling.imagenet",
+    "export_saved_model": "serving.export",
+    "inception_module": "modeling.network",
+    "inference_model": "modeling.network",
+    "labels_for_heads": "tasks.training",
+    "paper_schedule": "tasks.schedules",
+    "preprocess_input": "modeling.preprocessing",
+}
+
+# The folders by role: modeling (the network, its weights and input conventions),
+# dataloaders (data sets, tf.data pipelines, augmentation), tasks (a run: compile, fit,
+# evaluate, and what it measures and survives), serving (export, LiteRT, prediction).
+# Each module stays reachable by its short name, `from inception_tf import runtime`, as
+# it was before the folders.
+_MODULES = {
+    module: f"{folder}.{module}"
+    for folder, modules in {
+        "modeling": "model network layers geometry weights pretrained caffe imagenet preprocessing model_files summary",
+        "dataloaders": "sources ilsvrc data augment",
+        "tasks": "experiment training schedules callbacks preemption precision runtime distribute evaluation",
+        "serving": "export litert predict gradcam",
+    }.items()
+    for module in modules.split()
 }
 
 __all__ = sorted(_EXPORTS)
@@ -30,14 +46,16 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name):
+    if name in _MODULES:  # loads only that module: `runtime` must come before TensorFlow
+        return importlib.import_module(f"inception_tf.{_MODULES[name]}")
     if name not in _EXPORTS:
         raise AttributeError(f"module 'inception_tf' has no attribute {name!r}")
     # The layers module registers the custom layers: load it with any public name.
-    importlib.import_module("inception_tf.layers")
+    importlib.import_module("inception_tf.modeling.layers")
     value = getattr(importlib.import_module(f"inception_tf.{_EXPORTS[name]}"), name)
     globals()[name] = value
     return value
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+    return sorted(set(globals()) | set(_EXPORTS) | set(_MODULES))

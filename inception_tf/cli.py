@@ -6,8 +6,8 @@ import os
 import sys
 
 from inception_tf import choices
-from inception_tf.litert import LiteRTMissing
-from inception_tf.pretrained import DownloadError
+from inception_tf.modeling.pretrained import DownloadError
+from inception_tf.serving.litert import LiteRTMissing
 
 
 def _positive_int(text):
@@ -37,8 +37,8 @@ def _add_summary(subparsers):
 
 
 def _run_summary(args):
-    from inception_tf import model as model_lib
-    from inception_tf import summary
+    from inception_tf.modeling import model as model_lib
+    from inception_tf.modeling import summary
 
     model = model_lib.GoogLeNet(
         num_classes=args.num_classes,
@@ -128,7 +128,8 @@ def config_from_args(args):
 
 
 def _run_train(args):
-    from inception_tf import experiment, files, preemption
+    from inception_tf import files
+    from inception_tf.tasks import experiment, preemption
 
     run_config = args.run_config  # resolved before TensorFlow loaded (`_load_tensorflow`)
     try:
@@ -178,7 +179,10 @@ def _run_evaluate(args):
 
     import keras
 
-    from inception_tf import augment, config, data, evaluation, files, model_files, pretrained
+    from inception_tf import config, files
+    from inception_tf.dataloaders import augment, data
+    from inception_tf.modeling import model_files, pretrained
+    from inception_tf.tasks import evaluation
 
     # A report on BVLC's weights goes to the working folder, not into Keras's cache.
     folder = pathlib.Path(".") if args.model == pretrained.NAME else pathlib.Path(args.model).parent
@@ -219,7 +223,7 @@ def _run_evaluate(args):
 
 
 def _add_export(subparsers):
-    from inception_tf import litert
+    from inception_tf.serving import litert
 
     parser = subparsers.add_parser(
         "export",
@@ -258,7 +262,8 @@ def _calibration_source(args):
 def _calibration(source, count, image_size, preprocessing):
     """int8's calibration inputs from `source` (`_calibration_source`), and a line saying
     what they are."""
-    from inception_tf import data, litert
+    from inception_tf.dataloaders import data
+    from inception_tf.serving import litert
 
     dataset, data_dir = source
     split = data.load_source(dataset, data_dir=data_dir).splits["train"]
@@ -269,7 +274,8 @@ def _calibration(source, count, image_size, preprocessing):
 def _run_export(args):
     import keras
 
-    from inception_tf import export, litert, model_files, pretrained
+    from inception_tf.modeling import model_files, pretrained
+    from inception_tf.serving import export, litert
 
     args.model = pretrained.resolve(args.model)
     # A missing data set fails before the model loads.
@@ -312,7 +318,8 @@ def _add_predict(subparsers):
 
 
 def _run_predict(args):
-    from inception_tf import predict, pretrained
+    from inception_tf.modeling import pretrained
+    from inception_tf.serving import predict
 
     return predict.main(
         pretrained.resolve(args.model), args.images, top_k=args.top_k, as_json=args.json, batch_size=args.batch_size,
@@ -335,7 +342,7 @@ def _add_convert(subparsers):
 
 
 def _run_convert(args):
-    from inception_tf import caffe
+    from inception_tf.modeling import caffe
 
     caffe.convert(args.caffemodel, args.out, prototxt=args.prototxt, image_size=args.image_size)
     return 0
@@ -373,7 +380,7 @@ def main(argv=None, train_prog=None):
 def _load_tensorflow(args):
     """Training chooses its runtime first (`runtime.configure`, from the resolved flags);
     every command then loads TensorFlow without its start-up lines."""
-    from inception_tf import distribute, runtime
+    from inception_tf.tasks import distribute, runtime
 
     if args.command == "train":
         args.run_config = config_from_args(args)

@@ -9,8 +9,9 @@ import json
 import math
 import pathlib
 
-from inception_tf import choices, geometry
-from inception_tf import preprocessing as preprocessing_lib
+from inception_tf import choices
+from inception_tf.modeling import geometry
+from inception_tf.modeling import preprocessing as preprocessing_lib
 
 CONFIG_FILE = "config.json"  # in every run directory
 SCHEDULES = ("paper", "cosine", "constant")

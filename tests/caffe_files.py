@@ -8,7 +8,6 @@ import struct
 
 import numpy as np
 
-
 V1_TYPES = {"conv": 4, "fc": 14}  # V1LayerParameter.LayerType CONVOLUTION, INNER_PRODUCT
 
 

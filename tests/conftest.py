@@ -14,7 +14,7 @@ os.environ.setdefault(
 # its own probe test; every other test keeps TensorFlow's own settings.
 os.environ.setdefault("INCEPTION_TF_RUNTIME", "default")
 
-from inception_tf import runtime  # noqa: E402
+from inception_tf.tasks import runtime  # noqa: E402
 
 runtime.quiet_import_tensorflow()
 

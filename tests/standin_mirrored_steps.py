@@ -13,7 +13,8 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from inception_tf import GoogLeNet, compile_for_training, distribute, keras_fixes, labels_for_heads  # noqa: E402
+from inception_tf import GoogLeNet, compile_for_training, keras_fixes, labels_for_heads  # noqa: E402
+from inception_tf.tasks import distribute
 
 steps = int(sys.argv[1])
 rng = np.random.default_rng(0)

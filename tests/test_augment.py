@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from inception_tf import augment
-from inception_tf.augment import AugmentConfig
+from inception_tf.dataloaders import augment
+from inception_tf.dataloaders.augment import AugmentConfig
 
 
 def test_random_resized_crop_boxes_follow_the_paper():

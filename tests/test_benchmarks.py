@@ -80,7 +80,8 @@ def test_lrn_benchmark_rejects_a_bad_shape():
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     """A run directory as training leaves it: model.keras (untrained) and config.json."""
-    from inception_tf import GoogLeNet, export_saved_model, model_files
+    from inception_tf import GoogLeNet, export_saved_model
+    from inception_tf.modeling import model_files
 
     run_dir = tmp_path_factory.mktemp("run")
     model = GoogLeNet(num_classes=10, input_shape=(64, 64, 3), variant="bn")

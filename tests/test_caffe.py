@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from inception_tf import GoogLeNet, decode_predictions, export_saved_model, inference_model, preprocess_input
+from inception_tf.dataloaders import data
+from inception_tf.modeling import caffe, imagenet, model_files
+from inception_tf.modeling.weights import WeightsError
+
 from caffe_files import bvlc_deploy_prototxt, random_blobs, write_caffemodel
 from fake_data import write_image_folder
-from inception_tf import GoogLeNet, caffe, data, decode_predictions, export_saved_model, imagenet, inference_model
-from inception_tf import model_files, preprocess_input
-from inception_tf.weights import WeightsError
 from runs import env, train
 
 PHOTOS = ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png")  # photographs matplotlib ships
@@ -169,7 +171,7 @@ def test_convert_then_predict_prints_imagenet_names(bvlc, converted, tmp_path):
     )
     # predict reads the file with its own decoder and resizes in the graph: the same
     # photograph, other pixels than `photos()`, so compare with the model on its input.
-    from inception_tf import predict
+    from inception_tf.serving import predict
 
     image = predict.read_rgb(photo)
     probabilities = np.asarray(converted(data.preprocess_images(image[None], 224, "caffe"), training=False)[0])

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from inception_tf import callbacks, distribute, keras_fixes, preemption
+from inception_tf import keras_fixes
+from inception_tf.tasks import callbacks, distribute, preemption
 
 
 def _model():

@@ -6,11 +6,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from inception_tf import augment, data, sources
-from inception_tf.augment import AugmentConfig
+from inception_tf.dataloaders import augment, data, sources
+from inception_tf.dataloaders.augment import AugmentConfig
+
 from fake_data import (
-    label_from_pixels, write_cifar10, write_cifar100, write_idx_dataset, write_image_folder,
-    write_mnist_npz, write_tfrecords,
+    label_from_pixels,
+    write_cifar10,
+    write_cifar100,
+    write_idx_dataset,
+    write_image_folder,
+    write_mnist_npz,
+    write_tfrecords,
 )
 
 TRAIN = np.arange(60) % 10

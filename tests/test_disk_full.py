@@ -12,6 +12,7 @@ import h5py
 import pytest
 
 from inception_tf import files
+
 from runs import ROOT, SMALL, env, history_epochs, train
 
 # Each weights file holds the weights and the optimizer's state (~83 MB for the bn

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from inception_tf import evaluation
+from inception_tf.tasks import evaluation
 
 
 def test_per_class_table_by_hand():
@@ -55,9 +55,9 @@ def test_the_most_confident_mistakes_come_first():
 
 @pytest.mark.parametrize("kind", ["arrays", "files", "records"])
 def test_images_at_reads_the_images_of_the_evaluation_order(kind, tmp_path):
-    from fake_data import write_image_folder, write_tfrecords
+    from inception_tf.dataloaders import data
 
-    from inception_tf import data
+    from fake_data import write_image_folder, write_tfrecords
 
     if kind == "arrays":
         labels = np.arange(6) % 3

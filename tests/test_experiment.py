@@ -8,8 +8,10 @@ import keras
 import numpy as np
 import pytest
 
-from inception_tf import GoogLeNet, runtime
-from inception_tf.experiment import transfer_weights
+from inception_tf import GoogLeNet
+from inception_tf.tasks import runtime
+from inception_tf.tasks.experiment import transfer_weights
+
 from runs import SMALL, TINY, env, history_epochs, train
 
 RUN_FILES = ["config.json", "history.csv", "metrics.json", "curves.png", "confusion_matrix.png", "mistakes.png", "model.keras", "saved_model", "labels.txt"]

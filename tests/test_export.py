@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from inception_tf import GoogLeNet, export_saved_model
-from inception_tf.data import preprocess_images
-from inception_tf.export import as_float32
+from inception_tf.dataloaders.data import preprocess_images
+from inception_tf.serving.export import as_float32
+
 from runs import env
 
 CLASSES = ["zero", "one", "two", "three", "four"]

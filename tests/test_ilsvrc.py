@@ -10,7 +10,9 @@ import pytest
 from PIL import Image
 from scipy.io import savemat
 
-from inception_tf import GoogLeNet, cli, data, ilsvrc, imagenet, model_files
+from inception_tf import GoogLeNet, cli
+from inception_tf.dataloaders import data, ilsvrc
+from inception_tf.modeling import imagenet, model_files
 
 WNIDS = [wnid for wnid, _ in imagenet.class_index()]
 # Image number -> BVLC class: three classes, two images each.
@@ -117,7 +119,7 @@ def test_evaluate_gives_the_same_figures_in_every_layout(tmp_path, imagenet_mode
 
 
 def test_bvlc_crops_are_the_centre_and_corners_of_256_with_mirrors():
-    from inception_tf import augment
+    from inception_tf.dataloaders import augment
 
     (centre,) = augment.caffe_view_boxes(1)
     np.testing.assert_allclose(centre, (16 / 256, 16 / 256, 240 / 256, 240 / 256))

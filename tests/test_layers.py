@@ -1,9 +1,9 @@
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import keras
-from inception_tf.layers import FusedBatchNormalization, LocalResponseNormalization
+from inception_tf.modeling.layers import FusedBatchNormalization, LocalResponseNormalization
 
 
 def test_lrn_matches_caffe_definition_through_tf_nn():
@@ -120,7 +120,7 @@ def test_fused_batchnorm_round_trips_and_falls_back_when_synchronized():
 def test_standin_lrn_gpu_branch_trains_through_the_kernel(policy, monkeypatch):
     # With a GPU visible, training runs TensorFlow's LRN kernel (cuDNN's there) and its
     # registered gradient instead of the XLA-compiled pair: the same kernel runs on a CPU.
-    from inception_tf import layers
+    from inception_tf.modeling import layers
 
     layer = LocalResponseNormalization(depth_radius=2, bias=1.5, alpha=3e-3, beta=0.75, dtype=policy)
     x = tf.constant(np.random.default_rng(4).normal(scale=30.0, size=(2, 3, 3, 10)).astype("float32"))

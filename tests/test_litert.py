@@ -11,7 +11,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from inception_tf import GoogLeNet, data, export_saved_model, litert, model_files
+from inception_tf import GoogLeNet, export_saved_model
+from inception_tf.dataloaders import data
+from inception_tf.modeling import model_files
+from inception_tf.serving import litert
+
 from runs import env
 
 CLASSES = ["zero", "one", "two", "three"]

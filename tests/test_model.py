@@ -1,9 +1,9 @@
+import keras
 import numpy as np
 import pytest
 
-import keras
 from inception_tf import GoogLeNet, LocalResponseNormalization, inception_module, inference_model
-from inception_tf.model import INCEPTION_TABLE, aux_pool_geometry
+from inception_tf.modeling.network import INCEPTION_TABLE, aux_pool_geometry
 
 MODULES = [row[0] for row in INCEPTION_TABLE]
 

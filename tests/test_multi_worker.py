@@ -5,7 +5,6 @@ machines would run them.
 """
 
 import json
-import os
 import pathlib
 import re
 import signal

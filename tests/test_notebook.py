@@ -4,7 +4,6 @@ import json
 import pathlib
 
 import nbformat
-import pytest
 from nbclient import NotebookClient
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

@@ -5,8 +5,8 @@ import json
 import keras
 import pytest
 
-from inception_tf import distribute, precision
-from inception_tf.precision import BFLOAT16, FLOAT16, FLOAT32, Workload
+from inception_tf.tasks import distribute, precision
+from inception_tf.tasks.precision import BFLOAT16, FLOAT16, FLOAT32, Workload
 
 WORKLOAD = Workload(variant="bn", image_size=64, batch_size=128)
 H100 = {"name": "NVIDIA H100 80GB HBM3", "compute_capability": [9, 0]}
@@ -152,8 +152,8 @@ def test_standin_strategy_devices():
 def test_a_run_times_its_own_workload_and_a_resumed_run_keeps_its_precision(tmp_path):
     import tensorflow as tf
 
-    from inception_tf import experiment
     from inception_tf.config import RunConfig
+    from inception_tf.tasks import experiment
 
     config = RunConfig().replace(**{"run_dir": str(tmp_path / "run"), "data.image_size": 96, "train.batch_size": 32})
     timer = _timer({FLOAT32: 22.1, BFLOAT16: 14.0})

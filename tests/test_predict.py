@@ -8,10 +8,11 @@ import sys
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from inception_tf import GoogLeNet, export_saved_model
-from inception_tf.predict import read_rgb
-from PIL import Image
+from inception_tf.serving.predict import read_rgb
+
 from runs import env
 
 CLASSES = ["zero", "one", "two", "three"]
@@ -149,7 +150,7 @@ class _Terminal(io.StringIO):
 
 
 def test_progress_bar_on_a_terminal_only(models, images):
-    from inception_tf import predict
+    from inception_tf.serving import predict
 
     terminal, out = _Terminal(), io.StringIO()
     assert predict.main(models / "saved_model", [images], batch_size=2, out=out, err=terminal) == 1
@@ -180,7 +181,7 @@ def test_gradcam_is_hot_where_the_evidence_is():
     the overlay are hot on the bright patch (top right) and cold elsewhere."""
     import keras
 
-    from inception_tf import gradcam
+    from inception_tf.serving import gradcam
 
     inputs = keras.Input((32, 32, 3))
     features = keras.layers.Conv2D(4, 1, activation="relu", kernel_initializer="ones", name="inception_5b")(inputs)

@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from inception_tf import GoogLeNet, data, decode_predictions, imagenet, model_files, preprocess_input
+from inception_tf import GoogLeNet, decode_predictions, preprocess_input
 from inception_tf.config import RunConfig
-from inception_tf.experiment import resolve
+from inception_tf.dataloaders import data
+from inception_tf.modeling import imagenet, model_files
+from inception_tf.tasks.experiment import resolve
 
 
 def _images():
@@ -83,7 +85,7 @@ def test_a_run_from_converted_weights_takes_their_mode(tmp_path):
 
 
 def test_weights_files_load_by_name_or_name_what_does_not_fit(tmp_path):
-    from inception_tf.weights import WeightsError
+    from inception_tf.modeling.weights import WeightsError
 
     source = GoogLeNet(num_classes=3, input_shape=(64, 64, 3))
     source.save_weights(tmp_path / "w.weights.h5")

@@ -14,8 +14,10 @@ import cv2
 import numpy as np
 import pytest
 
+from inception_tf import GoogLeNet, cli
+from inception_tf.modeling import imagenet, model_files, pretrained, weights
+
 from caffe_files import random_blobs, write_caffemodel
-from inception_tf import GoogLeNet, cli, imagenet, model_files, pretrained, weights
 from runs import ROOT, env
 
 
@@ -92,7 +94,7 @@ def test_imagenet_downloads_converts_and_caches_once(mirror, caffemodel, tmp_pat
     for built in (model, again):
         for got, want in zip(_heads(built, x), expected, strict=True):
             np.testing.assert_allclose(got, want, atol=1e-5)
-    assert model_files.read_info("imagenet").preprocessing == "caffe"
+    assert model_files.read_info(pretrained.resolve("imagenet")).preprocessing == "caffe"
 
 
 def test_without_the_top_any_accepted_size_loads_and_new_classes_start_fresh(mirror, caffemodel):

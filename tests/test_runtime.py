@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from inception_tf import precision, runtime
-from inception_tf.runtime import CANDIDATES, INTER_OP, ONEDNN, Setting
+from inception_tf.tasks import precision, runtime
+from inception_tf.tasks.runtime import CANDIDATES, INTER_OP, ONEDNN, Setting
 
 OFF, ON, ON_ONE_THREAD, ON_XLA = CANDIDATES
 WORKLOAD = dict(variant="bn", image_size=64, batch_size=128)

@@ -1,7 +1,7 @@
+import keras
 import numpy as np
 import pytest
 
-import keras
 from inception_tf import CosineDecay, StepDecay, paper_schedule
 
 

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import inception_tf.layers  # noqa: F401  (registers the custom layers for load_model)
+import inception_tf.modeling.layers  # noqa: F401  (registers the custom layers for load_model)
+
 import runs
 
 pytestmark = pytest.mark.slow

@@ -4,7 +4,7 @@ import sys
 import pytest
 
 from inception_tf import GoogLeNet
-from inception_tf.summary import PAPER_TABLE_1, profile, stage_of
+from inception_tf.modeling.summary import PAPER_TABLE_1, profile, stage_of
 
 CHECKED = ["conv2"] + [f"inception_{m}" for m in ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5b")]
 

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from inception_tf import distribute
+from inception_tf.tasks import distribute
+
 from runs import ROOT, env
 
 TWO = {"worker": ["127.0.0.1:20001", "127.0.0.1:20002"]}

@@ -1,7 +1,7 @@
+import keras
 import numpy as np
 import pytest
 
-import keras
 from inception_tf import GoogLeNet, compile_for_training, labels_for_heads
 
 
@@ -123,7 +123,7 @@ class _Strategy:
     ],
 )
 def test_worker_roles_from_the_cluster(cluster, task, expected):
-    from inception_tf.distribute import worker_role
+    from inception_tf.tasks.distribute import worker_role
 
     role = worker_role(_Strategy(_Resolver(cluster, *task)))
     assert (role.index, role.count, role.is_chief) == expected
@@ -132,14 +132,15 @@ def test_worker_roles_from_the_cluster(cluster, task, expected):
 
 def test_one_process_is_its_own_chief():
     import tensorflow as tf
-    from inception_tf.distribute import worker_role
+
+    from inception_tf.tasks.distribute import worker_role
 
     role = worker_role(tf.distribute.get_strategy())
     assert role.is_chief and role.count == 1 and role.name == "single process"
 
 
 def test_multi_worker_needs_tf_config(monkeypatch):
-    from inception_tf.distribute import make_strategy
+    from inception_tf.tasks.distribute import make_strategy
 
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(ValueError, match="needs TF_CONFIG.*Received: TF_CONFIG=None"):

@@ -26,7 +26,7 @@ import warnings
 import numpy as np
 
 from inception_tf import files
-from inception_tf import preprocessing as preprocessing_lib
+from inception_tf.modeling import preprocessing as preprocessing_lib
 
 QUANTIZATIONS = ("float32", "float16", "int8")
 CALIBRATION_IMAGES = 300  # TensorFlow's guide suggests 100-500; the ranges settle well before 300
@@ -57,7 +57,7 @@ def tflite_path(saved_model, quantization):
 def calibration_inputs(split, image_size, preprocessing="tf", count=CALIBRATION_IMAGES, seed=0):
     """`count` images of `split` (a `sources.Split`, drawn at random), resized and
     normalised as evaluation does: float32 [count, size, size, 3]."""
-    from inception_tf import data
+    from inception_tf.dataloaders import data
 
     if not isinstance(count, int) or count < 1:
         raise ValueError(f"`count` must be a positive integer. Received: count={count!r}")
@@ -79,7 +79,7 @@ def convert(saved_model, quantization="float32", calibration=None):
     """
     import tensorflow as tf
 
-    from inception_tf.export import PREPROCESSED_INPUT, SIGNATURE_PREPROCESSED
+    from inception_tf.serving.export import PREPROCESSED_INPUT, SIGNATURE_PREPROCESSED
 
     check_quantization(quantization)
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=[SIGNATURE_PREPROCESSED])
@@ -169,7 +169,7 @@ def write_tflite(saved_model, path, quantization="float32", calibration=None, cl
     `class_names` default to the SavedModel's `assets/labels.txt`; `calibrated_on` (a
     short description of the calibration images) is recorded for int8.
     """
-    from inception_tf import model_files
+    from inception_tf.modeling import model_files
 
     preprocessing_lib.check_mode(preprocessing)
     if class_names is None:

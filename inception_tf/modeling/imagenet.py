@@ -13,7 +13,7 @@ NUM_CLASSES = 1000
 @functools.cache
 def class_index():
     """[(wnid, name)], the name being the first lemma with underscores, as Keras names them."""
-    text = importlib.resources.files("inception_tf").joinpath(CLASSES_FILE).read_text()
+    text = importlib.resources.files("inception_tf.modeling").joinpath(CLASSES_FILE).read_text()
     rows = []
     for line in text.splitlines():
         wnid, _, lemmas = line.partition(" ")

@@ -57,7 +57,7 @@ def model_file(log=print):
     if path.is_file():
         return path
     caffemodel = download(log)
-    from inception_tf import caffe
+    from inception_tf.modeling import caffe
 
     log(f"converting {caffemodel} to {path} (once)")
     return caffe.convert(caffemodel, path, log=log)

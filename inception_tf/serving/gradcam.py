@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from inception_tf import files
-from inception_tf import model as model_lib
+from inception_tf.modeling import network
 
 LAST_MODULE = "inception_5b"
 MIN_SIDE = 224  # overlays of small images (28x28 Fashion-MNIST) are enlarged to be seen
@@ -27,11 +27,11 @@ def probe(model):
     """A model of `model`'s inputs giving module 5b's output and the main logits."""
     try:
         features = model.get_layer(LAST_MODULE).output
-        logits = model.get_layer(model_lib.classifier_layer(model_lib.MAIN_HEAD)).output
+        logits = model.get_layer(network.classifier_layer(network.MAIN_HEAD)).output
     except ValueError:
         raise ValueError(
             f"Grad-CAM needs a GoogLeNet with layers {LAST_MODULE!r} and "
-            f"{model_lib.classifier_layer(model_lib.MAIN_HEAD)!r}. Received: model={model.name!r}"
+            f"{network.classifier_layer(network.MAIN_HEAD)!r}. Received: model={model.name!r}"
         ) from None
     return keras.Model(model.inputs, [features, logits])
 
@@ -103,7 +103,7 @@ class Explainer:
 
     def write(self, entries):
         """`entries`: `(path, uint8 RGB image)` pairs."""
-        from inception_tf import data
+        from inception_tf.dataloaders import data
 
         inputs = data.preprocess_each([image for _, image in entries], self.size, self.preprocessing)
         maps, classes, scores = heatmaps(self.probe, inputs)

@@ -13,7 +13,7 @@ decided at compile time.
 The entry points (`train.py`, `python -m inception_tf train`, the benchmarks) call
 `configure` before TensorFlow loads; a user's own script does the same:
 
-    from inception_tf import runtime
+    from inception_tf.tasks import runtime
     choice = runtime.configure(variant="bn", image_size=64, batch_size=128)
     # now import tensorflow / keras; compile with jit_compile=choice.setting.jit_compile
 
@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 
-from inception_tf import precision as precision_lib
+from inception_tf.tasks import precision as precision_lib
 
 ONEDNN = "TF_ENABLE_ONEDNN_OPTS"
 INTER_OP = "TF_NUM_INTEROP_THREADS"
@@ -174,7 +174,7 @@ def probe(setting, workload, seconds=PROBE_SECONDS):
     env = {**os.environ, **setting.environment()}
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "inception_tf.runtime", json.dumps(request)],
+            [sys.executable, "-m", "inception_tf.tasks.runtime", json.dumps(request)],
             env=env, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S,
         )
     except subprocess.TimeoutExpired:

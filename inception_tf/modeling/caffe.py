@@ -20,8 +20,7 @@ import re
 
 import numpy as np
 
-from inception_tf import geometry
-from inception_tf import model as model_lib
+from inception_tf.modeling import geometry, network
 
 # caffe.proto field numbers.
 _NET_LAYER, _NET_LAYERS_V1 = 100, 2
@@ -146,21 +145,21 @@ def layout():
         ("conv2_reduce_conv", "conv2/3x3_reduce", "conv"),
         ("conv2_3x3_conv", "conv2/3x3", "conv"),
     ]
-    for module, *_ in model_lib.INCEPTION_TABLE:
+    for module, *_ in network.INCEPTION_TABLE:
         rows += [(f"inception_{module}_{b}_conv", f"inception_{module}/{b}", "conv") for b in BRANCHES]
-        aux = model_lib.AUX_AFTER.get(module)
+        aux = network.AUX_AFTER.get(module)
         if aux:
             loss = AUX_CAFFE[aux]
             rows += [
                 (f"{aux}_reduce_conv", f"{loss}/conv", "conv"),
                 (f"{aux}_fc", f"{loss}/fc", "fc_chw"),
-                (model_lib.classifier_layer(aux), f"{loss}/classifier", "fc"),
+                (network.classifier_layer(aux), f"{loss}/classifier", "fc"),
             ]
-    return rows + [(model_lib.classifier_layer(model_lib.MAIN_HEAD), "loss3/classifier", "fc")]
+    return rows + [(network.classifier_layer(network.MAIN_HEAD), "loss3/classifier", "fc")]
 
 
 def _is_classifier(keras_name):
-    return keras_name in map(model_lib.classifier_layer, model_lib.HEADS)
+    return keras_name in map(network.classifier_layer, network.HEADS)
 
 
 def _fc_after_chw(weights, channels=128, grid=geometry.AUX_GRID):
@@ -285,15 +284,15 @@ def deploy_prototxt(input_size=INPUT_SIZE, num_classes=1000, aux_heads=True, inc
     text += _conv("conv2/3x3_reduce", "pool1/norm1", 64) + _conv("conv2/3x3", "conv2/3x3_reduce", 192, 3, pad=1)
     text += _lrn("conv2/norm2", "conv2/3x3") + _pool("pool2/3x3_s2", "conv2/norm2", "MAX", 3, 2)
     bottom = "pool2/3x3_s2"
-    for module, *filters in model_lib.INCEPTION_TABLE:
-        if module in model_lib.POOL_BEFORE:
-            pool = f"{model_lib.POOL_BEFORE[module]}/3x3_s2"
+    for module, *filters in network.INCEPTION_TABLE:
+        if module in network.POOL_BEFORE:
+            pool = f"{network.POOL_BEFORE[module]}/3x3_s2"
             text += _pool(pool, bottom, "MAX", 3, 2)
             bottom = pool
         text += _inception(module, bottom, filters)
         bottom = f"inception_{module}/output"
-        if include_top and aux_heads and module in model_lib.AUX_AFTER:
-            text += _aux(AUX_CAFFE[model_lib.AUX_AFTER[module]], bottom, num_classes)
+        if include_top and aux_heads and module in network.AUX_AFTER:
+            text += _aux(AUX_CAFFE[network.AUX_AFTER[module]], bottom, num_classes)
     if not include_top:
         return text
     text += _pool("pool5/7x7_s1", bottom, "AVE", 7, 1)
@@ -331,14 +330,12 @@ def check_prototxt(path):
 def convert(caffemodel, out, prototxt=None, image_size=INPUT_SIZE, log=print):
     """BVLC's caffemodel -> a `.keras` GoogLeNet (paper variant, three heads, 1000 ImageNet
     classes) that records its "caffe" preprocessing and the class names."""
-    from inception_tf import imagenet, model_files
+    from inception_tf.modeling import imagenet, model_files
 
     if prototxt is not None:
         check_prototxt(prototxt)
-    model = model_lib.GoogLeNet(
-        num_classes=imagenet.NUM_CLASSES, input_shape=(image_size, image_size, 3), variant="paper",
-        weights=caffemodel,
-    )
+    model = network.build(num_classes=imagenet.NUM_CLASSES, input_shape=(image_size, image_size, 3), variant="paper")
+    load_into(model, caffemodel)
     path = model_files.save_keras(model, out, imagenet.class_names(), preprocessing="caffe")
     log(f"{caffemodel} -> {path}: {len(layout())} layers, {model.count_params():,} parameters, input {image_size}x{image_size}")
     return path

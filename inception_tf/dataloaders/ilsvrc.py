@@ -20,8 +20,9 @@ import re
 
 import numpy as np
 
-from inception_tf import imagenet, sources
-from inception_tf.sources import DataError, DataNotFoundError
+from inception_tf.dataloaders import sources
+from inception_tf.dataloaders.sources import DataError, DataNotFoundError
+from inception_tf.modeling import imagenet
 
 CAFFE_LABELS = "val.txt"
 GROUND_TRUTH = "ILSVRC2012_validation_ground_truth.txt"

@@ -13,7 +13,7 @@ import pathlib
 import zipfile
 
 from inception_tf import files, keras_fixes
-from inception_tf import preprocessing as preprocessing_lib
+from inception_tf.modeling import preprocessing as preprocessing_lib
 
 INFO_ENTRY = "inception_tf.json"
 LABELS_FILE = "labels.txt"  # beside a .keras file, in a run directory and a SavedModel's assets
@@ -49,12 +49,12 @@ def save_keras(model, path, class_names=None, preprocessing="tf"):
 
 def read_info(path):
     """The `ModelInfo` of a .keras file, a SavedModel folder (class names in assets) or
-    BVLC's caffemodel (ImageNet's classes, "caffe"); "imagenet" is `pretrained.model_file`."""
-    from inception_tf import pretrained
-
-    path = pathlib.Path(pretrained.resolve(path))
+    BVLC's caffemodel (ImageNet's classes, "caffe"). For "imagenet", pass
+    `pretrained.resolve("imagenet")`: this module is below `pretrained`, whose converter
+    writes through `save_keras`."""
+    path = pathlib.Path(path)
     if path.suffix == ".caffemodel":
-        from inception_tf import imagenet
+        from inception_tf.modeling import imagenet
 
         return ModelInfo(imagenet.class_names(), "caffe")
     info = ModelInfo()

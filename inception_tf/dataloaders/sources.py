@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 
-from inception_tf import model_files
+from inception_tf.modeling import model_files
 
 FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",

@@ -11,7 +11,8 @@ import time
 import keras
 import numpy as np
 
-from inception_tf import files, keras_fixes, preemption
+from inception_tf import files, keras_fixes
+from inception_tf.tasks import preemption
 
 
 def _finite(logs, key="loss"):

@@ -17,7 +17,8 @@ import time
 import cv2
 import numpy as np
 
-from inception_tf import files, litert
+from inception_tf import files
+from inception_tf.serving import litert
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 
@@ -100,7 +101,7 @@ class Predictor:
     three preprocessing as evaluation does (`data.preprocess_images`)."""
 
     def __init__(self, model_path):
-        from inception_tf import model_files
+        from inception_tf.modeling import model_files
 
         model_path = pathlib.Path(model_path)
         _check_model_path(model_path)
@@ -118,7 +119,7 @@ class Predictor:
     def _litert(self, model_path):
         import tensorflow as tf
 
-        from inception_tf import data
+        from inception_tf.dataloaders import data
 
         model = litert.LiteRTModel(model_path)
         self.class_names = model.info["class_names"]
@@ -137,8 +138,8 @@ class Predictor:
         import keras
         import tensorflow as tf
 
-        from inception_tf import data
-        from inception_tf.model import inference_model
+        from inception_tf.dataloaders import data
+        from inception_tf.modeling.network import inference_model
 
         self.keras_model = inference_model(keras.models.load_model(model_path, compile=False))
         self.preprocessing = preprocessing
@@ -252,7 +253,7 @@ def main(model_path, paths, top_k=5, as_json=False, batch_size=32, output=None, 
     predictor = Predictor(model_path)
     explainer = None
     if explain is not None:
-        from inception_tf import gradcam
+        from inception_tf.serving import gradcam
 
         explainer = gradcam.Explainer(predictor.keras_model, predictor.preprocessing, explain, predictor.name)
     writer = Writer(output, as_json, top_k, out)

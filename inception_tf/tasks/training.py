@@ -2,7 +2,7 @@
 
 import keras
 
-from inception_tf import model as model_lib
+from inception_tf.modeling import network
 
 AUX_LOSS_WEIGHT = 0.3  # the paper's weight of each auxiliary loss
 LABEL_MODES = ("sparse", "categorical")
@@ -13,7 +13,7 @@ NO_WEIGHT_DECAY = ("bias", "gamma", "beta")
 
 def _classifier_is_logits(model):
     try:
-        activation = model.get_layer(model_lib.MAIN_HEAD).get_config().get("activation")
+        activation = model.get_layer(network.MAIN_HEAD).get_config().get("activation")
     except ValueError:
         return False
     return activation in (None, "linear")
@@ -97,7 +97,7 @@ def _losses_and_metrics(model, labels, label_smoothing, aux_loss_weight):
         return cls(name="accuracy")
 
     names = list(model.output_names)
-    main = model_lib.main_head(names)
+    main = network.main_head(names)
     top_k_metric = keras.metrics.SparseTopKCategoricalAccuracy if sparse else keras.metrics.TopKCategoricalAccuracy
     losses = {name: loss() for name in names}
     weights = {name: 1.0 if name == main else float(aux_loss_weight) for name in names}

@@ -136,7 +136,7 @@ def agree_on_rates(strategy):
     precision that some worker cannot run (another GPU) drops out."""
     import tensorflow as tf
 
-    from inception_tf import precision
+    from inception_tf.tasks import precision
 
     def agree(rates):
         names = precision.ORDER

@@ -21,10 +21,11 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from inception_tf import data as data_lib
-from inception_tf import files, keras_fixes, model_files
-from inception_tf import preprocessing as preprocessing_lib
-from inception_tf.model import inference_model
+from inception_tf import files, keras_fixes
+from inception_tf.dataloaders import data as data_lib
+from inception_tf.modeling import model_files
+from inception_tf.modeling import preprocessing as preprocessing_lib
+from inception_tf.modeling.network import inference_model
 
 SIGNATURE_BYTES = "image_bytes"
 SIGNATURE_PREPROCESSED = "preprocessed"  # what the LiteRT files hold (litert.py)

@@ -30,16 +30,18 @@ import time
 
 import keras
 
-from inception_tf import augment as augment_lib
-from inception_tf import callbacks as callbacks_lib
 from inception_tf import config as config_lib
-from inception_tf import data as data_lib
-from inception_tf import distribute, evaluation, export, files, keras_fixes, model_files, schedules, training
-from inception_tf import precision as precision_lib
-from inception_tf import preemption, runtime
-from inception_tf import weights as weights_lib
-from inception_tf.augment import AugmentConfig
-from inception_tf.model import GoogLeNet
+from inception_tf import files, keras_fixes
+from inception_tf.dataloaders import augment as augment_lib
+from inception_tf.dataloaders import data as data_lib
+from inception_tf.dataloaders.augment import AugmentConfig
+from inception_tf.modeling import model_files, pretrained
+from inception_tf.modeling import weights as weights_lib
+from inception_tf.modeling.model import GoogLeNet
+from inception_tf.serving import export
+from inception_tf.tasks import callbacks as callbacks_lib
+from inception_tf.tasks import distribute, evaluation, preemption, runtime, schedules, training
+from inception_tf.tasks import precision as precision_lib
 
 RUN_FILES = (
     config_lib.CONFIG_FILE, "history.csv", "logs", "best.weights.h5", "best.json", "backup", "model.keras",
@@ -80,7 +82,7 @@ def resolve(config, strategy, overwrite=False, log=print, **choose_kwargs):
     t = config.train
     preprocessing = config.model.preprocessing
     if preprocessing == "auto" and config.init_from:
-        preprocessing = model_files.read_info(config.init_from).preprocessing
+        preprocessing = model_files.read_info(pretrained.resolve(config.init_from)).preprocessing
         log(f"preprocessing: {preprocessing} (the input {config.init_from} expects)")
     elif preprocessing == "auto":
         preprocessing = "tf"

@@ -155,8 +155,8 @@ def measure(policies, workload, seconds=2.0, rounds=2, clear_margin=1.5, jit_com
     import keras
     import numpy as np
 
-    from inception_tf.model import GoogLeNet
-    from inception_tf.training import compile_for_training, labels_for_heads
+    from inception_tf.modeling.model import GoogLeNet
+    from inception_tf.tasks.training import compile_for_training, labels_for_heads
 
     previous = keras.config.dtype_policy()
     rng = np.random.default_rng(0)

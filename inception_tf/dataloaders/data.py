@@ -13,12 +13,12 @@ import secrets
 import numpy as np
 import tensorflow as tf
 
-from inception_tf import augment as augment_lib
 from inception_tf import choices
-from inception_tf import model as model_lib
-from inception_tf import preprocessing as preprocessing_lib
-from inception_tf import sources
-from inception_tf.sources import DataError, DataNotFoundError  # noqa: F401  (re-exported)
+from inception_tf.dataloaders import augment as augment_lib
+from inception_tf.dataloaders import sources
+from inception_tf.dataloaders.sources import DataError, DataNotFoundError  # noqa: F401  (re-exported)
+from inception_tf.modeling import network
+from inception_tf.modeling import preprocessing as preprocessing_lib
 
 SOURCES = choices.SOURCES
 SHUFFLE_BUFFER_RECORDS = 4096  # encoded images (ImageNet's are ~110 KB each)
@@ -119,7 +119,7 @@ def load_source(name, data_dir=None, validation_split=0.0, limit=None, skip_corr
     elif name == "tfrecord":
         source = sources.load_tfrecord_source(data_dir)
     elif name == "imagenet":
-        from inception_tf import ilsvrc
+        from inception_tf.dataloaders import ilsvrc
 
         source = ilsvrc.load_source(data_dir)
     else:
@@ -352,7 +352,7 @@ def make_dataset(
     training=False,
     augment=None,
     seed=None,
-    heads=model_lib.HEADS,
+    heads=network.HEADS,
     drop_remainder=False,
     one_hot=None,
     device=None,

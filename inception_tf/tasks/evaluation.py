@@ -12,9 +12,9 @@ import tensorflow as tf
 # caller's pyplot backend (a notebook's inline one) left as it was.
 from matplotlib.figure import Figure
 
-from inception_tf import data as data_lib
 from inception_tf import files
-from inception_tf import model as model_lib
+from inception_tf.dataloaders import data as data_lib
+from inception_tf.modeling import network
 
 
 def predict(model, split, image_size, batch_size, views=None, preprocessing="tf"):
@@ -253,7 +253,7 @@ def evaluate(
         single = {head: probabilities[:, 0] for head, probabilities in outputs.items()}
         outputs = {head: probabilities.mean(axis=1) for head, probabilities in outputs.items()}
     heads = list(outputs)
-    main_head = model_lib.main_head(heads)
+    main_head = network.main_head(heads)
     main = outputs[main_head]
     predictions = main.argmax(axis=1)
     accuracy = float(np.mean(predictions == labels))

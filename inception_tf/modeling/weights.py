@@ -10,7 +10,7 @@ import pathlib
 
 import keras
 
-from inception_tf import model as model_lib
+from inception_tf.modeling import network
 
 SUFFIXES = (".keras", ".weights.h5", ".caffemodel")
 
@@ -20,7 +20,7 @@ class WeightsError(ValueError):
 
 
 def _is_head(name):
-    return name.startswith(tuple(f"{head}_" for head in model_lib.HEADS))
+    return name.startswith(tuple(f"{head}_" for head in network.HEADS))
 
 
 def _copy_by_name(source, model, path):
@@ -37,7 +37,7 @@ def _copy_by_name(source, model, path):
         weights = source.get_layer(layer.name).get_weights()
         want = [tuple(v.shape) for v in layer.weights]
         if [w.shape for w in weights] != want:
-            if layer.name in map(model_lib.classifier_layer, model_lib.HEADS):
+            if layer.name in map(network.classifier_layer, network.HEADS):
                 fresh.append(layer.name)
                 continue
             raise WeightsError(
@@ -52,7 +52,7 @@ def _copy_by_name(source, model, path):
 def load(model, path):
     """Copies the weights of `path` (or "imagenet": `pretrained.model_file`) into `model`;
     returns (layers copied, layers left fresh)."""
-    from inception_tf import pretrained
+    from inception_tf.modeling import pretrained
 
     path = pathlib.Path(pretrained.resolve(path))
     name = path.name.lower()
@@ -63,7 +63,7 @@ def load(model, path):
     if not path.is_file():
         raise FileNotFoundError(f"No weights file at {path}. Received: weights={str(path)!r}")
     if name.endswith(".caffemodel"):
-        from inception_tf import caffe
+        from inception_tf.modeling import caffe
 
         return caffe.load_into(model, path)
     if name.endswith(".keras"):

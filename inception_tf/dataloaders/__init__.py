@@ -1,0 +1,1 @@
+"""Data sets (`sources`, `ilsvrc`), tf.data pipelines (`data`) and augmentation."""

@@ -71,9 +71,20 @@ def test_sigterm_mid_epoch_then_sigkill_after_a_step_backup_resume_exactly(tmp_p
     assert f"resuming from epoch 2 of 3, step {stopped} of 29" in output, output
     killed_at = _state(run_dir)
     assert killed_at["epoch"] == 2 and killed_at["step"] >= 4
+    # What a kill in the middle of writing leaves (files.atomic_path's names):
+    leftovers = [
+        run_dir / "backup" / ".epoch-2.weights.h5.tmp-99999-0a1b2c.weights.h5",
+        run_dir / ".metrics.json.tmp-99999-0a1b2c",
+        run_dir / ".saved_model.tmp-99999-0a1b2c" / "variables",
+    ]
+    for path in leftovers:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half")
 
     # ... and the one after it: the same history and weights as the run never stopped.
     result = train(*args)
+    assert "removed 3 unfinished file(s) a killed run left" in result.stdout
+    assert not list(run_dir.rglob("*.tmp-*"))
     assert f"resuming from epoch 3 of 3, step {killed_at['step']} of 29" in result.stdout
     digest, history = uninterrupted
     assert history_without_times(run_dir) == history

@@ -1,11 +1,10 @@
-"""A run survives what happens to processes: a second process on its run directory, a
-SIGKILL (`test_preemption.py`: SIGTERM and Ctrl-C; `test_disk_full.py`: a full disk)."""
+"""A run survives what happens to processes: a second process on its run directory
+(`test_preemption.py`: SIGTERM, SIGKILL with the half-written files it leaves, and Ctrl-C;
+`test_disk_full.py`: a full disk, and a resume at an epoch's start)."""
 
-import json
-import signal
 import time
 
-from runs import TINY, history_epochs, kill, start_train, train, wait_for_backup
+from runs import TINY, start_train, train
 
 
 def test_a_second_process_on_the_run_dir_exits_naming_the_lock(tmp_path):
@@ -23,28 +22,3 @@ def test_a_second_process_on_the_run_dir_exits_naming_the_lock(tmp_path):
     output, _ = first.communicate(timeout=900)
     assert first.returncode == 0, output
     assert (run_dir / "metrics.json").is_file() and (run_dir / "saved_model" / "saved_model.pb").is_file()
-
-
-def test_sigkill_after_the_first_epoch_resumes_at_the_second(tmp_path):
-    run_dir = tmp_path / "killed"
-    args = [*TINY, "--epochs", "3", "--run-dir", str(run_dir)]
-    process = start_train(*args)
-    assert wait_for_backup(run_dir, 1, process) == 1
-    kill(process, signal.SIGKILL)
-    assert history_epochs(run_dir) in ([0], [0, 1])  # a kill may land between the row and the backup
-    # What a kill in the middle of writing leaves (files.atomic_path's names):
-    leftovers = [
-        run_dir / "backup" / ".epoch-2.weights.h5.tmp-99999-0a1b2c.weights.h5",
-        run_dir / ".metrics.json.tmp-99999-0a1b2c",
-        run_dir / ".saved_model.tmp-99999-0a1b2c" / "variables",
-    ]
-    for path in leftovers:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"half")
-    result = train(*args)
-    assert "removed 3 unfinished file(s) a killed run left" in result.stdout
-    assert not list(run_dir.rglob("*.tmp-*"))
-    assert "resuming" in result.stdout
-    assert "Epoch 2/3" in result.stdout and "Epoch 1/3" not in result.stdout
-    assert history_epochs(run_dir) == [0, 1, 2]
-    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 3

@@ -57,15 +57,18 @@ def test_read_rgb_converts_every_layout(images):
         read_rgb(images / "broken.jpg")
 
 
+# The SavedModel through a real `python -m inception_tf` process; the .keras file in this one.
 @pytest.mark.parametrize("model", ["saved_model", "model.keras"])
-def test_predict_command(models, images, model):
-    result = subprocess.run(
-        [sys.executable, "-m", "inception_tf", "predict", "--model", str(models / model), "--json", str(images)],
-        capture_output=True, text=True, env=env(),
-    )
-    assert result.returncode == 1  # broken.jpg
-    assert "broken.jpg" in result.stderr
-    lines = [json.loads(line) for line in result.stdout.splitlines()]
+def test_predict_command(models, images, model, capsys):
+    args = ["--model", models / model, "--json", images]
+    if model == "saved_model":
+        result = _predict(*args)
+        code, out, err = result.returncode, result.stdout, result.stderr
+    else:
+        code, out, err = _predict_here(capsys, *args)
+    assert code == 1  # broken.jpg
+    assert "broken.jpg" in err
+    lines = [json.loads(line) for line in out.splitlines()]
     assert sorted(p["image"].rsplit("/", 1)[1] for p in lines) == sorted(
         ["a.png", "b.jpg", "c.bmp", "gray.png", "rgba.png", "deep.png", "e.gif"]
     )
@@ -77,23 +80,18 @@ def test_predict_command(models, images, model):
     assert same["a.png"] == pytest.approx(same["c.bmp"], abs=1e-6)  # same pixels, two formats
 
 
-def test_predict_text_output_for_one_file(models, images):
-    result = subprocess.run(
-        [sys.executable, "-m", "inception_tf", "predict", "--model", str(models / "saved_model"), "--top-k", "2", str(images / "a.png")],
-        capture_output=True, text=True, env=env(), check=True,
-    )
-    assert result.stdout.startswith(f"{images / 'a.png'}:") and "  2. " in result.stdout and "  3. " not in result.stdout
+def test_predict_text_output_for_one_file(models, images, capsys):
+    code, out, _ = _predict_here(capsys, "--model", models / "saved_model", "--top-k", "2", images / "a.png")
+    assert code == 0
+    assert out.startswith(f"{images / 'a.png'}:") and "  2. " in out and "  3. " not in out
 
 
-def test_a_folder_without_a_model_is_named(models, tmp_path):
+def test_a_folder_without_a_model_is_named(models, tmp_path, capsys):
     run_dir = tmp_path / "run"
     (run_dir / "saved_model").mkdir(parents=True)
-    result = subprocess.run(
-        [sys.executable, "-m", "inception_tf", "predict", "--model", str(run_dir), str(tmp_path)],
-        capture_output=True, text=True, env=env(),
-    )
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert f"{run_dir} holds no SavedModel (saved_model.pb) (a run directory: pass RUN_DIR/saved_model" in result.stderr
+    code, _, err = _predict_here(capsys, "--model", run_dir, tmp_path)
+    assert code == 2 and "Traceback" not in err
+    assert f"{run_dir} holds no SavedModel (saved_model.pb) (a run directory: pass RUN_DIR/saved_model" in err
 
 
 READABLE = ["a.png", "b.jpg", "c.bmp", "deep.png", "e.gif", "gray.png", "rgba.png"]
@@ -163,17 +161,17 @@ def test_progress_bar_on_a_terminal_only(models, images):
     assert quiet.getvalue() == ""
 
 
-def test_explain_writes_one_overlay_per_image(models, images, tmp_path):
-    result = _predict("--model", models / "model.keras", "--explain", tmp_path / "cam", images, images / "a.png")
-    assert result.returncode == 1
+def test_explain_writes_one_overlay_per_image(models, images, tmp_path, capsys):
+    code, _, _ = _predict_here(capsys, "--model", models / "model.keras", "--explain", tmp_path / "cam", images, images / "a.png")
+    assert code == 1
     written = sorted(p.name for p in (tmp_path / "cam").iterdir())
     assert written == sorted([*(n.rsplit(".", 1)[0] + ".png" for n in READABLE), "a-2.png"])
     # Enlarged by a whole factor to at least 224 on the short side, a 24-pixel caption band on top.
     assert cv2.imread(str(tmp_path / "cam" / "a.png")).shape == (37 * 7 + 24, 53 * 7, 3)
     assert cv2.imread(str(tmp_path / "cam" / "b.png")).shape == (120 * 3 + 24, 80 * 3, 3)
     assert cv2.imread(str(tmp_path / "cam" / "gray.png")).shape == (30 * 8 + 24, 30 * 8, 3)
-    refused = _predict("--model", models / "saved_model", "--explain", tmp_path / "cam2", images)
-    assert refused.returncode == 2 and "pass a .keras model" in refused.stderr and not (tmp_path / "cam2").exists()
+    code, _, err = _predict_here(capsys, "--model", models / "saved_model", "--explain", tmp_path / "cam2", images)
+    assert code == 2 and "pass a .keras model" in err and not (tmp_path / "cam2").exists()
 
 
 def test_gradcam_is_hot_where_the_evidence_is():

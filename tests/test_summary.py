@@ -1,5 +1,3 @@
-import subprocess
-import sys
 
 import pytest
 
@@ -44,24 +42,22 @@ def test_shapes_and_totals(stages):
     assert sum(s.macs for s in stages.values()) == pytest.approx(1.59e9, rel=0.01)
 
 
-def test_summary_command():
-    result = subprocess.run(
-        [sys.executable, "-m", "inception_tf", "summary", "--num-classes", "10", "--image-size", "96"],
-        capture_output=True, text=True, check=True,
-    )
-    assert "10,334,030" in result.stdout
-    assert "inception_5b   3x3x1024" in result.stdout
-    assert "paper ops" not in result.stdout  # Table 1 is for 224x224 only
+def test_summary_command(capsys):
+    from inception_tf import cli
+
+    assert cli.main(["summary", "--num-classes", "10", "--image-size", "96"]) == 0
+    out = capsys.readouterr().out
+    assert "10,334,030" in out
+    assert "inception_5b   3x3x1024" in out
+    assert "paper ops" not in out  # Table 1 is for 224x224 only
 
 
-def test_summary_command_rejects_bad_values():
-    result = subprocess.run(
-        [sys.executable, "-m", "inception_tf", "summary", "--image-size", "16"], capture_output=True, text=True
-    )
-    assert result.returncode == 2
-    assert "Received: input_shape=(16, 16, 3)" in result.stderr
-    result = subprocess.run(
-        [sys.executable, "-m", "inception_tf", "summary", "--variant", "v3"], capture_output=True, text=True
-    )
-    assert result.returncode == 2
-    assert "invalid choice: 'v3' (choose from 'paper', 'bn')" in result.stderr
+def test_summary_command_rejects_bad_values(capsys):
+    from inception_tf import cli
+
+    assert cli.main(["summary", "--image-size", "16"]) == 2
+    assert "Received: input_shape=(16, 16, 3)" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["summary", "--variant", "v3"])
+    assert exited.value.code == 2
+    assert "invalid choice: 'v3' (choose from 'paper', 'bn')" in capsys.readouterr().err

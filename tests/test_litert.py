@@ -3,8 +3,6 @@ and `predict --model FILE.tflite`."""
 
 import json
 import shutil
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -16,7 +14,6 @@ from inception_tf.dataloaders import data
 from inception_tf.modeling import model_files
 from inception_tf.serving import litert
 
-from runs import env
 
 CLASSES = ["zero", "one", "two", "three"]
 SIZE = 64
@@ -124,18 +121,25 @@ def test_files_without_our_metadata_are_named(exported, tmp_path):
         litert.read_info(junk)
 
 
-def test_predict_runs_a_tflite_file_like_the_saved_model(exported, tmp_path):
+def _command(capsys, *args):
+    """`python -m inception_tf ARGS` in this process: (exit code, stdout, stderr)."""
+    from inception_tf import cli
+
+    code = cli.main([str(arg) for arg in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_predict_runs_a_tflite_file_like_the_saved_model(exported, tmp_path, capsys):
     folder = tmp_path / "images"
     folder.mkdir()
     for i, image in enumerate(exported["test"].images[:6]):
         cv2.imwrite(str(folder / f"{i}.png"), image)
 
     def predict(model):
-        result = subprocess.run(
-            [sys.executable, "-m", "inception_tf", "predict", "--model", str(model), "--json", "--batch-size", "4",
-             str(folder)], capture_output=True, text=True, env=env(), check=True,
-        )
-        return [json.loads(line) for line in result.stdout.splitlines()]
+        code, out, err = _command(capsys, "predict", "--model", model, "--json", "--batch-size", "4", folder)
+        assert code == 0, err
+        return [json.loads(line) for line in out.splitlines()]
 
     lite, full = predict(exported["paths"]["float32"]), predict(exported["saved_model"])
     assert [p["image"] for p in lite] == [p["image"] for p in full] and len(lite) == 6
@@ -144,24 +148,20 @@ def test_predict_runs_a_tflite_file_like_the_saved_model(exported, tmp_path):
         assert a["top"][0]["score"] == pytest.approx(b["top"][0]["score"], abs=1e-4)
 
 
-def test_export_command_writes_the_files_and_refuses_int8_without_data(exported, tmp_path):
+def test_export_command_writes_the_files_and_refuses_int8_without_data(exported, tmp_path, capsys):
     model = tmp_path / "run" / "model.keras"
     model.parent.mkdir()
     shutil.copy(exported["root"] / "model.keras", model)
-    result = subprocess.run(
-        [sys.executable, "-m", "inception_tf", "export", "--model", str(model), "--out", str(tmp_path / "m"),
-         "--tflite", "int8"], capture_output=True, text=True, env=env(),
-    )
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "int8 calibration needs training images: name their data set with --dataset" in result.stderr
+    code, _, err = _command(capsys, "export", "--model", model, "--out", tmp_path / "m", "--tflite", "int8")
+    assert code == 2 and "Traceback" not in err
+    assert "int8 calibration needs training images: name their data set with --dataset" in err
     assert not (tmp_path / "m").exists()  # refused before anything was written
     (model.parent / "config.json").write_text(json.dumps({"data": {"dataset": "fashion_mnist", "data_dir": None}}))
-    result = subprocess.run(
-        [sys.executable, "-m", "inception_tf", "export", "--model", str(model), "--out", str(tmp_path / "m"),
-         "--tflite", "int8", "--calibration-images", "16"], capture_output=True, text=True, env=env(),
+    code, out, err = _command(
+        capsys, "export", "--model", model, "--out", tmp_path / "m", "--tflite", "int8", "--calibration-images", "16"
     )
-    assert result.returncode == 0, result.stderr
-    assert "LiteRT int8 written to" in result.stdout and (tmp_path / "m" / "saved_model.pb").is_file()
+    assert code == 0, err
+    assert "LiteRT int8 written to" in out and (tmp_path / "m" / "saved_model.pb").is_file()
     info = litert.read_info(tmp_path / "m-int8.tflite")
     assert info["calibrated_on"] == "16 images of the fashion_mnist training split"
     assert info["class_names"] == CLASSES

@@ -5,8 +5,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
-# Two workers, one test file each (module fixtures train once).
-PYTEST_ARGS ?= -n 2 --dist loadfile
+# Two workers, one test file each (module fixtures train once); the 15 slowest printed.
+PYTEST_ARGS ?= -n 2 --dist loadfile --durations=15
 
 .PHONY: train test install clean
 

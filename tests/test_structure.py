@@ -101,3 +101,10 @@ def test_modules_sit_in_folders_by_role():
     assert folders == ["dataloaders", "modeling", "serving", "tasks"]
     moved = {path.stem: _module_name(path) for path in PACKAGE.glob("*/*.py") if path.stem != "__init__"}
     assert {name: f"inception_tf.{where}" for name, where in inception_tf._MODULES.items()} == moved
+
+
+def test_the_old_model_module_still_offers_its_names():
+    from inception_tf import model, network
+
+    for name in ("INCEPTION_TABLE", "HEADS", "inception_module", "inference_model"):
+        assert getattr(model, name) is getattr(network, name), name

@@ -31,9 +31,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from inception_tf import config  # noqa: E402
-from inception_tf.dataloaders import data
-from inception_tf.modeling import model_files
-from inception_tf.serving import export, litert
+from inception_tf.dataloaders import data  # noqa: E402
+from inception_tf.modeling import model_files  # noqa: E402
+from inception_tf.serving import export, litert  # noqa: E402
 from inception_tf.tasks import precision as precision_lib  # noqa: E402
 
 

@@ -24,7 +24,7 @@ runtime.quiet_import_tensorflow()  # TensorFlow's own runtime: the measured one 
 import cv2  # noqa: E402
 
 from inception_tf.dataloaders import data  # noqa: E402
-from inception_tf.serving import predict
+from inception_tf.serving import predict  # noqa: E402
 from inception_tf.tasks import precision as precision_lib  # noqa: E402
 
 

@@ -38,10 +38,10 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from inception_tf import GoogLeNet  # noqa: E402
-from inception_tf.modeling import summary
+from inception_tf.modeling import summary  # noqa: E402
 from inception_tf.modeling.network import VARIANTS, inference_model  # noqa: E402
-from inception_tf.serving import export
-from inception_tf.tasks import precision, training
+from inception_tf.serving import export  # noqa: E402
+from inception_tf.tasks import precision, training  # noqa: E402
 
 
 def timed(run, images_per_call, repeats, seconds):

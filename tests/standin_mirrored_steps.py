@@ -14,7 +14,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from inception_tf import GoogLeNet, compile_for_training, keras_fixes, labels_for_heads  # noqa: E402
-from inception_tf.tasks import distribute
+from inception_tf.tasks import distribute  # noqa: E402
 
 steps = int(sys.argv[1])
 rng = np.random.default_rng(0)

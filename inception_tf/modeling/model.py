@@ -82,22 +82,12 @@ def GoogLeNet(
     Returns:
         A `keras.Model`.
     """
+    arguments = {name: value for name, value in locals().items() if name != "weights"}  # the network's own
     network.check_arguments(
         num_classes, input_shape, variant, aux_heads, include_top, pooling, dropout_rate, aux_dropout_rate
     )
     _check_weights(weights, variant, include_top, num_classes)
-    model = network.build(
-        num_classes=num_classes,
-        input_shape=input_shape,
-        variant=variant,
-        aux_heads=aux_heads,
-        include_top=include_top,
-        pooling=pooling,
-        dropout_rate=dropout_rate,
-        aux_dropout_rate=aux_dropout_rate,
-        classifier_activation=classifier_activation,
-        name=name,
-    )
+    model = network.build(**arguments)
     if weights is not None:
         weights_lib.load(model, weights)
     return model

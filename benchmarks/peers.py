@@ -14,6 +14,13 @@ Per workload: the peer and both variants under TensorFlow's default runtime, the
 variants as `train.py` runs them (the runtime `inception_tf.tasks.runtime` chooses, the
 precision `--precision auto` chooses, both stored per machine). The ratio is each figure
 over the peer's under TensorFlow's default runtime.
+
+`--avx2-stand-in` makes an AVX-512 CPU stand in for one with AVX2 and FMA only (AMD Zen 3
+and most laptops): oneDNN's kernels are limited to AVX2 (`ONEDNN_MAX_CPU_ISA=AVX2`, in
+every process, the runtime's and the precision's probes included) and TensorFlow's default
+runtime is oneDNN off, which TensorFlow 2.21 picks on a CPU without AVX-512 VNNI, bfloat16
+or AMX. TensorFlow's own kernels are compiled for AVX alone and run the same code on both
+CPUs. The cores' speed still differs: the stand-in's ratios are its figures, not its rates.
 """
 
 import argparse
@@ -27,6 +34,7 @@ from inception_tf import files  # noqa: E402  (neither loads TensorFlow)
 from inception_tf.tasks import precision, runtime
 
 RESULT = "peers-figure: "
+STAND_IN_ISA = "AVX2"
 MODELS = ("tutorial", "bn", "paper")
 
 
@@ -123,9 +131,10 @@ def plan(args):
     found = []
     for size, batch in args.workloads:
         base = {"image_size": size, "batch_size": batch, "seconds": args.seconds, "jit_compile": False}
+        tensorflow_default = {runtime.ONEDNN: "0"} if args.avx2_stand_in else {}
         for model in MODELS:
             found.append((f"{model}, TensorFlow's default runtime, float32",
-                          {**base, "model": model, "precision": "float32"}, {}))
+                          {**base, "model": model, "precision": "float32"}, tensorflow_default))
         for model in MODELS[1:]:
             choice = runtime.choose(model, size, batch, precision="auto", log=print)
             print(f"{model} at {size}/{batch}: {choice.line}", flush=True)
@@ -136,7 +145,9 @@ def plan(args):
 
 
 def report(figures, rates, machine):
-    lines = [f"machine: {machine['cpu']}, {machine['cores']} cores, {' '.join(machine['cpu_features'])}; "
+    limit = machine.get("onednn_max_cpu_isa")
+    stand_in = f" (oneDNN limited to {limit} by {precision.ONEDNN_ISA})" if limit else ""
+    lines = [f"machine: {machine['cpu']}, {machine['cores']} cores, {' '.join(machine['cpu_features'])}{stand_in}; "
              f"TensorFlow {machine['tensorflow']}", ""]
     for size, batch in sorted({(r["image_size"], r["batch_size"]) for _, r, _ in figures}, reverse=True):
         peer = statistics.median(rates[f"tutorial, TensorFlow's default runtime, float32 @{size}/{batch}"])
@@ -165,10 +176,14 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=20.0, help="timed training per figure and round")
     parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument("--avx2-stand-in", action="store_true",
+                        help="time this CPU as one with AVX2 and no AVX-512 (see the module's text)")
     parser.add_argument("--figure", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.figure:
         return figure(json.loads(args.figure))
+    if args.avx2_stand_in:
+        os.environ[precision.ONEDNN_ISA] = STAND_IN_ISA
     figures = plan(args)
     rates = {}
     for turn in range(args.rounds):

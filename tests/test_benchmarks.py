@@ -138,3 +138,46 @@ def test_preemption_stops_resumes_and_compares(tmp_path):
     assert lines[0].startswith("machine: ") and re.match(r"uninterrupted: sha256 [0-9a-f]{64}", lines[1])
     assert re.match(r"round 1: SIGTERM at epoch 2 of 3, step \d+ of 29; exit after [\d.]+ s; .* identical$", lines[2])
     assert re.match(r"grace_s_max=[\d.]+ identical=1/1$", lines[-1])
+
+
+def _peers():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import peers
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return peers
+
+
+def test_peers_stand_in_times_tensorflows_default_as_an_avx2_cpu_gets_it(monkeypatch):
+    monkeypatch.setenv("INCEPTION_TF_RUNTIME", "default")  # nothing to time
+    peers = _peers()
+    args = peers.argparse.Namespace(workloads=[(64, 2)], seconds=1.0, avx2_stand_in=True)
+    figures = peers.plan(args)
+    defaults = [environment for label, _, environment in figures if "TensorFlow's default runtime" in label]
+    assert defaults == [{"TF_ENABLE_ONEDNN_OPTS": "0"}] * 3  # the peer and both variants
+    args.avx2_stand_in = False
+    assert [environment for label, _, environment in peers.plan(args) if "default runtime" in label] == [{}] * 3
+
+
+@pytest.mark.slow  # five training processes
+def test_peers_reports_every_figure_against_the_tutorial_model(tmp_path):
+    out = tmp_path / "peers.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/peers.py"), "--workloads", "64/2", "--rounds", "1", "--seconds", "0.3",
+         "--avx2-stand-in", "--json", str(out)],
+        capture_output=True, text=True, check=True, cwd=ROOT,
+        env={**__import__("os").environ, "INCEPTION_TF_RUNTIME": "default", "INCEPTION_TF_CACHE_DIR": str(tmp_path)},
+    )
+    assert "(oneDNN limited to AVX2 by ONEDNN_MAX_CPU_ISA)" in result.stdout
+    rows = [line.split(" | ") for line in result.stdout.splitlines() if line.startswith("| ") and "images/s" not in line
+            and not line.startswith("|---")]
+    assert len(rows) == 5, result.stdout
+    by_label = {row[0].lstrip("| "): row for row in rows}
+    tutorial = float(by_label["tutorial, TensorFlow's default runtime, float32"][3])
+    for label, row in by_label.items():
+        if "TensorFlow's default runtime" in label:
+            assert row[1:3] == ["float32", "off"]  # the stand-in's TensorFlow default: oneDNN off
+        assert float(row[5].rstrip("x |")) == pytest.approx(float(row[3]) / tutorial, abs=0.006)
+    saved = json.loads(out.read_text())
+    assert saved["machine"]["onednn_max_cpu_isa"] == "AVX2" and saved["table"] in result.stdout

@@ -69,6 +69,19 @@ def test_another_machine_or_workload_measures_again(monkeypatch):
     assert len(json.loads(precision.cache_path().read_text())["entries"]) == 3
 
 
+def test_a_onednn_instruction_set_limit_is_another_machine(monkeypatch):
+    monkeypatch.delenv(precision.ONEDNN_ISA, raising=False)
+    timer = _timer({FLOAT32: 22.1, BFLOAT16: 30.0})
+    assert precision.choose("auto", WORKLOAD, gpus=[], timer=timer, log=lambda _: None).policy == BFLOAT16
+    assert "onednn_max_cpu_isa" not in precision.cpu_machine()  # answers stored before the key still match
+    monkeypatch.setenv(precision.ONEDNN_ISA, "AVX2")
+    limited = _timer({FLOAT32: 22.1, BFLOAT16: 3.0})
+    assert precision.choose("auto", WORKLOAD, gpus=[], timer=limited, log=lambda _: None).policy == FLOAT32
+    assert precision.choose("auto", WORKLOAD, gpus=[], timer=_never, log=lambda _: None).policy == FLOAT32
+    assert len(timer.calls) == len(limited.calls) == 1
+    assert precision.describe_machine([]).endswith("(oneDNN limited to AVX2 by ONEDNN_MAX_CPU_ISA); no GPU")
+
+
 def test_a_named_precision_is_never_timed():
     assert precision.choose(BFLOAT16, WORKLOAD, gpus=[], timer=_never) == precision.Choice(BFLOAT16, "asked for")
 
@@ -117,6 +130,30 @@ def test_measure_times_each_policy_and_restores_the_session():
     rates = precision.measure([FLOAT32, BFLOAT16], Workload("bn", 64, 2), seconds=0.2, rounds=2)
     assert set(rates) == {FLOAT32, BFLOAT16} and all(rate > 0 for rate in rates.values())
     assert keras.config.dtype_policy().name == "float32"
+
+
+def test_a_policy_that_cannot_train_here_is_left_out_with_the_reason(monkeypatch):
+    from inception_tf.tasks import training
+
+    compile_for_training = training.compile_for_training
+
+    def compile_failing_in_bfloat16(model, **kwargs):
+        compiled = compile_for_training(model, **kwargs)
+        if keras.config.dtype_policy().name == BFLOAT16:
+            def fail(*args, **kwargs):  # as TensorFlow wraps a kernel's error
+                raise RuntimeError("Graph execution error:\n\n  File \"x.py\", line 1\n\n"
+                                   "message: no bfloat16 convolution here\n\t [[{{node conv}}]]")
+            compiled.train_on_batch = fail
+        return compiled
+
+    monkeypatch.setattr(training, "compile_for_training", compile_failing_in_bfloat16)
+    lines = []
+    rates = precision.measure([FLOAT32, BFLOAT16], Workload("bn", 64, 2), seconds=0.2, rounds=1, log=lines.append)
+    assert rates[BFLOAT16] == 0.0 and rates[FLOAT32] > 0 and precision.fastest(rates) == FLOAT32
+    assert lines == ["precision: mixed_bfloat16 cannot train here, left out "
+                     "(RuntimeError: message: no bfloat16 convolution here)"]
+    with pytest.raises(RuntimeError, match="no bfloat16 convolution"):  # nothing left to train in
+        precision.measure([BFLOAT16], Workload("bn", 64, 2), seconds=0.2, rounds=1, log=lines.append)
 
 
 def test_workers_agree_on_the_average_of_their_figures():

@@ -32,6 +32,8 @@ ORDER = (FLOAT32, BFLOAT16, FLOAT16)
 CPU_FEATURES = (
     "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_fp16",
 )
+# oneDNN's own limit on the instruction sets its kernels use (unset: all the CPU has).
+ONEDNN_ISA = "ONEDNN_MAX_CPU_ISA"
 CACHE_ENV = "INCEPTION_TF_CACHE_DIR"
 CACHE_FILE = "precision.json"
 
@@ -99,7 +101,12 @@ def cpu_machine():
         version = importlib.metadata.version("tensorflow")
     except importlib.metadata.PackageNotFoundError:
         version = getattr(sys.modules.get("tensorflow"), "__version__", None)
-    return {"cpu": model, "cpu_features": features, "cores": os.cpu_count(), "tensorflow": version}
+    found = {"cpu": model, "cpu_features": features, "cores": os.cpu_count(), "tensorflow": version}
+    if os.environ.get(ONEDNN_ISA):
+        # oneDNN then runs other kernels (an AVX-512 CPU limited to AVX2 times as an AVX2
+        # one does), so the answers measured without the limit do not hold.
+        found["onednn_max_cpu_isa"] = os.environ[ONEDNN_ISA]
+    return found
 
 
 def machine(gpus=None):
@@ -116,6 +123,8 @@ def describe_machine(gpus=None):
     found = machine(gpus)
     features = " ".join(found["cpu_features"]) or f"none of {', '.join(CPU_FEATURES)}"
     line = f"{found['cpu']}, {found['cores']} cores, {features}"
+    if "onednn_max_cpu_isa" in found:
+        line += f" (oneDNN limited to {found['onednn_max_cpu_isa']} by {ONEDNN_ISA})"
     return line + (f"; GPUs: {', '.join(found['gpus'])}" if found["gpus"] else "; no GPU")
 
 
@@ -139,7 +148,7 @@ def candidates(gpus):
 
 # --- Timing -------------------------------------------------------------------------------
 
-def measure(policies, workload, seconds=2.0, rounds=2, clear_margin=1.5, jit_compile=False):
+def measure(policies, workload, seconds=2.0, rounds=2, clear_margin=1.5, jit_compile=False, log=print):
     """images/s of a training step of `workload` in each policy, timed in turns.
 
     Each policy gets a model of its own, compiled as a run compiles it, and one random
@@ -151,6 +160,10 @@ def measure(policies, workload, seconds=2.0, rounds=2, clear_margin=1.5, jit_com
     alike. A rate is the batch over the policy's median step. The Keras dtype policy
     is restored and the session cleared afterwards. `jit_compile` compiles the step
     with XLA (`runtime` times that too).
+
+    A policy whose first step fails here gets the rate 0, with a line saying why (oneDNN
+    limited to AVX2 by `ONEDNN_MAX_CPU_ISA` on a CPU with bfloat16 cannot build a
+    bfloat16 convolution); when every policy fails, the first error is raised.
     """
     import keras
     import numpy as np
@@ -162,7 +175,7 @@ def measure(policies, workload, seconds=2.0, rounds=2, clear_margin=1.5, jit_com
     rng = np.random.default_rng(0)
     size, batch = workload.image_size, workload.batch_size
     images = rng.uniform(-1, 1, (batch, size, size, 3)).astype("float32")
-    steps, times = {}, {}
+    steps, times, failures = {}, {}, []
     try:
         for policy in policies:
             keras.config.set_dtype_policy(policy)
@@ -172,10 +185,17 @@ def measure(policies, workload, seconds=2.0, rounds=2, clear_margin=1.5, jit_com
             )
             labels = labels_for_heads(model, rng.integers(0, 10, batch))
             steps[policy] = functools.partial(model.train_on_batch, images, labels)
-            steps[policy]()
+            try:
+                steps[policy]()
+            except Exception as error:  # whatever the kernels raise: the policy cannot train here
+                failures.append(error)
+                log(f"precision: {policy} cannot train here, left out ({_first_line(error)})")
+                continue
             times[policy] = [_timed(steps[policy])]
+        if not times:
+            raise failures[0]
         best = min(t[0] for t in times.values())
-        close = [policy for policy in policies if times[policy][0] <= clear_margin * best]
+        close = [policy for policy in times if times[policy][0] <= clear_margin * best]
         for _ in range(rounds):
             for policy in close:
                 deadline = time.perf_counter() + seconds / rounds
@@ -186,7 +206,15 @@ def measure(policies, workload, seconds=2.0, rounds=2, clear_margin=1.5, jit_com
     finally:
         keras.config.set_dtype_policy(previous)
         keras.backend.clear_session()
-    return {policy: batch / statistics.median(times[policy]) for policy in policies}
+    return {policy: batch / statistics.median(times[policy]) if policy in times else 0.0 for policy in policies}
+
+
+def _first_line(error):
+    """The line of an error that says what went wrong: TensorFlow's graph errors wrap it
+    in a header, the traceback of the op's creation and the node's name."""
+    wrapping = ("Graph execution error", "Detected at node", "File ", "[[")
+    lines = [line.strip() for line in str(error).splitlines() if line.strip() and not line.strip().startswith(wrapping)]
+    return f"{type(error).__name__}: {lines[-1][:200] if lines else ''}"
 
 
 def _timed(step):

@@ -129,9 +129,9 @@ def _run_figure(request, environment):
 def plan(args):
     """`[(label, request, environment)]` for every figure, in the order they run."""
     found = []
+    tensorflow_default = {runtime.ONEDNN: "0"} if args.avx2_stand_in else {}
     for size, batch in args.workloads:
         base = {"image_size": size, "batch_size": batch, "seconds": args.seconds, "jit_compile": False}
-        tensorflow_default = {runtime.ONEDNN: "0"} if args.avx2_stand_in else {}
         for model in MODELS:
             found.append((f"{model}, TensorFlow's default runtime, float32",
                           {**base, "model": model, "precision": "float32"}, tensorflow_default))
@@ -145,9 +145,8 @@ def plan(args):
 
 
 def report(figures, rates, machine):
-    limit = machine.get("onednn_max_cpu_isa")
-    stand_in = f" (oneDNN limited to {limit} by {precision.ONEDNN_ISA})" if limit else ""
-    lines = [f"machine: {machine['cpu']}, {machine['cores']} cores, {' '.join(machine['cpu_features'])}{stand_in}; "
+    lines = [f"machine: {machine['cpu']}, {machine['cores']} cores, {' '.join(machine['cpu_features'])}"
+             f"{precision.onednn_limit(machine)}; "
              f"TensorFlow {machine['tensorflow']}", ""]
     for size, batch in sorted({(r["image_size"], r["batch_size"]) for _, r, _ in figures}, reverse=True):
         peer = statistics.median(rates[f"tutorial, TensorFlow's default runtime, float32 @{size}/{batch}"])

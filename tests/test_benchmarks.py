@@ -1,4 +1,5 @@
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -140,18 +141,11 @@ def test_preemption_stops_resumes_and_compares(tmp_path):
     assert re.match(r"grace_s_max=[\d.]+ identical=1/1$", lines[-1])
 
 
-def _peers():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import peers
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
-    return peers
-
-
 def test_peers_stand_in_times_tensorflows_default_as_an_avx2_cpu_gets_it(monkeypatch):
     monkeypatch.setenv("INCEPTION_TF_RUNTIME", "default")  # nothing to time
-    peers = _peers()
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # as `python benchmarks/peers.py` has it
+    import peers
+
     args = peers.argparse.Namespace(workloads=[(64, 2)], seconds=1.0, avx2_stand_in=True)
     figures = peers.plan(args)
     defaults = [environment for label, _, environment in figures if "TensorFlow's default runtime" in label]
@@ -167,7 +161,7 @@ def test_peers_reports_every_figure_against_the_tutorial_model(tmp_path):
         [sys.executable, str(ROOT / "benchmarks/peers.py"), "--workloads", "64/2", "--rounds", "1", "--seconds", "0.3",
          "--avx2-stand-in", "--json", str(out)],
         capture_output=True, text=True, check=True, cwd=ROOT,
-        env={**__import__("os").environ, "INCEPTION_TF_RUNTIME": "default", "INCEPTION_TF_CACHE_DIR": str(tmp_path)},
+        env={**os.environ, "INCEPTION_TF_RUNTIME": "default", "INCEPTION_TF_CACHE_DIR": str(tmp_path)},
     )
     assert "(oneDNN limited to AVX2 by ONEDNN_MAX_CPU_ISA)" in result.stdout
     rows = [line.split(" | ") for line in result.stdout.splitlines() if line.startswith("| ") and "images/s" not in line

@@ -122,10 +122,15 @@ def describe_machine(gpus=None):
     """One line for benchmark headers: CPU model, cores, instruction sets, GPUs."""
     found = machine(gpus)
     features = " ".join(found["cpu_features"]) or f"none of {', '.join(CPU_FEATURES)}"
-    line = f"{found['cpu']}, {found['cores']} cores, {features}"
-    if "onednn_max_cpu_isa" in found:
-        line += f" (oneDNN limited to {found['onednn_max_cpu_isa']} by {ONEDNN_ISA})"
+    line = f"{found['cpu']}, {found['cores']} cores, {features}{onednn_limit(found)}"
     return line + (f"; GPUs: {', '.join(found['gpus'])}" if found["gpus"] else "; no GPU")
+
+
+def onednn_limit(found):
+    """` (oneDNN limited to AVX2 by ONEDNN_MAX_CPU_ISA)` for a machine (as `cpu_machine`
+    gives it) measured under that limit, else ""."""
+    limit = found.get("onednn_max_cpu_isa")
+    return f" (oneDNN limited to {limit} by {ONEDNN_ISA})" if limit else ""
 
 
 def candidates(gpus):

@@ -204,3 +204,11 @@ def test_a_run_times_its_own_workload_and_a_resumed_run_keeps_its_precision(tmp_
     (tmp_path / "run" / "config.json").write_text(resolved.replace(**{"train.precision": BFLOAT16}).to_json())
     again = experiment.resolve(config, tf.distribute.get_strategy(), log=lines.append, timer=_never, gpus=[])
     assert again.train.precision == BFLOAT16 and lines[-1].endswith(f"(the precision {tmp_path / 'run'} started in)")
+
+
+def test_the_convolution_check_compares_a_policy_with_float32():
+    """A policy against itself is about 1x; bfloat16 gives a positive figure on any CPU
+    (left out of training above CLEAR_MARGIN, as the runtime's probe does)."""
+    same = precision.convolution_slowdown(FLOAT32, Workload("bn", 64, 16))
+    assert 0.5 < same < 2.0
+    assert precision.convolution_slowdown(BFLOAT16, Workload("bn", 64, 16)) > 0

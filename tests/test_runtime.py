@@ -13,7 +13,8 @@ import pytest
 from inception_tf.tasks import precision, runtime
 from inception_tf.tasks.runtime import CANDIDATES, INTER_OP, ONEDNN, Setting
 
-OFF, ON, ON_ONE_THREAD, ON_XLA = CANDIDATES
+OFF, ON = CANDIDATES
+F32, BF16 = precision.FLOAT32, precision.BFLOAT16
 WORKLOAD = dict(variant="bn", image_size=64, batch_size=128)
 NO_USER_VARIABLES = {}
 
@@ -24,87 +25,130 @@ def _own_store(tmp_path, monkeypatch):
     monkeypatch.setattr(runtime, "_applied", None)
 
 
-def _timer(rates):
-    """A fake probe: `rates` by setting; records each call."""
-    calls = []
+def _probes(rates, left_out=None, fail=()):
+    """Fake probe processes: `rates[setting]` is images/s (or `{precision: images/s}`, or
+    an iterator of them); `left_out[setting]` what a process leaves out; a setting in
+    `fail` fails to start. Records the processes started and each timed step."""
+    started, calls = [], []
 
-    def timer(setting, workload):
-        calls.append(setting)
-        return rates[setting]
+    class Fake:
+        def __init__(self, setting, workload, precisions):
+            self.setting, self.precisions = setting, precisions
+            started.append(setting)
 
-    timer.calls = calls
-    return timer
+        def ready(self):
+            if self.setting in fail:
+                raise RuntimeError("exit code 1: MemoryError")
+            return dict((left_out or {}).get(self.setting, {}))
+
+        def rate(self, policy, seconds):
+            calls.append((self.setting, policy, seconds))
+            found = rates[self.setting]
+            found = next(found) if hasattr(found, "__next__") else found
+            return found[policy] if isinstance(found, dict) else found
+
+        def close(self):
+            pass
+
+    Fake.started, Fake.calls = started, calls
+    return Fake
 
 
-def _never(setting, workload):
+def _never(setting, workload, precisions):
     raise AssertionError("timed again where the stored answer should have served")
 
 
-def _choose(timer, environ=NO_USER_VARIABLES, lines=None, **workload):
+def _choose(start, environ=NO_USER_VARIABLES, lines=None, **workload):
     log = (lines if lines is not None else []).append
-    return runtime.choose(**{**WORKLOAD, **workload}, timer=timer, log=log, environ=environ, gpu=False)
+    return runtime.choose(**{**WORKLOAD, **workload}, start=start, log=log, environ=environ, gpu=False)
 
 
 def test_an_avx2_cpu_where_onednn_pays_trains_with_it_and_says_why():
     lines = []
-    timer = _timer({OFF: 55.3, ON: 96.1, ON_ONE_THREAD: 90.0, ON_XLA: 30.0})
-    choice = _choose(timer, lines=lines)
-    assert choice.setting == ON
-    assert choice.line == (
-        "runtime: oneDNN on (measured here: oneDNN on 96.1 images/s, oneDNN on, 1 inter-op thread 90.0 images/s, "
-        "oneDNN off 55.3 images/s, oneDNN on, XLA 30.0 images/s)"
-    )
-    assert any("timing 4 settings on this machine, a process each" in line for line in lines)
-    # Two turns each, but one for those over 1.5x slower than the best after the first.
-    assert timer.calls == [OFF, ON, ON_ONE_THREAD, ON_XLA, ON, ON_ONE_THREAD]
+    start = _probes({OFF: 55.3, ON: 96.1})
+    choice = _choose(start, lines=lines)
+    assert choice.setting == ON and choice.setting.environment() == {ONEDNN: "1"}
+    assert choice.line == "runtime: oneDNN on (measured here: oneDNN on 96.1 images/s, oneDNN off 55.3 images/s)"
+    assert any("2 processes warming up at once, then timed in turns" in line for line in lines)
+    # One step each first; oneDNN off, over 1.5x slower, is not timed again, and a
+    # setting left alone needs no further turns.
+    assert start.calls == [(OFF, F32, 0.0), (ON, F32, 0.0)]
+
+
+def test_close_settings_take_further_turns_and_the_rate_is_their_median():
+    rates = {OFF: iter([50.0, 60.0, 40.0]), ON: iter([45.0, 70.0, 55.0])}
+    start = _probes(rates)
+    choice = _choose(start)
+    assert choice.rates == {"oneDNN off": 50.0, "oneDNN on": 55.0} and choice.setting == ON
+    assert [seconds for *_, seconds in start.calls] == [0.0, 0.0] + [runtime.PROBE_SECONDS] * 4
 
 
 def test_a_cpu_where_onednn_is_slower_trains_without_it():
-    choice = _choose(_timer({OFF: 80.0, ON: 16.5, ON_ONE_THREAD: 15.0, ON_XLA: 10.0}))
+    choice = _choose(_probes({OFF: 80.0, ON: 16.5}))
     assert choice.setting == OFF and choice.setting.environment() == {ONEDNN: "0"}
 
 
-def test_the_rate_is_the_median_of_the_turns():
-    rates = iter([50.0, 60.0, 40.0, 10.0, 70.0, 55.0, 45.0])
-    choice = _choose(lambda setting, workload: next(rates))
-    assert choice.rates == {"oneDNN off": 60.0, "oneDNN on": 57.5, "oneDNN on, 1 inter-op thread": 42.5,
-                            "oneDNN on, XLA": 10.0}
-    assert choice.setting == OFF
-
-
 def test_a_near_tie_goes_to_the_setting_that_changes_less():
-    choice = _choose(_timer({OFF: 14.1, ON: 30.26, ON_ONE_THREAD: 30.33, ON_XLA: 14.7}))
+    assert _choose(_probes({OFF: 30.33, ON: 30.26})).setting == OFF
+    assert _choose(_probes({OFF: 30.0, ON: 31.5}), image_size=96).setting == ON
+
+
+def test_auto_precision_picks_the_fastest_pair_and_stores_the_precisions_answer_under_it():
+    """Machine D's case: bfloat16 pays under oneDNN, and is left out unbuilt without it."""
+    lines = []
+    start = _probes({OFF: {F32: 150.0}, ON: {F32: 380.0, BF16: 550.0}},
+                    left_out={OFF: {BF16: "its 3x3 convolution runs 9.0x longer than float32's here"}})
+    choice = _choose(start, lines=lines, precision="auto")
     assert choice.setting == ON
-    assert _choose(_timer({OFF: 14.1, ON: 30.0, ON_ONE_THREAD: 31.5, ON_XLA: 14.7}), image_size=96).setting == ON_ONE_THREAD
+    assert choice.line == ("runtime: oneDNN on (measured here: oneDNN on 550.0 images/s in mixed_bfloat16, "
+                           "oneDNN off 150.0 images/s in float32)")
+    assert any("in float32 and mixed_bfloat16" in line for line in lines)
+    # The run's own precision.choose finds the answer measured under oneDNN on.
+    found = precision.choose("auto", precision.Workload(**WORKLOAD), gpus=[], timer=_never_precision, log=print)
+    assert found.policy == BF16 and found.rates == {F32: 380.0, BF16: 550.0}
+    assert "float32 380.0 images/s" in found.reason and "stored in" in found.reason
+
+
+def test_a_precision_left_out_is_stored_with_why_and_a_second_run_reuses_both_answers():
+    why = "its 3x3 convolution runs 14.8x longer than float32's here"
+    start = _probes({OFF: {F32: 55.3}, ON: {F32: 96.1}}, left_out={OFF: {BF16: why}, ON: {BF16: why}})
+    _choose(start, precision="auto")
+    again = _choose(_never, precision="auto")
+    assert again.setting == ON and "measured on this machine" in again.reason and "oneDNN on 96.1 images/s in float32" in again.reason
+    found = precision.choose("auto", precision.Workload(**WORKLOAD), gpus=[], timer=_never_precision, log=print)
+    assert found.policy == F32 and found.reason.endswith(f"float32 96.1 images/s, mixed_bfloat16 left out ({why})")
+
+
+def _never_precision(policies, workload):
+    raise AssertionError("the precision was timed again where the runtime's probe stored it")
 
 
 def test_a_second_run_reuses_the_stored_answer_and_another_workload_measures_again():
-    timer = _timer({OFF: 55.3, ON: 96.1, ON_ONE_THREAD: 90.0, ON_XLA: 30.0})
-    _choose(timer)
+    start = _probes({OFF: 55.3, ON: 96.1})
+    _choose(start)
     second = _choose(_never)
     assert second.setting == ON and "measured on this machine" in second.reason and "oneDNN on 96.1" in second.reason
     stored = json.loads(runtime.cache_path().read_text())["entries"]
     assert len(stored) == 1 and stored[0]["choice"] == "oneDNN on"
     assert stored[0]["machine"]["cores"] == os.cpu_count() and stored[0]["machine"]["tensorflow"]
     assert runtime.cache_path().parent == precision.cache_path().parent
-    calls = len(timer.calls)
-    _choose(timer, image_size=224, batch_size=32)
-    assert len(timer.calls) > calls
+    calls = len(start.calls)
+    _choose(start, image_size=224, batch_size=32)
+    assert len(start.calls) > calls
 
 
 def test_a_variable_the_user_set_is_kept_and_only_the_rest_is_timed():
-    timer = _timer({Setting(False): 55.0, Setting(False, 1): 60.0, Setting(False, 0, True): 20.0})
-    choice = _choose(timer, environ={ONEDNN: "0"})
-    assert set(timer.calls) == {Setting(False), Setting(False, 1), Setting(False, 0, True)}
+    start = _probes({Setting(False, 1): 60.0, Setting(True, 1): 50.0})
+    choice = _choose(start, environ={INTER_OP: "1"})
+    assert start.started == [Setting(False, 1), Setting(True, 1)]
     assert choice.setting == Setting(False, 1)
-    assert choice.line.startswith("runtime: oneDNN off, 1 inter-op thread (TF_ENABLE_ONEDNN_OPTS=0 set by you; measured")
+    assert choice.line.startswith("runtime: oneDNN off, 1 inter-op thread (TF_NUM_INTEROP_THREADS=1 set by you; measured")
 
 
-def test_with_every_variable_set_only_xla_is_timed_and_a_bad_value_is_named():
-    timer = _timer({Setting(True, 2): 80.0, Setting(True, 2, True): 40.0})
-    choice = _choose(timer, environ={ONEDNN: "1", INTER_OP: "2"})
-    assert timer.calls == [Setting(True, 2), Setting(True, 2, True), Setting(True, 2)]
+def test_with_oneDNN_set_nothing_is_timed_and_a_bad_value_is_named():
+    choice = _choose(_never, environ={ONEDNN: "1", INTER_OP: "2"})
     assert choice.setting == Setting(True, 2) and choice.setting.environment() == {ONEDNN: "1", INTER_OP: "2"}
+    assert choice.reason == "set by you: TF_ENABLE_ONEDNN_OPTS=1, TF_NUM_INTEROP_THREADS=2"
     with pytest.raises(ValueError, match=r"TF_ENABLE_ONEDNN_OPTS must be 0 or 1. Received: TF_ENABLE_ONEDNN_OPTS='maybe'"):
         _choose(_never, environ={ONEDNN: "maybe"})
     with pytest.raises(ValueError, match=r"Received: TF_NUM_INTEROP_THREADS='-1'"):
@@ -116,67 +160,81 @@ def test_default_mode_and_gpu_machines_time_nothing():
     assert choice.setting.environment() == {} and choice.line == "runtime: TensorFlow's own settings (INCEPTION_TF_RUNTIME=default)"
     kept = _choose(_never, environ={runtime.MODE: "default", ONEDNN: "0"})
     assert kept.line == "runtime: oneDNN off (INCEPTION_TF_RUNTIME=default; TF_ENABLE_ONEDNN_OPTS=0 set by you)"
-    on_gpu = runtime.choose(**WORKLOAD, timer=_never, log=print, environ={}, gpu=True)
+    on_gpu = runtime.choose(**WORKLOAD, start=_never, log=print, environ={}, gpu=True)
     assert on_gpu.setting.environment() == {} and "GPUs train here" in on_gpu.reason
     with pytest.raises(ValueError, match=r"Received: INCEPTION_TF_RUNTIME='fast'"):
         _choose(_never, environ={runtime.MODE: "fast"})
 
 
 def test_a_failing_probe_is_left_out_and_all_failing_keeps_tensorflows_settings():
-    def timer(setting, workload):
-        if setting.jit_compile:
-            raise RuntimeError("exit code 1: XLA compilation failed")
-        return {OFF: 50.0, ON: 70.0, ON_ONE_THREAD: 60.0}[setting]
-
     lines = []
-    choice = _choose(timer, lines=lines)
-    assert choice.setting == ON and "XLA" not in choice.reason
-    assert "runtime: oneDNN on, XLA failed, left out (exit code 1: XLA compilation failed)" in lines
-
-    def broken(setting, workload):
-        raise RuntimeError("exit code 1")
-
-    assert _choose(broken, image_size=96).setting == Setting()
+    choice = _choose(_probes({OFF: 50.0, ON: 70.0}, fail=(OFF,)), lines=lines)
+    assert choice.setting == ON and "off" not in choice.reason
+    assert "runtime: oneDNN off failed, left out (exit code 1: MemoryError)" in lines
+    assert _choose(_probes({}, fail=(OFF, ON)), image_size=96).setting == Setting()
 
 
 def test_processes_on_one_machine_measure_once_and_agree():
     """Co-located workers of a cluster: one times, the other waits for its answer."""
-    timer = _timer({OFF: 55.3, ON: 96.1, ON_ONE_THREAD: 90.0, ON_XLA: 30.0})
+    start = _probes({OFF: 55.3, ON: 96.1})
 
-    def slow(setting, workload):
-        time.sleep(0.05)
-        return timer(setting, workload)
+    class Slow(start):
+        def ready(self):
+            time.sleep(0.05)
+            return super().ready()
 
     choices = []
-    threads = [threading.Thread(target=lambda: choices.append(_choose(slow))) for _ in range(2)]
+    threads = [threading.Thread(target=lambda: choices.append(_choose(Slow))) for _ in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(timer.calls) == 6 and {c.setting for c in choices} == {ON}
+    assert len(start.started) == 2 and {c.setting for c in choices} == {ON}
     assert sorted("measured here" in c.reason for c in choices) == [False, True]
 
 
 def test_apply_sets_what_the_user_left_open_and_refuses_once_tensorflow_has_loaded(monkeypatch):
     environ = {INTER_OP: "2"}
     monkeypatch.setattr(os, "environ", environ)
-    choice = runtime.Choice(ON_ONE_THREAD, "measured here", given={INTER_OP: "2"})
+    choice = runtime.Choice(Setting(True, 1), "measured here", given={INTER_OP: "2"})
     with pytest.MonkeyPatch.context() as before_tensorflow:
         before_tensorflow.delitem(sys.modules, "tensorflow")
         runtime.apply(choice)
     assert environ == {ONEDNN: "1", INTER_OP: "2"}
     assert runtime.applied() is choice and runtime.jit_compile() is False
     with pytest.raises(RuntimeError, match="before TensorFlow loads.*Received: tensorflow already imported"):
-        runtime.configure(**WORKLOAD, timer=_never)
+        runtime.configure(**WORKLOAD, start=_never)
 
 
-def test_the_probe_process_loads_tensorflow_under_the_setting_it_times():
-    """The real probe: a fresh process per setting, the variable reaching TensorFlow."""
-    tiny = {"model": precision.Workload(variant="bn", image_size=49, batch_size=4), "precision": "float32"}
-    for setting in (OFF, ON):
-        assert runtime.probe(setting, tiny, seconds=0.5) > 0
-    with pytest.raises(RuntimeError, match="exit code"):
-        runtime.probe(OFF, {**tiny, "model": precision.Workload(variant="bn", image_size=8, batch_size=4)}, seconds=0.1)
+def test_the_probe_processes_load_tensorflow_under_the_setting_they_time():
+    """The real probes: a process per setting, the variable reaching TensorFlow, and
+    bfloat16 either timed or left out with the reason (which, depends on this CPU), a
+    process that cannot build the model failing with its own words, and a process whose
+    TensorFlow reports another oneDNN state than its setting refused."""
+    tiny = precision.Workload(variant="bn", image_size=49, batch_size=4)
+    probes = [runtime.Probe(setting, tiny, [F32, BF16]) for setting in (OFF, ON)]
+    try:
+        for probe in probes:
+            left_out = probe.ready()
+            assert set(left_out) <= {BF16}
+            assert probe.rate(F32, 0.2) > 0
+            if BF16 not in left_out:
+                assert probe.rate(BF16, 0.2) > 0
+            else:
+                assert "longer than float32's" in left_out[BF16] or "cannot train here" in left_out[BF16]
+    finally:
+        for probe in probes:
+            probe.close()
+    broken = runtime.Probe(OFF, precision.Workload(variant="bn", image_size=8, batch_size=4), [F32])
+    with pytest.raises(RuntimeError, match="exit code 1: .*no precision can train here"):
+        broken.ready()
+    broken.close()
+    # TensorFlow told to load otherwise than the setting says is caught.
+    lying = runtime.Probe(OFF, tiny, [F32])
+    lying.setting = ON  # started under TF_ENABLE_ONEDNN_OPTS=0
+    with pytest.raises(RuntimeError, match="TensorFlow loaded with oneDNN off"):
+        lying.ready()
+    lying.close()
 
 
 def _run(*args, env=None):

@@ -153,68 +153,111 @@ def candidates(gpus):
 
 # --- Timing -------------------------------------------------------------------------------
 
+class StepTimer:
+    """A training step of `workload` in one policy, timed on request.
+
+    The model is built and compiled as a run compiles it, with one random batch held in
+    memory, and its first step (tracing, kernel set-up) runs at once, untimed: it raises
+    whatever the kernels raise when the policy cannot train here."""
+
+    def __init__(self, policy, workload, jit_compile=False):
+        import keras
+        import numpy as np
+
+        from inception_tf.modeling.model import GoogLeNet
+        from inception_tf.tasks.training import compile_for_training, labels_for_heads
+
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy(policy)
+        try:
+            size, self.batch = workload.image_size, workload.batch_size
+            model = compile_for_training(
+                GoogLeNet(10, (size, size, 3), variant=workload.variant, aux_heads=workload.aux_heads),
+                jit_compile=jit_compile,
+            )
+        finally:
+            keras.config.set_dtype_policy(previous)
+        rng = np.random.default_rng(0)
+        images = rng.uniform(-1, 1, (self.batch, size, size, 3)).astype("float32")
+        self._step = functools.partial(model.train_on_batch, images, labels_for_heads(model, rng.integers(0, 10, self.batch)))
+        self._step()
+
+    def rate(self, seconds=0.0):
+        """images/s: the batch over the median of the steps timed in at least `seconds`
+        (one step at least)."""
+        times, deadline = [], time.perf_counter() + seconds
+        while not times or time.perf_counter() < deadline:
+            times.append(_timed(self._step))
+        return self.batch / statistics.median(times)
+
+
 def measure(policies, workload, seconds=2.0, rounds=2, clear_margin=1.5, jit_compile=False, log=print):
     """images/s of a training step of `workload` in each policy, timed in turns.
 
-    Each policy gets a model of its own, compiled as a run compiles it, and one random
-    batch held in memory. After an untimed first step (tracing, kernel set-up) each takes
-    one timed step; a policy over `clear_margin` times slower than the fastest is out
-    (bfloat16 emulated on a CPU without it can take many times float32's step, and the
-    probe need not wait for more of them). The rest take `rounds` turns of at least
-    `seconds / rounds` each, so that a machine slowing down for a while slows them
-    alike. A rate is the batch over the policy's median step. The Keras dtype policy
-    is restored and the session cleared afterwards. `jit_compile` compiles the step
-    with XLA (`runtime` times that too).
+    Each policy gets a `StepTimer`, then one timed step; a policy over `clear_margin`
+    times slower than the fastest is out (bfloat16 emulated on a CPU without it can take
+    many times float32's step, and the probe need not wait for more of them). The rest
+    take `rounds` turns of at least `seconds / rounds` each, so that a machine slowing
+    down for a while slows them alike; a rate is the median of its turns. The session is
+    cleared afterwards. `jit_compile` compiles the step with XLA.
 
     A policy whose first step fails here gets the rate 0, with a line saying why (oneDNN
     limited to AVX2 by `ONEDNN_MAX_CPU_ISA` on a CPU with bfloat16 cannot build a
     bfloat16 convolution); when every policy fails, the first error is raised.
     """
     import keras
-    import numpy as np
 
-    from inception_tf.modeling.model import GoogLeNet
-    from inception_tf.tasks.training import compile_for_training, labels_for_heads
-
-    previous = keras.config.dtype_policy()
-    rng = np.random.default_rng(0)
-    size, batch = workload.image_size, workload.batch_size
-    images = rng.uniform(-1, 1, (batch, size, size, 3)).astype("float32")
-    steps, times, failures = {}, {}, []
+    timers, failures = {}, []
     try:
         for policy in policies:
-            keras.config.set_dtype_policy(policy)
-            model = compile_for_training(
-                GoogLeNet(10, (size, size, 3), variant=workload.variant, aux_heads=workload.aux_heads),
-                jit_compile=jit_compile,
-            )
-            labels = labels_for_heads(model, rng.integers(0, 10, batch))
-            steps[policy] = functools.partial(model.train_on_batch, images, labels)
             try:
-                steps[policy]()
+                timers[policy] = StepTimer(policy, workload, jit_compile)
             except Exception as error:  # whatever the kernels raise: the policy cannot train here
                 failures.append(error)
-                log(f"precision: {policy} cannot train here, left out ({_first_line(error)})")
-                continue
-            times[policy] = [_timed(steps[policy])]
-        if not times:
+                log(f"precision: {policy} cannot train here, left out ({first_line(error)})")
+        if not timers:
             raise failures[0]
-        best = min(t[0] for t in times.values())
-        close = [policy for policy in times if times[policy][0] <= clear_margin * best]
+        rates = {policy: [timer.rate()] for policy, timer in timers.items()}
+        best = max(found[0] for found in rates.values())
+        close = [policy for policy in timers if rates[policy][0] * clear_margin >= best]
         for _ in range(rounds):
             for policy in close:
-                deadline = time.perf_counter() + seconds / rounds
-                while True:
-                    times[policy].append(_timed(steps[policy]))
-                    if time.perf_counter() >= deadline:
-                        break
+                rates[policy].append(timers[policy].rate(seconds / rounds))
     finally:
-        keras.config.set_dtype_policy(previous)
         keras.backend.clear_session()
-    return {policy: batch / statistics.median(times[policy]) if policy in times else 0.0 for policy in policies}
+    return {policy: statistics.median(rates[policy]) if policy in rates else 0.0 for policy in policies}
 
 
-def _first_line(error):
+def convolution_slowdown(policy, workload, repeats=3):
+    """How many times longer a 3x3 convolution's forward and backward pass takes in
+    `policy`'s compute dtype than in float32 here: a check of a second or two that
+    leaves out a precision the CPU only emulates (bfloat16 without AVX-512 runs many
+    times slower) before a model is built and traced for it. The shape is inception
+    3a's 3x3 branch at this input size, on at most 16 images."""
+    import keras
+    import tensorflow as tf
+
+    side, batch = max(workload.image_size // 8, 3), min(workload.batch_size, 16)
+    rng = tf.random.Generator.from_seed(0)
+    images, kernel = rng.uniform((batch, side, side, 96)), rng.uniform((3, 3, 96, 128))
+
+    def seconds(dtype):
+        x, k = tf.cast(images, dtype), tf.cast(kernel, dtype)
+
+        @tf.function
+        def step():
+            with tf.GradientTape() as tape:
+                tape.watch([x, k])
+                loss = tf.reduce_sum(tf.cast(tf.nn.conv2d(x, k, 1, "SAME"), tf.float32))
+            return tape.gradient(loss, [x, k])
+
+        step()
+        return statistics.median(_timed(step) for _ in range(repeats))
+
+    return seconds(keras.DTypePolicy(policy).compute_dtype) / seconds("float32")
+
+
+def first_line(error):
     """The line of an error that says what went wrong: TensorFlow's graph errors wrap it
     in a header, the traceback of the op's creation and the node's name."""
     wrapping = ("Graph execution error", "Detected at node", "File ", "[[")
@@ -269,30 +312,42 @@ def store(path, entry):
         files.write_text_atomic(path, json.dumps({"entries": kept + [entry]}, indent=2) + "\n")
 
 
-def stored_or_measured(path, found_machine, workload, measure, pick, usable, log=print):
+def stored_or_measured(path, found_machine, workload, measure, pick, usable, log=print, extra=dict):
     """`(entry, rates, where)`: the entry stored in `path` for this machine and workload
     (a `Workload` or a dict) where `usable(entry)`, else `measure()`'s rates (by name),
-    stored with `pick(rates)` as the choice. Empty rates (nothing could be timed) are
-    returned as they are, and nothing is stored. `log` gets the note of a store that
-    failed."""
+    stored with `pick(rates)` as the choice and `extra()`'s keys. Empty rates (nothing
+    could be timed) are returned as they are, and nothing is stored. `log` gets the note
+    of a store that failed."""
     entry = stored(path, found_machine, workload)
     if entry is not None and usable(entry):
         return entry, entry["rates"], f"measured on this machine {entry.get('measured_at', '')}, stored in {path}"
     rates = measure()
     if not rates:
         return None, rates, "measured here"
-    entry = {
+    entry = new_entry(found_machine, workload, rates, pick(rates), **extra())
+    store_or_say(path, entry, log)
+    return entry, rates, "measured here"
+
+
+def new_entry(found_machine, workload, rates, choice, **extra):
+    """What the store keeps of one measurement: `extra` holds what else explains it
+    (`left_out`: `{name: why}` of candidates not timed)."""
+    return {
         "machine": found_machine,
         "workload": workload if isinstance(workload, dict) else dataclasses.asdict(workload),
         "rates": {name: round(float(rate), 2) for name, rate in rates.items()},
-        "choice": pick(rates),
+        "choice": choice,
         "measured_at": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        **extra,
     }
+
+
+def store_or_say(path, entry, log=print):
+    """`store`, or a line to `log` saying why the next run measures again."""
     try:
         store(path, entry)
     except OSError as error:
         log(f"could not store the measurement ({error}); the next run measures again")
-    return entry, rates, "measured here"
 
 
 # --- The choice ---------------------------------------------------------------------------
@@ -302,9 +357,11 @@ def fastest(rates):
     return max(sorted(rates, key=ORDER.index), key=lambda policy: rates[policy])
 
 
-def format_rates(rates):
+def format_rates(rates, left_out=None):
+    """`float32 80.2 images/s, mixed_bfloat16 left out (why)`."""
     ranked = sorted(rates, key=lambda policy: -rates[policy])
-    return ", ".join(f"{policy} {rates[policy]:.1f} images/s" for policy in ranked)
+    return ", ".join([f"{policy} {rates[policy]:.1f} images/s" for policy in ranked]
+                     + [f"{policy} left out ({why})" for policy, why in (left_out or {}).items()])
 
 
 def choose(precision="auto", workload=None, gpus=None, timer=measure, agree=None, log=print):
@@ -334,11 +391,14 @@ def choose(precision="auto", workload=None, gpus=None, timer=measure, agree=None
         log(f"precision: timing {' and '.join(policies)} on this machine (once; the answer is stored in {path})")
         return timer(policies, workload)
 
-    _, rates, where = stored_or_measured(
-        path, machine(gpus), workload, timed, fastest, lambda entry: set(entry.get("rates", {})) == set(policies),
-        log=lambda error: log(f"precision: {error}"),
+    def usable(entry):
+        return set(entry.get("rates", {})) | set(entry.get("left_out", {})) == set(policies) and entry["rates"]
+
+    entry, rates, where = stored_or_measured(
+        path, machine(gpus), workload, timed, fastest, usable, log=lambda error: log(f"precision: {error}"),
     )
+    left_out = (entry or {}).get("left_out")
     if agree is not None:
         rates, where = agree(rates), where + ", averaged over the workers"
     policy = fastest(rates)
-    return Choice(policy, f"{where}: {format_rates(rates)}", dict(rates))
+    return Choice(policy, f"{where}: {format_rates(rates, left_out)}", dict(rates))

@@ -4,11 +4,12 @@ TensorFlow reads `TF_ENABLE_ONEDNN_OPTS`, `TF_NUM_INTEROP_THREADS` and
 `TF_NUM_INTRAOP_THREADS` once, as it loads, and turns oneDNN on by itself only on CPUs
 with AVX-512 VNNI, bfloat16 or AMX: on an AVX2 CPU it leaves it off, although training
 there is much faster with it, and on some CPUs oneDNN is slower. So, as for the
-precision, a flag in /proc/cpuinfo decides nothing: `choose` trains the run's workload a
-few seconds under each candidate, one fresh process per candidate and in turns, keeps the
-fastest and stores the answer per machine and workload beside the precision's. XLA
-compilation of the train step (`jit_compile`) is timed the same way, although it is
-decided at compile time.
+precision, a flag in /proc/cpuinfo decides nothing: `choose` starts one process per
+candidate, all at once, each loading TensorFlow under its setting and building and
+tracing the run's model in each candidate precision (the costly part, done side by side);
+then it times their training steps in turns, keeps the fastest pair of runtime and
+precision, and stores both answers per machine and workload, so that the run's own
+`precision.choose` finds its answer stored.
 
 The entry points (`train.py`, `python -m inception_tf train`, the benchmarks) call
 `configure` before TensorFlow loads; a user's own script does the same:
@@ -27,10 +28,12 @@ import fcntl
 import json
 import os
 import pathlib
+import select
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 from inception_tf.tasks import precision as precision_lib
 
@@ -43,9 +46,10 @@ LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL"
 MODE = "INCEPTION_TF_RUNTIME"
 MODES = ("auto", "default")
 CACHE_FILE = "runtime.json"  # beside precision.json
-PROBE_SECONDS = 8.0  # timed training per candidate and round, after the first step
+PROBE_SECONDS = 2.5  # timed training per candidate and turn (one step at least)
 ROUNDS = 2
-# After the first round, a candidate this much slower than the fastest is not timed again.
+# After the first turn, a candidate this much slower than the fastest is not timed again,
+# and a precision whose convolution is this much slower than float32's is not built.
 CLEAR_MARGIN = 1.5
 # Rates this close to the fastest are a tie (between processes they differ by more), won
 # by the candidate that changes less: the earlier one in CANDIDATES.
@@ -79,13 +83,15 @@ class Setting:
         return ", ".join(parts)
 
 
-# oneDNN both ways; with it, one inter-op thread (the op pool otherwise competes with the
-# intra-op pool for few cores) and XLA: both may pay on one machine and cost on another.
+# oneDNN both ways. Two settings were candidates until they lost every workload on the
+# two CPUs measured (results/machine_d/peers-runtime.json; machine C in issue #35): one
+# inter-op thread (a tie at best) and XLA (0.4-0.75x of oneDNN on: its CPU backend does
+# not use oneDNN's convolutions), whose compile alone took longer than all the rest of
+# the measurement. `jit_compile` stays False, said explicitly to Keras, whose "auto"
+# would compile with XLA.
 CANDIDATES = (
     Setting(onednn=False),
     Setting(onednn=True),
-    Setting(onednn=True, inter_op_threads=1),
-    Setting(onednn=True, jit_compile=True),
 )
 
 
@@ -163,63 +169,147 @@ def cache_path():
     return precision_lib.cache_path().parent / CACHE_FILE
 
 
-# --- Timing, one fresh process per candidate ----------------------------------------------------
+# --- Timing: processes that warm up side by side, then take turns ---------------------------
 
-def probe(setting, workload, seconds=PROBE_SECONDS):
-    """images/s of `workload`'s training step in a new Python process that loads
-    TensorFlow under `setting`; raises RuntimeError (with the process's last words) when
-    that process fails."""
-    request = {"workload": dataclasses.asdict(workload["model"]), "precision": workload["precision"],
-               "jit_compile": setting.jit_compile, "seconds": seconds}
-    env = {**os.environ, **setting.environment()}
-    try:
-        done = subprocess.run(
+class Probe:
+    """A Python process that loads TensorFlow under `setting`, builds and traces the
+    workload's training step in each of `precisions` (one whose 3x3 convolution is over
+    CLEAR_MARGIN times slower than float32's is left out unbuilt) and then times a step
+    on request. Its lines on stdout start with RESULT_PREFIX; stderr goes to a file,
+    shown only when the process fails."""
+
+    def __init__(self, setting, workload, precisions):
+        self.setting = setting
+        request = {"workload": dataclasses.asdict(workload), "precisions": list(precisions),
+                   "jit_compile": setting.jit_compile}
+        self._stderr = tempfile.TemporaryFile()
+        self._process = subprocess.Popen(
             [sys.executable, "-m", "inception_tf.tasks.runtime", json.dumps(request)],
-            env=env, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S,
+            env={**os.environ, **setting.environment()}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=self._stderr,
         )
-    except subprocess.TimeoutExpired:
-        raise RuntimeError(f"no answer in {PROBE_TIMEOUT_S} s") from None
-    for line in reversed(done.stdout.splitlines()):
-        if line.startswith(RESULT_PREFIX):
-            result = json.loads(line[len(RESULT_PREFIX):])
-            if setting.onednn is not None and result["onednn"] != setting.onednn:
-                raise RuntimeError(f"TensorFlow loaded with oneDNN {'on' if result['onednn'] else 'off'}")
-            return float(result["images_per_second"])
-    last = (done.stderr.strip().splitlines() or ["(nothing)"])[-1]
-    raise RuntimeError(f"exit code {done.returncode}: {last}")
+        self._buffer = b""
+
+    def ready(self):
+        """`{precision: why}` of the precisions left out, once the process is warm.
+        Raises RuntimeError when it failed or loaded TensorFlow otherwise."""
+        found = self._message()
+        if self.setting.onednn is not None and found["onednn"] != self.setting.onednn:
+            raise RuntimeError(f"TensorFlow loaded with oneDNN {'on' if found['onednn'] else 'off'}")
+        return found["left_out"]
+
+    def rate(self, policy, seconds):
+        """images/s of a training step in `policy`, timed for at least `seconds`."""
+        try:
+            self._process.stdin.write((json.dumps({"policy": policy, "seconds": seconds}) + "\n").encode())
+            self._process.stdin.flush()
+        except OSError:
+            pass  # the process ended: _message says how
+        return self._message()["images_per_second"]
+
+    def _message(self):
+        deadline = time.monotonic() + PROBE_TIMEOUT_S
+        while True:
+            line, newline, rest = self._buffer.partition(b"\n")
+            if newline:
+                self._buffer = rest
+                if line.startswith(RESULT_PREFIX.encode()):
+                    return json.loads(line[len(RESULT_PREFIX):])
+                continue
+            if not select.select([self._process.stdout], [], [], max(deadline - time.monotonic(), 0))[0]:
+                raise RuntimeError(f"no answer in {PROBE_TIMEOUT_S} s")
+            chunk = os.read(self._process.stdout.fileno(), 1 << 16)
+            if not chunk:
+                raise RuntimeError(self._last_words())
+            self._buffer += chunk
+
+    def _last_words(self):
+        code = self._process.wait()
+        self._stderr.seek(0)
+        lines = self._stderr.read().decode(errors="replace").strip().splitlines()
+        return f"exit code {code}: {lines[-1] if lines else '(nothing)'}"
+
+    def close(self):
+        """Ends the process (it leaves when its stdin closes)."""
+        try:
+            self._process.stdin.close()
+        except OSError:
+            pass
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._stderr.close()
 
 
-def measure(settings, workload, rounds=ROUNDS, clear_margin=CLEAR_MARGIN, timer=probe, log=print):
-    """`{setting: images/s}`: each setting timed in `rounds` turns (one process each time),
-    the rate the median of its turns. A setting over `clear_margin` times slower than the
-    fastest after the first turn is not timed again; one whose process fails is left out."""
-    times = {}
-    for turn in range(rounds):
+def measure(settings, workload, precisions, rounds=ROUNDS, clear_margin=CLEAR_MARGIN, seconds=PROBE_SECONDS,
+            start=Probe, log=print):
+    """`({(setting, precision): images/s}, {setting: {precision: why left out}})`.
+
+    Every setting's process (`start(setting, workload, precisions)`, a `Probe` unless a
+    test fakes it) warms up at once; then one process works at a time. A first turn
+    times one step of each pair, and a pair over `clear_margin` times slower than the
+    fastest is out; when more than one pair is left, each is timed in `rounds` further
+    turns of `seconds`, and its rate is the median of its turns. A setting whose process
+    fails is left out with a line saying why."""
+    probes, left_out, times = {}, {}, {}
+    try:
+        for setting in settings:
+            probes[setting] = start(setting, workload, precisions)
+        pairs = []
         for setting in settings:
             try:
-                times.setdefault(setting, []).append(timer(setting, workload))
+                left_out[setting] = probes[setting].ready()
             except RuntimeError as error:
                 log(f"runtime: {setting.name} failed, left out ({error})")
-                times.pop(setting, None)
-        settings = [setting for setting in settings if setting in times]
-        if turn == 0 and times:
-            best = max(rates[0] for rates in times.values())
-            settings = [setting for setting in settings if times[setting][0] * clear_margin >= best]
-    return {setting: statistics.median(rates) for setting, rates in times.items()}
+                continue
+            pairs += [(setting, policy) for policy in precisions if policy not in left_out[setting]]
+        for turn in range(rounds + 1):
+            for pair in pairs:
+                try:
+                    times.setdefault(pair, []).append(probes[pair[0]].rate(pair[1], seconds if turn else 0.0))
+                except RuntimeError as error:
+                    log(f"runtime: {pair[0].name} failed, left out ({error})")
+                    times.pop(pair, None)
+            pairs = [pair for pair in pairs if pair in times]
+            if turn == 0 and times:
+                best = max(found[0] for found in times.values())
+                pairs = [pair for pair in pairs if times[pair][0] * clear_margin >= best]
+            if len(pairs) < 2:
+                break
+    finally:
+        for probe in probes.values():
+            probe.close()
+    return {pair: statistics.median(found) for pair, found in times.items()}, left_out
 
 
 def _probe_main(request):
-    """The probe process: prints `RESULT_PREFIX {"images_per_second": ...}`."""
+    """The probe process: warms up, prints `RESULT_PREFIX {"left_out": ..., "onednn": ...}`,
+    then for each request line on stdin prints `RESULT_PREFIX {"images_per_second": ...}`."""
     quiet_import_tensorflow()
-    import keras
-
     workload = precision_lib.Workload(**request["workload"])
-    keras.config.set_dtype_policy(request["precision"])
-    rates = precision_lib.measure(
-        [request["precision"]], workload, seconds=request["seconds"], rounds=1, jit_compile=request["jit_compile"]
-    )
-    print(RESULT_PREFIX + json.dumps({"images_per_second": rates[request["precision"]], "onednn": onednn_enabled()}),
-          flush=True)
+    timers, left_out = {}, {}
+    for policy in request["precisions"]:
+        try:
+            if policy != precision_lib.FLOAT32:
+                slowdown = precision_lib.convolution_slowdown(policy, workload)
+                if slowdown > CLEAR_MARGIN:
+                    left_out[policy] = f"its 3x3 convolution runs {slowdown:.1f}x longer than float32's here"
+                    continue
+            timers[policy] = precision_lib.StepTimer(policy, workload, jit_compile=request["jit_compile"])
+        except Exception as error:  # whatever the kernels raise: the policy cannot train here
+            left_out[policy] = f"cannot train here: {precision_lib.first_line(error)}"
+    if not timers:
+        raise SystemExit(f"no precision can train here: {left_out}")
+    _say({"left_out": left_out, "onednn": onednn_enabled()})
+    for line in sys.stdin:
+        asked = json.loads(line)
+        _say({"images_per_second": timers[asked["policy"]].rate(asked["seconds"])})
+
+
+def _say(message):
+    print(RESULT_PREFIX + json.dumps(message), flush=True)
 
 
 def onednn_enabled():
@@ -237,24 +327,27 @@ def fastest(rates, order):
     return next(name for name in order if name in rates and rates[name] >= best * (1 - TIE))
 
 
-def _format(rates):
+def _format(rates, precisions=None):
     ranked = sorted(rates.items(), key=lambda item: -item[1])
-    return ", ".join(f"{name} {rate:.1f} images/s" for name, rate in ranked)
+    return ", ".join(f"{name} {rate:.1f} images/s" + (f" in {precisions[name]}" if precisions else "")
+                     for name, rate in ranked)
 
 
 def _given_text(given):
     return ", ".join(f"{name}={value}" for name, value in given.items())
 
 
-def choose(variant, image_size, batch_size, aux_heads=True, precision="float32", timer=probe, log=print,
+def choose(variant, image_size, batch_size, aux_heads=True, precision="float32", start=Probe, log=print,
            environ=None, gpu=None):
     """The `Choice` of runtime for training this workload here.
 
-    `precision`: the one the run trains in ("auto" times in float32: the precision is
-    measured afterwards, under the runtime chosen). `timer(setting, workload) -> images/s`
-    is `probe` unless a test fakes it; `environ` is os.environ unless a test gives its own.
-    A stored answer for this machine and workload is reused; co-located processes (the
-    workers of a cluster on one machine) measure once, the others wait for its answer.
+    `precision`: the one the run trains in, or "auto": then every CPU precision is timed
+    under every setting, the runtime is the one of the fastest pair, and the precision's
+    answer (its rates under that runtime) is stored for `precision.choose` to find.
+    `start(setting, workload, precisions)` is `Probe` unless a test fakes it; `environ`
+    is os.environ unless a test gives its own. A stored answer for this machine and
+    workload is reused; co-located processes (the workers of a cluster on one machine)
+    measure once, the others wait for its answer.
     """
     environ = os.environ if environ is None else environ
     mode = environ.get(MODE) or "auto"
@@ -271,28 +364,46 @@ def choose(variant, image_size, batch_size, aux_heads=True, precision="float32",
     if len(found) == 1:
         return Choice(found[0], f"set by you: {_given_text(given)}", given=given)
     model = precision_lib.Workload(variant=variant, image_size=image_size, batch_size=batch_size, aux_heads=aux_heads)
-    key = {**dataclasses.asdict(model), "precision": "float32" if precision == "auto" else precision,
-           "given": given}
+    precisions = precision_lib.candidates([]) if precision == "auto" else [precision]
+    key = {**dataclasses.asdict(model), "precision": precision, "given": given}
     path, names = cache_path(), {setting.name: setting for setting in found}
+    in_precision = {}
 
     def timed():
-        log(f"runtime: timing {len(found)} settings on this machine, a process each "
-            f"(once; the answer is stored in {path})")
-        measured = measure(found, {"model": model, "precision": key["precision"]}, timer=timer, log=log)
-        return {setting.name: rate for setting, rate in measured.items()}
+        log(f"runtime: timing {' and '.join(names)} in {' and '.join(precisions)} on this machine, "
+            f"{len(found)} processes warming up at once, then timed in turns (once; the answer is stored in {path})")
+        measured, left_out = measure(found, model, precisions, start=start, log=log)
+        best = {}  # each setting's fastest precision and its rate
+        for (setting, policy), rate in measured.items():
+            if rate > best.get(setting.name, (None, 0.0))[1]:
+                best[setting.name] = (policy, rate)
+        rates = {name: rate for name, (_, rate) in best.items()}
+        in_precision.update({name: policy for name, (policy, _) in best.items()})
+        if precision == "auto" and rates:
+            _store_precision(model, measured, left_out, names[fastest(rates, list(names))], log)
+        return rates
 
     with _measuring(path):
         entry, rates, where = precision_lib.stored_or_measured(
             path, precision_lib.cpu_machine(), key, timed, lambda rates: fastest(rates, list(names)),
             lambda entry: entry.get("choice") in names, log=lambda error: log(f"runtime: {error}"),
+            extra=lambda: {"precisions": in_precision} if precision == "auto" else {},
         )
     if entry is None:
         return Choice(Setting(), "every probe failed", given=given)
     rates = entry["rates"]
-    reason = f"{where}: {_format(rates)}"
+    reason = f"{where}: {_format(rates, entry.get('precisions') if precision == 'auto' else None)}"
     if given:
         reason = f"{_given_text(given)} set by you; {reason}"
     return Choice(names[entry["choice"]], reason, dict(rates), given)
+
+
+def _store_precision(model, measured, left_out, winner, log):
+    """The precision's answer under the winning runtime, where `precision.choose` looks."""
+    rates = {policy: rate for (setting, policy), rate in measured.items() if setting == winner}
+    entry = precision_lib.new_entry(precision_lib.machine([]), model, rates, precision_lib.fastest(rates),
+                                    left_out=left_out.get(winner, {}), under=f"runtime: {winner.name}")
+    precision_lib.store_or_say(precision_lib.cache_path(), entry, log=lambda error: log(f"precision: {error}"))
 
 
 @contextlib.contextmanager

@@ -1,13 +1,18 @@
 """GoogLeNet (Inception v1) in the Keras 3 functional API on TensorFlow.
 
-Importing the package loads nothing and changes nothing: TensorFlow loads with the first
-public name used (`from inception_tf import GoogLeNet`), which also registers
-LocalResponseNormalization with Keras, so that `keras.models.load_model` finds it without
-custom_objects. Until then `inception_tf.runtime.configure()` can still choose the
-runtime settings that TensorFlow fixes when it loads.
+Importing the package loads neither TensorFlow nor Keras: TensorFlow loads with the first
+public name used (`from inception_tf import GoogLeNet`) or with Keras, and until then
+`inception_tf.runtime.configure()` can still choose the runtime settings that TensorFlow
+fixes when it loads. The package's layers are registered with Keras as Keras loads
+(`registration`), so that after `import inception_tf` `keras.models.load_model` opens
+every model file the package writes, without custom_objects.
 """
 
 import importlib
+
+from inception_tf import registration
+
+registration.register_when_keras_loads()
 
 # Public name -> the module that defines it.
 _EXPORTS = {
@@ -50,8 +55,7 @@ def __getattr__(name):
         return importlib.import_module(f"inception_tf.{_MODULES[name]}")
     if name not in _EXPORTS:
         raise AttributeError(f"module 'inception_tf' has no attribute {name!r}")
-    # The layers module registers the custom layers: load it with any public name.
-    importlib.import_module("inception_tf.modeling.layers")
+    registration.register_layers()  # with any public name, as Keras is loading anyway
     value = getattr(importlib.import_module(f"inception_tf.{_EXPORTS[name]}"), name)
     globals()[name] = value
     return value

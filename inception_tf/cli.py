@@ -68,8 +68,11 @@ def _add_train(subparsers, prog=None):
         epilog="Stopping: SIGTERM or Ctrl-C during training finishes the current step, backs up the run "
         "(weights, optimizer, data position) and exits with 75; the same command resumes at that step. "
         "The grace period needed is one training step and one backup write; a second signal stops at once, "
-        "keeping the last complete backup. Exit codes: 0 done, 1 disk full or a failed download, 2 bad input, 3 diverged, "
-        "75 stopped by a signal (resumable).",
+        "keeping the last complete backup. Before training starts (a first run's measurements, loading "
+        "the data) a signal ends the command at once, with 143 for SIGTERM and 130 for Ctrl-C: nothing is "
+        "stored half, no probe process is left, and the same command starts again. Exit codes: 0 done, "
+        "1 disk full or a failed download, 2 bad input, 3 diverged, 75 stopped by a signal during training "
+        "(resumable), 130 or 143 stopped before training.",
     )
     for title, section in (("data", "data"), ("model", "model"), ("training", "train")):
         group = parser.add_argument_group(title)
@@ -375,6 +378,9 @@ def main(argv=None, train_prog=None):
     except DownloadError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C before training (a run's own handler takes it there)
+        print("\nInterrupted: nothing was kept half-done; run the same command again.", file=sys.stderr)
+        return 130
 
 
 def _load_tensorflow(args):

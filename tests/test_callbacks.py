@@ -140,3 +140,26 @@ def test_every_strategy_name_builds_here():
         assert strategy.num_replicas_in_sync == replicas, name
     assert isinstance(distribute.make_strategy("one_device"), tf.distribute.OneDeviceStrategy)
     assert isinstance(distribute.make_strategy("mirrored"), tf.distribute.MirroredStrategy)
+
+
+def test_a_corrupt_or_cut_backup_names_its_file_and_how_to_go_on(tmp_path):
+    """A disk fault (backups are renamed into place whole, so a kill cannot do it): a
+    state file that is not JSON or not a backup's, and a weights file cut short."""
+    state = tmp_path / "backup" / "state.json"
+    state.parent.mkdir()
+    for text in ('{"epoch": "x"', '{"epoch": "x", "weights": "w.weights.h5"}', "[]"):
+        state.write_text(text)
+        with pytest.raises(callbacks.BackupError) as raised:
+            callbacks.backed_up_position(state.parent)
+        message = str(raised.value)
+        assert message.startswith(f"The backup file {state} cannot be read (ValueError: ") or message.startswith(
+            f"The backup file {state} cannot be read (JSONDecodeError: "), message
+        assert f"delete {state.parent} (or pass --overwrite) and run the same command again" in message
+        assert isinstance(raised.value, ValueError)  # the command line's exit 2, one line
+    stopped = _model()
+    backup = callbacks.TrainingBackup(tmp_path / "backup")
+    _fit(stopped, backup)
+    weights = tmp_path / "backup" / json.loads(state.read_text())["weights"]
+    weights.write_bytes(weights.read_bytes()[:4000])
+    with pytest.raises(callbacks.BackupError, match=rf"The backup file {weights} cannot be read \(OSError: .*truncated"):
+        callbacks.restore_backup(_model(), tmp_path / "backup", distribute.make_strategy("default"))

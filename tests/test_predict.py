@@ -94,6 +94,15 @@ def test_a_folder_without_a_model_is_named(models, tmp_path, capsys):
     assert f"{run_dir} holds no SavedModel (saved_model.pb) (a run directory: pass RUN_DIR/saved_model" in err
 
 
+def test_a_folder_without_images_is_refused_naming_it(models, tmp_path, capsys):
+    empty = tmp_path / "notes"
+    empty.mkdir()
+    (empty / "readme.txt").write_text("no image here")
+    code, out, err = _predict_here(capsys, "--model", models / "model.keras", empty)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith(f"error: The folder {empty} holds no image file (looked for .jpg, .jpeg, .png")
+
+
 READABLE = ["a.png", "b.jpg", "c.bmp", "deep.png", "e.gif", "gray.png", "rgba.png"]
 
 

@@ -122,6 +122,17 @@ def test_a_wrong_combination_fails_before_any_download(mirror, tmp_path, kwargs,
     assert message in str(raised.value) and requests == [] and _cache(tmp_path) == []
 
 
+def test_a_sha1_that_is_not_one_is_refused_before_any_download(mirror, tmp_path, monkeypatch):
+    with serving(b"never fetched") as (url, requests):
+        mirror(url)
+        monkeypatch.setenv(pretrained.SHA1_VARIABLE, "zzz")
+        with pytest.raises(ValueError) as raised:
+            GoogLeNet(weights="imagenet")
+    assert str(raised.value) == ("INCEPTION_TF_IMAGENET_SHA1 must be a sha1: 40 hexadecimal digits. "
+                                 "Received: INCEPTION_TF_IMAGENET_SHA1='zzz'")
+    assert requests == [] and _cache(tmp_path) == []
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

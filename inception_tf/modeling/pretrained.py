@@ -16,6 +16,7 @@ import hashlib
 import http.client
 import os
 import pathlib
+import re
 import urllib.request
 
 from inception_tf import files
@@ -34,8 +35,13 @@ class DownloadError(RuntimeError):
 
 
 def source():
-    """`(url, sha1)`: the environment's mirror, else BVLC's address."""
-    return os.environ.get(URL_VARIABLE) or URL, (os.environ.get(SHA1_VARIABLE) or SHA1).lower()
+    """`(url, sha1)`: the environment's mirror, else BVLC's address. Raises ValueError
+    for a sha1 that is not 40 hexadecimal digits."""
+    sha1 = (os.environ.get(SHA1_VARIABLE) or SHA1).lower()
+    if not re.fullmatch(r"[0-9a-f]{40}", sha1):
+        raise ValueError(f"{SHA1_VARIABLE} must be a sha1: 40 hexadecimal digits. "
+                         f"Received: {SHA1_VARIABLE}={os.environ.get(SHA1_VARIABLE)!r}")
+    return os.environ.get(URL_VARIABLE) or URL, sha1
 
 
 def cache_dir():

@@ -48,12 +48,21 @@ def read_rgb(path):
 
 
 def expand(paths):
-    """Files as given, and the image files inside given folders (sorted)."""
+    """Files as given, and the image files inside given folders (sorted). Raises
+    ValueError for a folder that holds none: nothing would be predicted, silently."""
+    found = []
     for path in map(pathlib.Path, paths):
-        if path.is_dir():
-            yield from sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        else:
-            yield path
+        if not path.is_dir():
+            found.append(path)
+            continue
+        images = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not images:
+            raise ValueError(
+                f"The folder {path} holds no image file (looked for {', '.join(IMAGE_SUFFIXES)}, in subfolders too). "
+                f"Received: paths={[str(p) for p in paths]}"
+            )
+        found += images
+    return found
 
 
 OUTPUT_SUFFIXES = (".csv", ".jsonl")
@@ -257,7 +266,7 @@ def main(model_path, paths, top_k=5, as_json=False, batch_size=32, output=None, 
 
         explainer = gradcam.Explainer(predictor.keras_model, predictor.preprocessing, explain, predictor.name)
     writer = Writer(output, as_json, top_k, out)
-    failed, total = run(predictor, list(expand(paths)), batch_size, writer, explainer, err)
+    failed, total = run(predictor, expand(paths), batch_size, writer, explainer, err)
     if output:
         print(f"{total - failed} images predicted, {failed} unreadable: {output}", file=out)
     return 1 if failed else 0

@@ -44,11 +44,40 @@ def backup_state_path(backup_dir):
     return pathlib.Path(backup_dir) / "state.json"
 
 
+class BackupError(ValueError):
+    """A backup that cannot be read (a disk fault: backups are renamed into place whole)."""
+
+    def __init__(self, path, error):
+        backup_dir = pathlib.Path(path).parent
+        super().__init__(
+            f"The backup file {path} cannot be read ({_first_line(error)}). It is the only record of where "
+            f"training stood: restore it, or delete {backup_dir} (or pass --overwrite) and run the same command "
+            "again to train the run from its start."
+        )
+
+
+def _first_line(error):
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"
+
+
 def read_backup(backup_dir):
     """The state a backup holds (`TrainingBackup._write`), or None without one. A backup
-    of an earlier version, taken at an epoch's end, reads as step 0."""
+    of an earlier version, taken at an epoch's end, reads as step 0. Raises BackupError
+    for a state file that is not one."""
     path = backup_state_path(backup_dir)
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        state = json.loads(path.read_text())
+        if not isinstance(state, dict) or not isinstance(state.get("weights"), str):
+            raise ValueError(f"no weights file named in {state!r:.80}")
+        for key in ("epoch", "step"):
+            if not isinstance(state.get(key, 0), int) or state.get(key, 0) < 0:
+                raise ValueError(f"{key} is not a count: {state.get(key)!r}")
+    except (OSError, ValueError) as error:
+        raise BackupError(path, error) from None
+    return state
 
 
 def backed_up_position(backup_dir):
@@ -76,7 +105,11 @@ def restore_backup(model, backup_dir, strategy):
     if model.optimizer is not None and not model.optimizer.built:
         with strategy.scope():
             model.optimizer.build(model.trainable_variables)
-    model.load_weights(pathlib.Path(backup_dir) / state["weights"])
+    weights = pathlib.Path(backup_dir) / state["weights"]
+    try:
+        model.load_weights(weights)
+    except (OSError, ValueError) as error:  # h5py's for a cut file; Keras's for other contents
+        raise BackupError(weights, error) from None
     for variable, value in zip(keras_fixes.seed_generator_states(model), state.get("seed_generators", [])):
         variable.assign(np.asarray(value, dtype=variable.dtype))
     return _position(state), state.get("metrics")

@@ -186,7 +186,7 @@ class Probe:
         self._process = subprocess.Popen(
             [sys.executable, "-m", "inception_tf.tasks.runtime", json.dumps(request)],
             env={**os.environ, **setting.environment()}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=self._stderr,
+            stderr=self._stderr, preexec_fn=_end_with_parent if sys.platform.startswith("linux") else None,
         )
         self._buffer = b""
 
@@ -241,6 +241,17 @@ class Probe:
             self._process.kill()
             self._process.wait()
         self._stderr.close()
+
+
+def _end_with_parent():
+    """In a probe process, before it runs: Linux sends it SIGKILL when the process that
+    started it ends, however that ends (SIGTERM or SIGKILL during the measurement):
+    no probe outlives the run that asked for it."""
+    import ctypes
+    import signal
+
+    PR_SET_PDEATHSIG = 1  # linux/prctl.h
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def measure(settings, workload, precisions, rounds=ROUNDS, clear_margin=CLEAR_MARGIN, seconds=PROBE_SECONDS,

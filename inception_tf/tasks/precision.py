@@ -194,9 +194,10 @@ class StepTimer:
 def measure(policies, workload, seconds=2.0, rounds=2, clear_margin=1.5, jit_compile=False, log=print):
     """images/s of a training step of `workload` in each policy, timed in turns.
 
-    Each policy gets a `StepTimer`, then one timed step; a policy over `clear_margin`
-    times slower than the fastest is out (bfloat16 emulated on a CPU without it can take
-    many times float32's step, and the probe need not wait for more of them). The rest
+    A policy other than float32 whose 3x3 convolution runs over `clear_margin` times
+    longer than float32's (`convolution_slowdown`: bfloat16 emulated on a CPU without
+    it) is left out unbuilt, at rate 0. Each other policy gets a `StepTimer`, then one
+    timed step; a policy over `clear_margin` times slower than the fastest is out. The rest
     take `rounds` turns of at least `seconds / rounds` each, so that a machine slowing
     down for a while slows them alike; a rate is the median of its turns. The session is
     cleared afterwards. `jit_compile` compiles the step with XLA.
@@ -211,6 +212,10 @@ def measure(policies, workload, seconds=2.0, rounds=2, clear_margin=1.5, jit_com
     try:
         for policy in policies:
             try:
+                if policy != FLOAT32 and convolution_slowdown(policy, workload) > clear_margin:
+                    log(f"precision: {policy} left out: its 3x3 convolution runs over {clear_margin}x longer "
+                        "than float32's here")
+                    continue
                 timers[policy] = StepTimer(policy, workload, jit_compile)
             except Exception as error:  # whatever the kernels raise: the policy cannot train here
                 failures.append(error)

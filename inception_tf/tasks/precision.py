@@ -10,6 +10,7 @@ GPUs, TensorFlow version) and workload in a small JSON file, so that later runs 
 probe. A precision given by name is never second-guessed.
 """
 
+import contextlib
 import dataclasses
 import datetime
 import fcntl
@@ -23,7 +24,7 @@ import statistics
 import sys
 import time
 
-from inception_tf import files
+from inception_tf import files, native_stderr
 
 FLOAT32, BFLOAT16, FLOAT16 = "float32", "mixed_bfloat16", "mixed_float16"
 # The order of a tie: the simpler precision first.
@@ -216,7 +217,8 @@ def measure(policies, workload, seconds=2.0, rounds=2, clear_margin=1.5, jit_com
                     log(f"precision: {policy} left out: its 3x3 convolution runs over {clear_margin}x longer "
                         "than float32's here")
                     continue
-                timers[policy] = StepTimer(policy, workload, jit_compile)
+                with native_stderr.held() if policy != FLOAT32 else contextlib.nullcontext():
+                    timers[policy] = StepTimer(policy, workload, jit_compile)
             except Exception as error:  # whatever the kernels raise: the policy cannot train here
                 failures.append(error)
                 log(f"precision: {policy} cannot train here, left out ({first_line(error)})")
@@ -259,7 +261,8 @@ def convolution_slowdown(policy, workload, repeats=3):
         step()
         return statistics.median(_timed(step) for _ in range(repeats))
 
-    return seconds(keras.DTypePolicy(policy).compute_dtype) / seconds("float32")
+    with native_stderr.held():  # TensorFlow's ERROR line for a bfloat16 fallback (see native_stderr)
+        return seconds(keras.DTypePolicy(policy).compute_dtype) / seconds("float32")
 
 
 def first_line(error):

@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 
+from inception_tf import native_stderr
 from inception_tf.tasks import precision as precision_lib
 
 ONEDNN = "TF_ENABLE_ONEDNN_OPTS"
@@ -482,23 +483,11 @@ def quiet_import_tensorflow():
     if "tensorflow" in sys.modules or os.environ[LOG_LEVEL] in ("0", "1"):
         import tensorflow  # noqa: F401
         return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            import tensorflow as tf
+    with native_stderr.held():
+        import tensorflow as tf
 
-            # Finding the devices is where CUDA's probe complains on a machine without it.
-            tf.config.list_physical_devices()
-        except BaseException:
-            os.dup2(saved, 2)
-            captured.seek(0)
-            sys.stderr.write(captured.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+        # Finding the devices is where CUDA's probe complains on a machine without it.
+        tf.config.list_physical_devices()
 
 
 def configure(variant="bn", image_size=64, batch_size=128, aux_heads=True, precision="float32", log=print,

@@ -15,13 +15,22 @@ SMALL = ["--dataset", "fashion_mnist", "--image-size", "64", "--batch-size", "64
 TINY = [*SMALL[:-3], "1024", "--variant", "bn"]  # for runs whose accuracy nobody reads
 
 
+def runtime_line():
+    """The runtime line a command prints under the tests' environment (conftest.py)."""
+    from inception_tf.tasks import runtime
+
+    return runtime.choose("bn", 64, 128).line
+
+
 def env():
     return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 
 
-def train(*args, check=True, timeout=900):
+def train(*args, check=True, timeout=900, environ=None):
+    """`train.py ARGS` in a new process, under `env()` or `environ`."""
     result = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *args], capture_output=True, text=True, env=env(), timeout=timeout
+        [sys.executable, str(ROOT / "train.py"), *args], capture_output=True, text=True, env=environ or env(),
+        timeout=timeout,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"train.py {args} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")

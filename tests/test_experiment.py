@@ -1,5 +1,6 @@
 """The main job, end to end: `python train.py ...` on real Fashion-MNIST (a small part)."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from inception_tf import GoogLeNet
-from inception_tf.tasks import runtime
+from inception_tf.tasks import precision, runtime
 from inception_tf.tasks.experiment import transfer_weights
 
 from runs import SMALL, TINY, env, history_epochs, train
@@ -19,8 +20,22 @@ RUN_FILES = ["config.json", "history.csv", "metrics.json", "curves.png", "confus
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
+    """The run, trained under the runtime `train.py` chooses (not the tests' "default"): a
+    stored answer, faked to say oneDNN on and float32, is what it must load TensorFlow with."""
     run_dir = tmp_path_factory.mktemp("run") / "run"
-    result = train(*SMALL, "--epochs", "2", "--learning-rate", "0.05", "--test-crops", "10", "--run-dir", str(run_dir))
+    cache = tmp_path_factory.mktemp("cache")
+    workload = precision.Workload(variant="bn", image_size=64, batch_size=64)
+    precision.store(cache / runtime.CACHE_FILE, precision.new_entry(
+        precision.cpu_machine(), {**dataclasses.asdict(workload), "precision": "auto", "given": {}},
+        {"oneDNN off": 10.0, "oneDNN on": 20.0}, "oneDNN on", precisions={"oneDNN off": "float32", "oneDNN on": "float32"},
+    ))
+    precision.store(cache / precision.CACHE_FILE, precision.new_entry(
+        precision.machine([]), workload, {"float32": 20.0}, "float32", left_out={"mixed_bfloat16": "faked"},
+    ))
+    environ = {**env(), precision.CACHE_ENV: str(cache)}
+    environ.pop(runtime.MODE)
+    result = train(*SMALL, "--epochs", "2", "--learning-rate", "0.05", "--test-crops", "10", "--run-dir", str(run_dir),
+                   environ=environ)
     return run_dir, result
 
 
@@ -43,11 +58,13 @@ def test_a_run_leaves_every_artifact(run_dir):
     assert metrics["training_time_s"] == pytest.approx(sum(epoch_times), rel=1e-6) and min(epoch_times) > 1
     assert metrics["train_examples"] == 1843  # 2048 less the 10% validation split
     assert metrics["train_images_per_second"] == pytest.approx(1843 * 2 / sum(epoch_times), rel=1e-6)
-    # The runtime TensorFlow ran under, as it reports it (the tests keep its own settings).
-    assert metrics["runtime"] == ("oneDNN on" if runtime.onednn_enabled() else "oneDNN off")
+    # The runtime TensorFlow ran under, as it reports it: the stored answer's.
+    assert metrics["runtime"] == "oneDNN on"
+    assert "runtime: oneDNN on (measured on this machine" in result.stdout
     assert [row["class"] for row in metrics["per_class"]][:2] == ["T-shirt/top", "Trouser"]
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["train"]["precision"] in ("float32", "mixed_bfloat16", "mixed_float16")
+    assert config["train"]["precision"] == "float32"
+    assert "precision: float32 (measured on this machine" in result.stdout
     assert config["data"]["augment"] == "standard" and config["train"]["epochs"] == 2
     assert "precision: " in result.stdout and "T-shirt/top" in result.stdout
     model = keras.models.load_model(run_dir / "model.keras")

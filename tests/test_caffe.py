@@ -118,7 +118,11 @@ def test_other_classes_sizes_and_no_top_load_what_fits(bvlc):
     np.testing.assert_array_equal(kernel, blobs["inception_4e/5x5"][0].transpose(2, 3, 1, 0))
     assert five.get_layer("main_classifier").get_weights()[0].shape == (1024, 5)
     small = GoogLeNet(input_shape=(160, 160, 3), weights=bvlc["path"])  # aux heads: 2048 features still
-    np.testing.assert_array_equal(small.get_layer("aux2_fc").get_weights()[0], caffe._fc_after_chw(blobs["loss2/fc"][0]))
+    # Caffe's loss2/fc reads its 128x4x4 input channel-first; Keras's Flatten, channel-last:
+    # row (h, w, c) of the Keras kernel is Caffe's column c*16 + h*4 + w.
+    fc = blobs["loss2/fc"][0]
+    rows = [fc[:, c * 16 + h * 4 + w] for h in range(4) for w in range(4) for c in range(128)]
+    np.testing.assert_array_equal(small.get_layer("aux2_fc").get_weights()[0], np.stack(rows))
     features = GoogLeNet(include_top=False, weights=bvlc["path"])
     np.testing.assert_array_equal(features.get_layer("conv1_7x7_conv").get_weights()[1], blobs["conv1/7x7_s2"][1])
 

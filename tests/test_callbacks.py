@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -132,14 +134,30 @@ def test_strategy_choice(monkeypatch):
     assert distribute.resolve_strategy("auto")[0] == "default"  # no GPU here
 
 
-def test_every_strategy_name_builds_here():
-    cpus = len(tf.config.list_logical_devices("CPU"))  # no GPU here: the strategies take the CPUs
-    expected = {"default": 1, "one_device": 1, "mirrored": cpus}
-    for name, replicas in expected.items():
-        strategy = distribute.make_strategy(name)
-        assert strategy.num_replicas_in_sync == replicas, name
-    assert isinstance(distribute.make_strategy("one_device"), tf.distribute.OneDeviceStrategy)
-    assert isinstance(distribute.make_strategy("mirrored"), tf.distribute.MirroredStrategy)
+STRATEGIES_ON_TWO_CPUS = """
+import json
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from inception_tf.tasks import distribute
+found = {}
+for name in ("default", "one_device", "mirrored"):
+    strategy = distribute.make_strategy(name)
+    found[name] = [type(strategy).__name__, strategy.num_replicas_in_sync]
+print(json.dumps(found))
+"""
+
+
+def test_every_strategy_name_builds_the_strategy_it_names():
+    """On a CPU split in two logical devices (the stand-in for two GPUs), where the
+    replica counts tell the strategies apart."""
+    done = subprocess.run([sys.executable, "-c", STRATEGIES_ON_TWO_CPUS], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.splitlines()[-1]) == {
+        "default": ["_DefaultDistributionStrategy", 1],
+        "one_device": ["OneDeviceStrategy", 1],
+        "mirrored": ["MirroredStrategy", 2],
+    }
 
 
 def test_a_corrupt_or_cut_backup_names_its_file_and_how_to_go_on(tmp_path):

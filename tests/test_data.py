@@ -123,13 +123,35 @@ def test_limit_and_validation_split(idx_dir):
     np.testing.assert_array_equal(source.splits["validation"].labels, TRAIN[30:40])
 
 
+def _resized_reference(images, size):
+    """What evaluation should feed the model, in numpy: the whole image sampled
+    bilinearly at `size` points from the first pixel's centre to the last's (as
+    crop_and_resize samples a box of the whole image), gray to RGB, [0, 255] to [-1, 1]."""
+    images = images[..., None] if images.ndim == 3 else images
+    height, width = images.shape[1:3]
+    ys, xs = np.arange(size) * (height - 1) / (size - 1), np.arange(size) * (width - 1) / (size - 1)
+    y0, x0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
+    y1, x1 = np.minimum(y0 + 1, height - 1), np.minimum(x0 + 1, width - 1)
+    wy, wx = (ys - y0)[None, :, None, None], (xs - x0)[None, None, :, None]
+    pixels = images.astype(np.float64)
+    top = pixels[:, y0][:, :, x0] * (1 - wx) + pixels[:, y0][:, :, x1] * wx
+    bottom = pixels[:, y1][:, :, x0] * (1 - wx) + pixels[:, y1][:, :, x1] * wx
+    resized = top * (1 - wy) + bottom * wy
+    return np.repeat(resized, 3, axis=-1) / 255.0 * 2.0 - 1.0
+
+
 def test_eval_is_deterministic_and_never_augmented(idx_dir):
     split = data.load_source("fashion_mnist", data_dir=idx_dir).splits["train"]
     first = _all(data.make_dataset(split, 40, 16))
     second = _all(data.make_dataset(split, 40, 16))
     np.testing.assert_array_equal(first[0], second[0])
-    direct = data.preprocess_images(split.images, 40).numpy()
-    np.testing.assert_allclose(first[0], direct, atol=1e-6)  # the export's function, exactly
+    # The export's function is the same pipeline.
+    np.testing.assert_allclose(first[0], data.preprocess_images(split.images, 40).numpy(), atol=1e-6)
+    # ... which resizes as it should: on noise, where every sample point tells.
+    noise = np.random.default_rng(0).integers(0, 256, (6, 28, 28, 1), dtype=np.uint8)
+    noisy = sources.Split(6, images=noise, labels=np.arange(6, dtype=np.int32))
+    x, _ = _all(data.make_dataset(noisy, 40, 4, heads=None))
+    np.testing.assert_allclose(x, _resized_reference(noise, 40), atol=1e-5)
 
 
 def test_eval_views_hold_every_crop_of_each_image():

@@ -37,16 +37,23 @@ STANDALONE = textwrap.dedent(
     batches = np.load(inputs)
     results = {}
     for key in batches.files:
+        if key == "preprocessed":
+            continue
         result = serve(images=tf.constant(batches[key]))
         for name, value in result.items():
             value = value.numpy()
             results[f"{key}/{name}"] = value.astype(str) if value.dtype == object else value
     pre = loaded.signatures["preprocessed"]
-    results["preprocessed"] = pre(inputs=tf.zeros([1, 64, 64, 3]))["probabilities"].numpy()
+    results["preprocessed"] = pre(inputs=tf.constant(batches["preprocessed"]))["probabilities"].numpy()
     results["labels"] = np.array(open(export + "/assets/labels.txt").read().split())
     np.savez(out, **results)
     """
 )
+
+
+def _preprocessed():
+    """Model input already at the model's size and normalised (the `preprocessed` signature's)."""
+    return np.random.default_rng(1).uniform(-1, 1, (2, 64, 64, 3)).astype(np.float32)
 
 
 def _batches():
@@ -59,7 +66,7 @@ def _batches():
 
 def _serve_elsewhere(export_dir, tmp_path):
     inputs, out = tmp_path / "inputs.npz", tmp_path / "out.npz"
-    np.savez(inputs, **_batches())
+    np.savez(inputs, **_batches(), preprocessed=_preprocessed())
     script = tmp_path / "serve.py"
     script.write_text(STANDALONE)
     subprocess.run(
@@ -85,7 +92,9 @@ def test_export_serves_without_the_package(tmp_path):
         top = served[f"{key}/top_k_indices"]
         np.testing.assert_array_equal(top[:, 0], probabilities.argmax(axis=1))
         assert list(served[f"{key}/top_k_classes"][0]) == [CLASSES[i] for i in top[0]]
-    assert served["preprocessed"].shape == (1, 5)
+    # `preprocessed` takes the model's input as it is: the Keras model's main head on it.
+    expected = np.asarray(model(_preprocessed(), training=False)[0], np.float32)
+    np.testing.assert_allclose(served["preprocessed"], expected, atol=1e-5)
     assert list(served["labels"]) == CLASSES
     # The main head's weights, once: not the aux heads', not the Keras wrappers' copy.
     stored = sum(p.stat().st_size for p in (export_dir / "variables").iterdir())

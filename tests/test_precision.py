@@ -166,11 +166,22 @@ def test_a_policy_that_cannot_train_here_is_left_out_with_the_reason(monkeypatch
         precision.measure([BFLOAT16], Workload("bn", 64, 2), seconds=0.2, rounds=1, log=lines.append)
 
 
-def test_workers_agree_on_the_average_of_their_figures():
+def test_workers_agree_on_the_average_of_their_figures(monkeypatch):
+    """A second worker's figures join this one's in the all-reduce (faked here; the real
+    collective runs in test_multi_worker): the rates are averaged, and a precision the
+    other worker could not run (another GPU) drops out."""
+    import numpy as np
     import tensorflow as tf
 
+    theirs = {FLOAT32: 30.0}
+
+    def with_another_worker(strategy, local):
+        other = [theirs.get(name, 0.0) for name in precision.ORDER] + [float(name in theirs) for name in precision.ORDER]
+        return np.asarray(local) + np.array(other + [1.0])
+
+    monkeypatch.setattr(distribute, "_sum_over_replicas", with_another_worker)
     agree = distribute.agree_on_rates(tf.distribute.get_strategy())
-    assert agree({FLOAT32: 22.0, BFLOAT16: 14.0}) == pytest.approx({FLOAT32: 22.0, BFLOAT16: 14.0})
+    assert agree({FLOAT32: 22.0, BFLOAT16: 14.0}) == pytest.approx({FLOAT32: 26.0})
 
 
 def test_describe_machine_names_cpu_cores_and_instruction_sets(monkeypatch):

@@ -84,12 +84,10 @@ class Setting:
         return ", ".join(parts)
 
 
-# oneDNN both ways. Two settings were candidates until they lost every workload on the
-# two CPUs measured (results/machine_d/peers-runtime.json; machine C in issue #35): one
-# inter-op thread (a tie at best) and XLA (0.4-0.75x of oneDNN on: its CPU backend does
-# not use oneDNN's convolutions), whose compile alone took longer than all the rest of
-# the measurement. `jit_compile` stays False, said explicitly to Keras, whose "auto"
-# would compile with XLA.
+# oneDNN both ways. One inter-op thread and XLA were candidates too, and lost every
+# workload on the two CPUs measured (results/machine_d/peers-runtime.json; machine C in
+# issue #35). `jit_compile` stays False, said explicitly to Keras, whose "auto" would
+# compile with XLA.
 CANDIDATES = (
     Setting(onednn=False),
     Setting(onednn=True),

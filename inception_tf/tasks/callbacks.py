@@ -12,7 +12,7 @@ import keras
 import numpy as np
 
 from inception_tf import files, keras_fixes
-from inception_tf.tasks import preemption
+from inception_tf.tasks import precision, preemption
 
 
 def _finite(logs, key="loss"):
@@ -50,15 +50,10 @@ class BackupError(ValueError):
     def __init__(self, path, error):
         backup_dir = pathlib.Path(path).parent
         super().__init__(
-            f"The backup file {path} cannot be read ({_first_line(error)}). It is the only record of where "
+            f"The backup file {path} cannot be read ({precision.first_line(error)}). It is the only record of where "
             f"training stood: restore it, or delete {backup_dir} (or pass --overwrite) and run the same command "
             "again to train the run from its start."
         )
-
-
-def _first_line(error):
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}"
 
 
 def read_backup(backup_dir):

@@ -1,7 +1,8 @@
-"""Every use of Keras internals, and every workaround of a Keras bug, in one place.
+"""Every use of Keras and TensorFlow internals, and every workaround of a bug of either,
+in one place.
 
-Each entry names the Keras version it was written against (3.15) and, for a bug, the
-upstream issue, so an upgrade means reading this file: check each against the new
+Each entry names the version it was written against (Keras 3.15, TensorFlow 2.21) and,
+for a bug, the upstream issue, so an upgrade means reading this file: check each against the new
 version, and drop the ones it fixes.
 """
 
@@ -160,3 +161,40 @@ def distributed_fit(model):
     finally:
         tf_trainer.reduce_per_replica = original
         del model._maybe_symbolic_build
+
+
+def deterministic_gradient_sums():
+    """Turns Grappler's memory optimizer off for every function this process runs, so
+    that the same training step on the same weights and batch gives the same bits.
+
+    TensorFlow 2.21's memory optimizer rewrites a large `AddN` of gradients (the sum over
+    a tensor's consumers: five where an inception output also feeds an aux head) into
+    in-place accumulation in the order the terms arrive, which the thread scheduling
+    decides; float addition being not associative, repeated calls of one step differ in
+    the last bits from inception 4d backwards, and two identical runs drift apart.
+    `tf.config.experimental.enable_op_determinism()` leaves that rewrite on, and
+    `tf.config.optimizer.set_experimental_options` has no key for it, so the setting goes
+    into the ConfigProto the eager context starts with. Upstream: tensorflow/tensorflow#51716
+    (Grappler's rewrites can add nondeterminism).
+
+    Call it before TensorFlow runs its first operation; returns False (and changes
+    nothing) when the context has already started, as it would no longer read the setting.
+    """
+    from tensorflow.core.protobuf import rewriter_config_pb2
+    from tensorflow.python.eager import context
+
+    if context.context()._initialized:
+        return False
+    cls = type(context.context())
+    if getattr(cls, "_memory_optimizer_off", False):
+        return True
+    compute = cls.config.fget
+
+    def config(self):
+        proto = compute(self)
+        proto.graph_options.rewrite_options.memory_optimization = rewriter_config_pb2.RewriterConfig.NO_MEM_OPT
+        return proto
+
+    cls.config = property(config, cls.config.fset)
+    cls._memory_optimizer_off = True
+    return True

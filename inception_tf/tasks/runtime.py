@@ -476,16 +476,20 @@ def quiet_import_tensorflow():
     CUDA stubs and cuInit, absl) kept off the terminal: TensorFlow prints them whatever
     TF_CPP_MIN_LOG_LEVEL says. A level of 0 or 1 asks for them, and gets them; unset, the
     level becomes 2 (later C++ messages below warnings stay off too). On a failed import
-    the lines are shown with the error."""
+    the lines are shown with the error. Training steps then sum their gradients in a fixed
+    order (`keras_fixes.deterministic_gradient_sums`): a rerun gives the same bits."""
     os.environ.setdefault(LOG_LEVEL, "2")
     if "tensorflow" in sys.modules or os.environ[LOG_LEVEL] in ("0", "1"):
         import tensorflow  # noqa: F401
-        return
-    with native_stderr.held():
-        import tensorflow as tf
+    else:
+        with native_stderr.held():
+            import tensorflow as tf
 
-        # Finding the devices is where CUDA's probe complains on a machine without it.
-        tf.config.list_physical_devices()
+            # Finding the devices is where CUDA's probe complains on a machine without it.
+            tf.config.list_physical_devices()
+    from inception_tf import keras_fixes  # imports Keras: only once TensorFlow is loaded
+
+    keras_fixes.deterministic_gradient_sums()
 
 
 def configure(variant="bn", image_size=64, batch_size=128, aux_heads=True, precision="float32", log=print,

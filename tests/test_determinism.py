@@ -1,0 +1,39 @@
+"""Two identical training processes end with the same weights, bit for bit, while a third
+loads every core (`keras_fixes.deterministic_gradient_sums`: without it, TensorFlow sums a
+tensor's gradients in the order the thread scheduling delivers them, and the same
+processes end apart)."""
+
+import json
+import subprocess
+import sys
+
+from runs import ROOT, env
+
+SCRIPT = ROOT / "benchmarks" / "determinism.py"
+# bn at 64x64, batch 64 (the sums are large enough there for TensorFlow to reorder them),
+# as the package loads TensorFlow ("fixed"), under the tests' runtime (conftest.py).
+CHILD = ["--child", "fixed", "--image-size", "64", "--batch-size", "64", "--warmup", "2", "--steps", "4"]
+# A third process keeping the cores busy with multi-threaded matrix products until killed.
+LOAD = "import numpy as np\na = np.ones((1024, 1024), np.float32)\nwhile True:\n    a = (a @ a) * (1 / 1024)\n"
+
+
+def _digest(output):
+    found = [line for line in output.splitlines() if line.startswith("determinism-figure: ")]
+    assert found, output[-3000:]
+    return json.loads(found[-1].split(": ", 1)[1])["sha256"]
+
+
+def test_two_identical_trainings_under_load_end_with_the_same_weights():
+    load = subprocess.Popen([sys.executable, "-c", LOAD])
+    try:
+        runs = [subprocess.Popen([sys.executable, str(SCRIPT), *CHILD], stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True, env=env()) for _ in range(2)]
+        outputs = [run.communicate(timeout=900)[0] for run in runs]
+        assert load.poll() is None, "the load ended before the trainings did"
+    finally:
+        load.kill()
+        load.wait()
+    for run, output in zip(runs, outputs):
+        assert run.returncode == 0, output[-3000:]
+    first, second = (_digest(output) for output in outputs)
+    assert first == second, f"the same training twice ended with different weights: {first} and {second}"

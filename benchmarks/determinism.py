@@ -61,6 +61,9 @@ def repeat_child(args):
         if isinstance(layer, keras.layers.Dropout):
             layer.rate = 0.0  # otherwise each call draws another mask
     loss = keras.losses.SparseCategoricalCrossentropy()
+    # Tensors, fed to the function as a batch is (numpy arrays would become constants in
+    # its graph, which Grappler then schedules otherwise).
+    images, labels = tf.constant(images), tf.constant(labels)
 
     @tf.function
     def gradients():

@@ -13,12 +13,12 @@ import pytest
 
 from inception_tf import files
 
-from runs import ROOT, SMALL, env, history_epochs, train
+from runs import MINIMAL, ROOT, env, history_epochs, train
 
 # Each weights file holds the weights and the optimizer's state (~83 MB for the bn
 # variant): one epoch's best + backup fit in 220 MB, a second epoch's next file does not.
 TMPFS_SIZE = "220m"
-ARGS = [*SMALL[:-3], "512", "--variant", "bn", "--epochs", "2", "--test-crops", "1", "--precision", "float32"]  # the weights' size is what counts
+ARGS = [*MINIMAL, "--epochs", "2", "--test-crops", "1", "--precision", "float32"]  # the weights' size is what counts
 
 
 def test_atomic_path_removes_its_file_and_names_the_target_on_a_full_disk(tmp_path):

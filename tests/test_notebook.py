@@ -23,6 +23,7 @@ def test_notebook_runs_every_cell_with_small_parameters(tmp_path):
     cell.source += "\n" + "\n".join([
         "LIMIT = 320",
         "EPOCHS = 1",
+        "IMAGE_SIZE = 49",
         "BATCH_SIZE = 32",
         f"RUN_DIR = {str(tmp_path / 'run')!r}",
     ])

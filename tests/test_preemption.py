@@ -1,6 +1,8 @@
 """Stopped by a signal at any step, a run resumes exactly: the same history and the same
 final weights as the same run uninterrupted (`callbacks.TrainingBackup`,
-`preemption.stop_on_signals`, `data.make_dataset(epoch=, skip=)`)."""
+`preemption.stop_on_signals`, `data.make_dataset(epoch=, skip=)`); and while that
+uninterrupted run trains, a second process on its run directory is refused (`files.RunLock`).
+`test_disk_full.py` has the full disk and a resume at an epoch's start."""
 
 import json
 import os
@@ -11,14 +13,16 @@ import time
 
 import pytest
 
+from inception_tf import files
 from runs import history_without_times, kill, start_train, train, weights_digest
 
-# 29 steps an epoch: room for a stop well inside epoch 2. The precision is named, not
-# measured (test_experiment.py runs the measured choice): a stop proves the same either way.
-ARGS = ["--dataset", "fashion_mnist", "--image-size", "64", "--batch-size", "32", "--limit", "1024",
+# 15 steps an epoch (461 training images, batch 32): room for a stop well inside epoch 2;
+# the smallest input the aux heads take. The precision is named, not measured
+# (test_experiment.py runs the measured choice): a stop proves the same either way.
+ARGS = ["--dataset", "fashion_mnist", "--image-size", "49", "--batch-size", "32", "--limit", "512",
         "--variant", "bn", "--epochs", "3", "--test-crops", "1",
         "--precision", "float32"]
-STEPS = 29
+STEPS = 15
 
 
 def _state(run_dir):
@@ -43,9 +47,29 @@ def _wait_for_step(run_dir, epoch, step, process, timeout=600):
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
+    """The run never stopped; while it trains, the same command on its run directory."""
     run_dir = tmp_path_factory.mktemp("preemption") / "uninterrupted"
-    result = train(*ARGS, "--run-dir", str(run_dir))
-    return weights_digest(result.stdout), history_without_times(run_dir)
+    first = start_train(*ARGS, "--run-dir", str(run_dir))
+    lock = run_dir / ".lock"
+    deadline = time.monotonic() + 600
+    while not (lock.is_file() and lock.read_text().strip()):
+        assert first.poll() is None and time.monotonic() < deadline, first.stdout.read()
+        time.sleep(0.2)
+    second = train(*ARGS, "--run-dir", str(run_dir), check=False)
+    first_still_training = first.poll() is None
+    output, _ = first.communicate(timeout=900)
+    assert first.returncode == 0, output
+    return {"digest": weights_digest(output), "history": history_without_times(run_dir), "run_dir": run_dir,
+            "pid": first.pid, "second": second, "first_still_training": first_still_training}
+
+
+def test_a_second_process_on_the_run_dir_exits_naming_the_lock(uninterrupted):
+    run_dir, second = uninterrupted["run_dir"], uninterrupted["second"]
+    assert uninterrupted["first_still_training"], "the second process should be refused while the first still trains"
+    assert second.returncode == 2 and "Traceback" not in second.stderr, second.stderr
+    assert f"{run_dir} is in use by process {uninterrupted['pid']} (it holds {run_dir / '.lock'})" in second.stderr
+    # The refused process left the run alone: it ended complete.
+    assert (run_dir / "metrics.json").is_file() and (run_dir / "saved_model" / "saved_model.pb").is_file()
 
 
 def test_sigterm_mid_epoch_then_sigkill_after_a_step_backup_resume_exactly(tmp_path, uninterrupted):
@@ -62,7 +86,7 @@ def test_sigterm_mid_epoch_then_sigkill_after_a_step_backup_resume_exactly(tmp_p
     returncode, output = kill(process, signal.SIGTERM)
     grace = time.monotonic() - started
     assert returncode == 75, output
-    match = re.search(r"Stopped by SIGTERM at epoch 2 of 3, step (\d+) of 29, backed up in (\S+): run the same command again", output)
+    match = re.search(rf"Stopped by SIGTERM at epoch 2 of 3, step (\d+) of {STEPS}, backed up in (\S+): run the same command again", output)
     assert match, output
     stopped = int(match.group(1))
     assert wanted <= stopped < STEPS and match.group(2) == str(run_dir / "backup")
@@ -70,30 +94,33 @@ def test_sigterm_mid_epoch_then_sigkill_after_a_step_backup_resume_exactly(tmp_p
     assert grace < 60, f"{grace:.1f} s from SIGTERM to exit"
     assert "Traceback" not in output
 
-    # The rerun resumes at that step; a SIGKILL after its next step backup in epoch 3 ...
+    # The rerun resumes at that step; a SIGKILL in epoch 3 while a step backup is being
+    # written leaves its file half-written under its temporary name ...
     process = start_train(*args)
     _wait_for_step(run_dir, 2, 4, process)
+    backup = run_dir / "backup"
+    deadline = time.monotonic() + 300
+    while not any(files.TMP_MARK in path.name for path in backup.iterdir()):  # no sleep: a write is short
+        assert process.poll() is None and time.monotonic() < deadline, "no backup write in epoch 3"
     returncode, output = kill(process, signal.SIGKILL)
     assert returncode == -signal.SIGKILL
-    assert f"resuming from epoch 2 of 3, step {stopped} of 29" in output, output
+    assert f"resuming from epoch 2 of 3, step {stopped} of {STEPS}" in output, output
+    half_written = [path for path in backup.iterdir() if files.TMP_MARK in path.name]
+    assert half_written, "the kill came after the backup's rename: nothing was left half-written"
     killed_at = _state(run_dir)
     assert killed_at["epoch"] == 2 and killed_at["step"] >= 4
-    # What a kill in the middle of writing leaves (files.atomic_path's names):
-    leftovers = [
-        run_dir / "backup" / ".epoch-2.weights.h5.tmp-99999-0a1b2c.weights.h5",
-        run_dir / ".metrics.json.tmp-99999-0a1b2c",
-        run_dir / ".saved_model.tmp-99999-0a1b2c" / "variables",
-    ]
-    for path in leftovers:
+    # ... as a kill during the run's last writes would leave these (files.atomic_path's names) ...
+    planted = [run_dir / ".metrics.json.tmp-99999-0a1b2c", run_dir / ".saved_model.tmp-99999-0a1b2c" / "variables"]
+    for path in planted:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"half")
 
     # ... and the one after it: the same history and weights as the run never stopped.
     result = train(*args)
-    assert "removed 3 unfinished file(s) a killed run left" in result.stdout
+    assert f"removed {len(half_written) + len(planted)} unfinished file(s) a killed run left" in result.stdout
     assert not list(run_dir.rglob("*.tmp-*"))
-    assert f"resuming from epoch 3 of 3, step {killed_at['step']} of 29" in result.stdout
-    digest, history = uninterrupted
+    assert f"resuming from epoch 3 of 3, step {killed_at['step']} of {STEPS}" in result.stdout
+    digest, history = uninterrupted["digest"], uninterrupted["history"]
     assert history_without_times(run_dir) == history
     assert weights_digest(result.stdout) == digest
     assert json.loads((run_dir / "metrics.json").read_text())["weights_sha256"] == digest
@@ -118,9 +145,9 @@ def test_a_second_sigterm_during_the_backup_write_keeps_the_previous_backup(tmp_
     assert (state["epoch"], state["step"]) == (previous["epoch"], previous["step"])
     assert (backup / state["weights"]).is_file()
     result = train(*args)
-    assert f"resuming from epoch 2 of 3, step {state['step']} of 29" in result.stdout
+    assert f"resuming from epoch 2 of 3, step {state['step']} of {STEPS}" in result.stdout
     assert "removed 1 unfinished file(s)" in result.stdout
-    digest, history = uninterrupted
+    digest, history = uninterrupted["digest"], uninterrupted["history"]
     assert weights_digest(result.stdout) == digest and history_without_times(run_dir) == history
 
 
@@ -132,6 +159,6 @@ def test_ctrl_c_stops_after_the_step_and_says_how_to_resume(tmp_path, uninterrup
     _wait_for_step(run_dir, 1, 0, process)  # epoch 1 backed up: epoch 2 is starting
     returncode, output = kill(process, signal.SIGINT)
     assert returncode == 75, output
-    assert re.search(r"Stopped by SIGINT at epoch 2 of 3, step \d+ of 29", output), output
+    assert re.search(rf"Stopped by SIGINT at epoch 2 of 3, step \d+ of {STEPS}", output), output
     result = train(*args)
-    assert weights_digest(result.stdout) == uninterrupted[0]
+    assert weights_digest(result.stdout) == uninterrupted["digest"]

@@ -4,12 +4,14 @@ tensor's gradients in the order the thread scheduling delivers them, and the sam
 processes end apart)."""
 
 import json
+import runpy
 import subprocess
 import sys
 
 from runs import ROOT, env
 
 SCRIPT = ROOT / "benchmarks" / "determinism.py"
+RESULT = runpy.run_path(str(SCRIPT))["RESULT"]  # the line its processes report on (loads no TensorFlow)
 # bn at 64x64, batch 64 (the sums are large enough there for TensorFlow to reorder them),
 # as the package loads TensorFlow ("fixed"), under the tests' runtime (conftest.py).
 CHILD = ["--child", "fixed", "--image-size", "64", "--batch-size", "64", "--warmup", "2", "--steps", "4"]
@@ -18,9 +20,9 @@ LOAD = "import numpy as np\na = np.ones((1024, 1024), np.float32)\nwhile True:\n
 
 
 def _digest(output):
-    found = [line for line in output.splitlines() if line.startswith("determinism-figure: ")]
+    found = [line for line in output.splitlines() if line.startswith(RESULT)]
     assert found, output[-3000:]
-    return json.loads(found[-1].split(": ", 1)[1])["sha256"]
+    return json.loads(found[-1][len(RESULT):])["sha256"]
 
 
 def test_two_identical_trainings_under_load_end_with_the_same_weights():

@@ -259,3 +259,22 @@ def test_a_bad_runtime_variable_stops_train_before_tensorflow_loads_with_one_lin
     done = _run("train.py", "--preset", "quick", env={ONEDNN: "maybe"})
     assert done.returncode == 2
     assert done.stderr == "error: TF_ENABLE_ONEDNN_OPTS must be 0 or 1. Received: TF_ENABLE_ONEDNN_OPTS='maybe'\n"
+
+
+def test_the_convolution_check_screens_candidates_never_a_named_precision(monkeypatch, capsys):
+    """A probe timing several precisions leaves out one whose convolution is emulated
+    (`precision.EMULATED`); a probe for the one precision a run names builds it whatever
+    the check would say (it once refused bfloat16 on a CPU where it trained 1.45x faster)."""
+    import io
+
+    monkeypatch.setattr(precision, "convolution_slowdown", lambda policy, workload: 10 * precision.EMULATED)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # no timing asked: the probe reports and ends
+    tiny = {"variant": "bn", "image_size": 49, "batch_size": 2, "aux_heads": True}
+
+    def report(precisions):
+        runtime._probe_main({"workload": tiny, "precisions": precisions, "jit_compile": False})
+        lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith(runtime.RESULT_PREFIX)]
+        return json.loads(lines[-1][len(runtime.RESULT_PREFIX):])["left_out"]
+
+    assert report([F32, BF16]) == {BF16: "its 3x3 convolution runs 40.0x longer than float32's here"}
+    assert report([BF16]) == {}

@@ -49,8 +49,7 @@ MODES = ("auto", "default")
 CACHE_FILE = "runtime.json"  # beside precision.json
 PROBE_SECONDS = 2.5  # timed training per candidate and turn (one step at least)
 ROUNDS = 2
-# After the first turn, a candidate this much slower than the fastest is not timed again,
-# and a precision whose convolution is this much slower than float32's is not built.
+# After the first turn, a candidate this much slower than the fastest is not timed again.
 CLEAR_MARGIN = 1.5
 # Rates this close to the fastest are a tie (between processes they differ by more), won
 # by the candidate that changes less: the earlier one in CANDIDATES.
@@ -172,8 +171,9 @@ def cache_path():
 
 class Probe:
     """A Python process that loads TensorFlow under `setting`, builds and traces the
-    workload's training step in each of `precisions` (one whose 3x3 convolution is over
-    CLEAR_MARGIN times slower than float32's is left out unbuilt) and then times a step
+    workload's training step in each of `precisions` (when there are several, one whose
+    3x3 convolution is over `precision.EMULATED` times slower than float32's is left out
+    unbuilt; a precision the run names is always built) and then times a step
     on request. Its lines on stdout start with RESULT_PREFIX; stderr goes to a file,
     shown only when the process fails."""
 
@@ -302,9 +302,9 @@ def _probe_main(request):
     timers, left_out = {}, {}
     for policy in request["precisions"]:
         try:
-            if policy != precision_lib.FLOAT32:
+            if policy != precision_lib.FLOAT32 and len(request["precisions"]) > 1:
                 slowdown = precision_lib.convolution_slowdown(policy, workload)
-                if slowdown > CLEAR_MARGIN:
+                if slowdown > precision_lib.EMULATED:
                     left_out[policy] = f"its 3x3 convolution runs {slowdown:.1f}x longer than float32's here"
                     continue
             timers[policy] = precision_lib.StepTimer(policy, workload, jit_compile=request["jit_compile"])

@@ -417,6 +417,12 @@ def test_an_epoch_is_a_function_of_seed_and_epoch_and_skip_leaves_out_its_first_
     other_epoch, other_seed = epoch(2)[1], epoch(1, seed=4)[1]
     assert sorted(other_epoch) == sorted(labels)  # every example once an epoch
     assert (other_epoch != labels).any() and (other_seed != labels).any()
+    # Epochs 1-2 in one data set (one `fit` for both) are the two epochs one after the other.
+    both_images, both_labels = epoch(range(1, 3), skip=2)
+    np.testing.assert_array_equal(both_images, np.concatenate([images[8:], epoch(2)[0]]))
+    np.testing.assert_array_equal(both_labels, np.concatenate([labels[8:], other_epoch]))
+    span = data.make_dataset(split, 32, 4, training=True, seed=3, heads=None, epoch=range(1, 3), skip=2)
+    assert span.cardinality().numpy() == 2 * data.batches_per_epoch(split, 4) - 2
 
 
 def test_without_an_epoch_each_pass_is_a_new_epoch(idx_dir):
@@ -429,3 +435,6 @@ def test_without_an_epoch_each_pass_is_a_new_epoch(idx_dir):
         data.make_dataset(split, 32, 8, training=True, skip=2)
     with pytest.raises(ValueError, match=r"Received: epoch=1, training=False"):
         data.make_dataset(split, 32, 8, epoch=1)
+    for bad in (range(2, 2), range(0, 6, 2), -1):
+        with pytest.raises(ValueError, match=re.escape(f"or a range of them. Received: epoch={bad!r}, training=True")):
+            data.make_dataset(split, 32, 8, training=True, epoch=bad)

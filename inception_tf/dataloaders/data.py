@@ -329,19 +329,25 @@ def batches_per_epoch(split, batch_size, drop_remainder=False, shard=None):
 
 
 def _training_batches(split, batch_size, seed, epoch, skip, drop_remainder, shard, transform):
-    """The batches of one epoch: of number `epoch`, or, with None, of a fresh one drawn
-    at each pass (what `fit(dataset, epochs=N)` expects of a data set)."""
+    """The batches of the epochs numbered `epoch` (an int, or a `range` of them), or,
+    with None, of a fresh one drawn at each pass (what `fit(dataset, epochs=N)` expects
+    of a data set)."""
     tables = _tables(split, shard)
+
+    def keyed(epochs, skip=0):
+        return epochs.flat_map(lambda key: _epoch_batches(split, tables, key, seed, skip, batch_size, drop_remainder, transform))
+
     if epoch is None:
-        epochs = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
-        dataset = epochs.flat_map(
-            lambda key: _epoch_batches(split, tables, key, seed, 0, batch_size, drop_remainder, transform)
-        )
+        dataset = keyed(tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1))
     else:
-        dataset = _epoch_batches(split, tables, epoch, seed, skip, batch_size, drop_remainder, transform)
+        epochs = epoch if isinstance(epoch, range) else range(epoch, epoch + 1)
+        dataset = _epoch_batches(split, tables, epochs.start, seed, skip, batch_size, drop_remainder, transform)
+        if len(epochs) > 1:  # the next epochs follow in one iterator, each keyed as if alone
+            dataset = dataset.concatenate(keyed(tf.data.Dataset.range(epochs.start + 1, epochs.stop)))
     batches = batches_per_epoch(split, batch_size, drop_remainder, shard)
     if batches is not None:
-        dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches - skip))
+        count = 1 if epoch is None else len(epochs)
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches * count - skip))
     return dataset
 
 
@@ -388,9 +394,11 @@ def make_dataset(
         preprocessing: the model's input convention, "tf" or "caffe" (`preprocessing.MODES`).
         epoch: training only: the epoch's number. Its order and augmentation draws
             depend on `seed` and `epoch` alone, so that a run resumed at any epoch sees
-            what it would have seen. None: every pass over the data set is a new epoch,
-            with fresh draws (for `fit(dataset, epochs=N)`).
-        skip: with `epoch`: how many of its batches to leave out, the ones a run that
+            what it would have seen. A `range` of numbers gives those epochs one after
+            the other, each as it is alone (one `fit` with `steps_per_epoch` trains
+            them without a new iterator at each epoch). None: every pass over the data
+            set is a new epoch, with fresh draws (for `fit(dataset, epochs=N)`).
+        skip: with `epoch`: how many of its (first) batches to leave out, the ones a run that
             stopped mid-epoch had trained (`batches_per_epoch` counts them all). Image
             files and records are skipped unread, where their count allows it.
 
@@ -432,8 +440,15 @@ def _check_dataset_arguments(training, image_size, batch_size, shard, views, pre
         count, index = shard
         if not (isinstance(count, int) and isinstance(index, int) and 0 <= index < count):
             raise ValueError(f"`shard` must be (count, index) with 0 <= index < count. Received: shard={shard!r}")
-    if epoch is not None and (not training or not isinstance(epoch, int) or epoch < 0):
-        raise ValueError(f"`epoch` is a training epoch's number, 0 or more. Received: epoch={epoch!r}, training={training}")
+    numbers = epoch if isinstance(epoch, range) else [epoch]
+    if epoch is not None and (
+        not training or not numbers or not all(isinstance(n, int) and n >= 0 for n in numbers)
+        or isinstance(epoch, range) and epoch.step != 1
+    ):
+        raise ValueError(
+            "`epoch` is a training epoch's number, 0 or more, or a range of them. "
+            f"Received: epoch={epoch!r}, training={training}"
+        )
     if skip and (epoch is None or not isinstance(skip, int) or skip < 0):
         raise ValueError(f"`skip` counts batches of a numbered epoch. Received: skip={skip!r}, epoch={epoch!r}")
     preprocessing_lib.check_mode(preprocessing)

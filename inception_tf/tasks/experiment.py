@@ -305,8 +305,8 @@ def _dataset_arguments(config, source, model, role):
 
 
 def _training_data(config, source, model, role, epoch, skip):
-    """Epoch `epoch`'s training batches from its step `skip`: a function of the seed and
-    the epoch, so that a resumed run sees what it would have seen."""
+    """The training batches of epoch `epoch` (or a range of them) from step `skip`: a
+    function of the seed and the epoch, so that a resumed run sees what it would have seen."""
     d, t = config.data, config.train
     return data_lib.make_dataset(
         source.splits["train"], d.image_size, t.batch_size, training=True, seed=t.seed, epoch=epoch, skip=skip,
@@ -339,8 +339,8 @@ def _build_model(config, strategy, num_classes, log):
 
 @dataclasses.dataclass
 class _Callbacks:
-    """The callbacks of the run's `fit` calls (one per epoch), and the ones `_train` asks
-    where training stopped or prepares for a resumed epoch."""
+    """The callbacks of the run's `fit` calls, and the ones `_train` asks where training
+    stopped or prepares for a resumed epoch."""
 
     all: keras.callbacks.CallbackList
     nan_guard: callbacks_lib.NaNGuard
@@ -349,7 +349,7 @@ class _Callbacks:
     tensorboard: keras.callbacks.TensorBoard
 
     def begin_epoch(self, steps, skip=0, metrics=None, carried_s=0.0):
-        """The next `fit` trains one epoch of `steps` steps (None: unknown) from its step `skip`."""
+        """The next `fit` trains epochs of `steps` steps (None: unknown), the first from its step `skip`."""
         self.all.set_params({**self.all.params, "steps": None if steps is None else steps - skip})
         self.nan_guard.skip = skip
         self.timer.resume(carried_s)
@@ -417,23 +417,29 @@ def _train(config, strategy, role, source, paths, log):
 
 
 def _fit_epochs(config, strategy, role, source, model, callbacks, position, metrics, steps):
-    """One `fit` per epoch, from `position`: each epoch's data is its own (its order and
-    augmentation a function of the seed and the epoch), and an epoch resumed mid-way
-    starts at the backup's step with the backup's running metrics."""
+    """The epochs from `position` in as few `fit` calls as the data allows: each epoch's
+    data is its own (its order and augmentation a function of the seed and the epoch).
+    An epoch resumed mid-way is a `fit` of its own, from the backup's step with the
+    backup's running metrics; the epochs after it share one `fit` and one iterator, so
+    that no epoch waits for the last one's to be taken down and the next one's built
+    (with an unknown epoch length, every epoch is a `fit` of its own)."""
     validation = _validation_data(config, source, model, role)
-    for epoch in range(position.epoch, config.train.epochs):
+    epoch, epochs = position.epoch, config.train.epochs
+    while epoch < epochs:
         skip = position.step if epoch == position.epoch else 0
-        train_data = _training_data(config, source, model, role, epoch, skip)
+        span = range(epoch, epoch + 1) if skip or steps is None else range(epoch, epochs)
+        train_data = _training_data(config, source, model, role, span, skip)
         if skip:
             with strategy.scope():
                 keras_fixes.build_metrics(model, train_data.element_spec)
         callbacks.begin_epoch(steps, skip, metrics if skip else None, position.epoch_time_s if skip else 0.0)
         model.fit(
-            train_data, validation_data=validation, initial_epoch=epoch, epochs=epoch + 1, callbacks=callbacks.all,
-            shuffle=False,
+            train_data, validation_data=validation, initial_epoch=epoch, epochs=span.stop, callbacks=callbacks.all,
+            steps_per_epoch=None if steps is None else steps - skip, shuffle=False,
         )
         if model.stop_training:  # NaNGuard
             return
+        epoch = span.stop
 
 
 def _preempted(stop, epochs, steps, run_dir):

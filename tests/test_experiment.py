@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import runpy
 import subprocess
 import sys
 
@@ -13,8 +14,10 @@ from inception_tf import GoogLeNet
 from inception_tf.tasks import precision, runtime
 from inception_tf.tasks.experiment import transfer_weights
 
-from runs import MINIMAL, SMALL, env, history_epochs, train
+from runs import MINIMAL, ROOT, SMALL, env, history_epochs, train
 
+# The training writer's files: the graph's, written when the model is set, and one per `fit`.
+FIT_WRITER_FILES = 2
 RUN_FILES = ["config.json", "history.csv", "metrics.json", "curves.png", "confusion_matrix.png", "mistakes.png", "model.keras", "saved_model", "labels.txt"]
 
 
@@ -54,6 +57,7 @@ def test_a_run_leaves_every_artifact(run_dir):
     assert metrics["test_accuracy"] > 0.3  # chance is 0.1
     assert metrics["test_top5_accuracy"] >= metrics["test_accuracy"]
     assert metrics["test_examples"] == 2048 and metrics["epochs"] == 2
+    assert metrics["epoch_equivalents"] == pytest.approx(2.0)  # 2 epochs at 64x64
     assert metrics["test_crops"] == 2 and metrics["test_single_crop_accuracy"] > 0.3
     # Training time is the epochs' wall time as history.csv has it (not the evaluation's or
     # the process's), and the rate counts each training image once per epoch.
@@ -75,6 +79,25 @@ def test_a_run_leaves_every_artifact(run_dir):
     from PIL import Image
 
     assert Image.open(run_dir / "mistakes.png").size == (880, 990)  # evaluation.plot_mistakes's 8x9 in at 110 dpi
+
+
+def test_the_epochs_share_one_fit_and_the_table_reads_the_run(run_dir):
+    """One `fit` for both epochs: the training writer opens its files once (a `fit` per
+    epoch opened new ones each epoch, after the wait that `benchmarks/epoch_gaps.py`
+    measures); and the accuracy-against-compute table reads the run's own figures."""
+    run_dir, _ = run_dir
+    gaps = runpy.run_path(str(ROOT / "benchmarks" / "epoch_gaps.py"))
+    ends = gaps["epoch_end_times"](run_dir)
+    assert sorted(ends) == [0, 1] and ends[1] > ends[0]
+    assert [epoch for epoch, _ in gaps["gaps"](run_dir)] == [1]
+    opened = sorted(path.name.split(".")[3] for path in (run_dir / "logs" / "train").glob("events.out.tfevents.*"))
+    assert len(opened) == FIT_WRITER_FILES, opened
+    table = runpy.run_path(str(ROOT / "benchmarks" / "accuracy_vs_compute.py"))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    row = table["row"](run_dir, 88.0)
+    assert row["epoch_equivalents"] == 2.0 and row["test_accuracy"] == metrics["test_accuracy"]
+    assert row["projected_hours"] == pytest.approx(2 * 1843 / 88 / 3600)
+    assert "epochs=2" in row["settings"] and "image_size" not in row["settings"]  # 64: the default
 
 
 def test_the_same_command_again_finds_the_run_complete(run_dir):

@@ -40,7 +40,7 @@ from inception_tf.modeling import weights as weights_lib
 from inception_tf.modeling.model import GoogLeNet
 from inception_tf.serving import export
 from inception_tf.tasks import callbacks as callbacks_lib
-from inception_tf.tasks import distribute, evaluation, preemption, runtime, schedules, training
+from inception_tf.tasks import budget, distribute, evaluation, preemption, runtime, schedules, training
 from inception_tf.tasks import precision as precision_lib
 
 RUN_FILES = (
@@ -510,7 +510,8 @@ def _finalise(config, strategy, role, source, test_name, model, digest, paths, l
     metrics.update(
         evaluated_split=test_name, training_time_s=training_time,
         train_images_per_second=(train_size * epochs_done / training_time) if training_time else None,
-        epochs=epochs_done, best_epoch=best["epoch"] + 1 if best else None, train_examples=train_size,
+        epochs=epochs_done, epoch_equivalents=budget.epoch_equivalents([d.image_size] * epochs_done),
+        best_epoch=best["epoch"] + 1 if best else None, train_examples=train_size,
         precision=t.precision, runtime=runtime.loaded_setting().name, strategy=t.strategy,
         replicas=strategy.num_replicas_in_sync, workers=role.count,
         weights_sha256=digest, parameters=model.count_params(), finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -12,8 +12,11 @@ figure is the median of its rounds.
 
 Per workload: the peer and both variants under TensorFlow's default runtime, then both
 variants as `train.py` runs them (the runtime `inception_tf.tasks.runtime` chooses, the
-precision `--precision auto` chooses, both stored per machine). The ratio is each figure
-over the peer's under TensorFlow's default runtime.
+precision `--precision auto` chooses, both stored per machine), then torchvision's
+googlenet in PyTorch (`benchmarks/torch_googlenet.py`: eager, channels_last, float32)
+where a Python with `torch` and `torchvision` is found: `--torch-python`, else this one
+when it has them (never a dependency of the project). The ratio is each figure over the
+peer's under TensorFlow's default runtime.
 
 `--avx2-stand-in` makes an AVX-512 CPU stand in for one with AVX2 and FMA only (AMD Zen 3
 and most laptops): oneDNN's kernels are limited to AVX2 (`ONEDNN_MAX_CPU_ISA=AVX2`, in
@@ -24,8 +27,10 @@ CPUs. The cores' speed still differs: the stand-in's ratios are its figures, not
 """
 
 import argparse
+import importlib.util
 import json
 import os
+import pathlib
 import statistics
 import subprocess
 import sys
@@ -36,6 +41,9 @@ from inception_tf.tasks import precision, runtime
 RESULT = "peers-figure: "
 STAND_IN_ISA = "AVX2"
 MODELS = ("tutorial", "bn", "paper")
+TORCH = "torchvision"  # the PyTorch peer's model name in a request
+TORCH_SCRIPT = pathlib.Path(__file__).with_name("torch_googlenet.py")
+TORCH_LABEL = "torchvision googlenet, PyTorch eager, channels_last"
 
 
 def tutorial_googlenet(num_classes, size):
@@ -114,12 +122,13 @@ def figure(request):
     print(RESULT + json.dumps({"images_per_second": rate, "precision": policy, "onednn": runtime.onednn_enabled()}))
 
 
-def _run_figure(request, environment):
+def _run_figure(request, environment, torch_python=None):
     env = {name: value for name, value in os.environ.items() if name not in runtime.VARIABLES}
-    done = subprocess.run(
-        [sys.executable, __file__, "--figure", json.dumps(request)], env={**env, **environment},
-        capture_output=True, text=True,
-    )
+    if request["model"] == TORCH:
+        command = [torch_python, str(TORCH_SCRIPT), json.dumps(request)]
+    else:
+        command = [sys.executable, __file__, "--figure", json.dumps(request)]
+    done = subprocess.run(command, env={**env, **environment}, capture_output=True, text=True)
     for line in done.stdout.splitlines():
         if line.startswith(RESULT):
             return json.loads(line[len(RESULT):])
@@ -141,7 +150,20 @@ def plan(args):
             request = {**base, "model": model, "precision": "auto", "jit_compile": choice.setting.jit_compile}
             found.append((f"{model}, this project's defaults ({choice.setting.name})", request,
                           choice.setting.environment()))
+        if args.torch_python:
+            found.append((TORCH_LABEL, {**base, "model": TORCH, "precision": "float32"}, {}))
     return found
+
+
+def torch_python(given):
+    """The Python that runs the PyTorch figures: `given`, else this one when it has torch
+    and torchvision, else None (the table leaves PyTorch out and says so)."""
+    if given:
+        return given
+    if all(importlib.util.find_spec(name) for name in ("torch", "torchvision")):
+        return sys.executable
+    print("PyTorch: torch and torchvision are not importable here, left out (--torch-python PYTHON names one that has them)")
+    return None
 
 
 def report(figures, rates, machine):
@@ -177,10 +199,13 @@ def main(argv=None):
     parser.add_argument("--json", help="also write the figures here")
     parser.add_argument("--avx2-stand-in", action="store_true",
                         help="time this CPU as one with AVX2 and no AVX-512 (see the module's text)")
+    parser.add_argument("--torch-python", help="a Python with torch and torchvision for the PyTorch peer "
+                        "(default: this one, when it has them)")
     parser.add_argument("--figure", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.figure:
         return figure(json.loads(args.figure))
+    args.torch_python = torch_python(args.torch_python)
     if args.avx2_stand_in:
         os.environ[precision.ONEDNN_ISA] = STAND_IN_ISA
     figures = plan(args)
@@ -188,7 +213,7 @@ def main(argv=None):
     for turn in range(args.rounds):
         for label, request, environment in figures:
             key = f"{label} @{request['image_size']}/{request['batch_size']}"
-            result = _run_figure(request, environment)
+            result = _run_figure(request, environment, args.torch_python)
             rates.setdefault(key, []).append(result["images_per_second"])
             rates[key + " precision"], rates[key + " onednn"] = result["precision"], result["onednn"]
             print(f"round {turn + 1}: {key}: {result['images_per_second']:.1f} images/s", flush=True)

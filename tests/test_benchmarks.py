@@ -148,32 +148,50 @@ def test_peers_stand_in_times_tensorflows_default_as_an_avx2_cpu_gets_it(monkeyp
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # as `python benchmarks/peers.py` has it
     import peers
 
-    args = peers.argparse.Namespace(workloads=[(64, 2)], seconds=1.0, avx2_stand_in=True)
+    args = peers.argparse.Namespace(workloads=[(64, 2)], seconds=1.0, avx2_stand_in=True, torch_python=None)
     figures = peers.plan(args)
     defaults = [environment for label, _, environment in figures if "TensorFlow's default runtime" in label]
     assert defaults == [{"TF_ENABLE_ONEDNN_OPTS": "0"}] * 3  # the peer and both variants
     args.avx2_stand_in = False
     assert [environment for label, _, environment in peers.plan(args) if "default runtime" in label] == [{}] * 3
+    assert not [label for label, _, _ in figures if "PyTorch" in label]
+
+
+def test_peers_finds_pytorch_only_where_it_is_importable(monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import peers
+
+    assert peers.torch_python("/venv/bin/python") == "/venv/bin/python"
+    monkeypatch.setattr(peers.importlib.util, "find_spec", lambda name: None)
+    assert peers.torch_python(None) is None and "torch and torchvision are not importable here" in capsys.readouterr().out
+    monkeypatch.setattr(peers.importlib.util, "find_spec", lambda name: object())
+    assert peers.torch_python(None) == sys.executable
 
 
 @pytest.mark.slow  # five training processes
 def test_peers_reports_every_figure_against_the_tutorial_model(tmp_path):
     out = tmp_path / "peers.json"
+    # A stand-in for a Python with PyTorch: it answers as benchmarks/torch_googlenet.py does.
+    fake_torch = tmp_path / "torch-python"
+    fake_torch.write_text('#!/bin/sh\necho \'peers-figure: {"images_per_second": 12.5, "precision": "float32", "onednn": true}\'\n')
+    fake_torch.chmod(0o755)
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks/peers.py"), "--workloads", "64/2", "--rounds", "1", "--seconds", "0.3",
-         "--avx2-stand-in", "--json", str(out)],
+         "--avx2-stand-in", "--json", str(out), "--torch-python", str(fake_torch)],
         capture_output=True, text=True, check=True, cwd=ROOT,
         env={**os.environ, "INCEPTION_TF_RUNTIME": "default", "INCEPTION_TF_CACHE_DIR": str(tmp_path)},
     )
     assert "(oneDNN limited to AVX2 by ONEDNN_MAX_CPU_ISA)" in result.stdout
     rows = [line.split(" | ") for line in result.stdout.splitlines() if line.startswith("| ") and "images/s" not in line
             and not line.startswith("|---")]
-    assert len(rows) == 5, result.stdout
+    assert len(rows) == 6, result.stdout
     by_label = {row[0].lstrip("| "): row for row in rows}
     tutorial = float(by_label["tutorial, TensorFlow's default runtime, float32"][3])
+    assert by_label["torchvision googlenet, PyTorch eager, channels_last"][1:4] == ["float32", "on", "12.5"]
     for label, row in by_label.items():
         if "TensorFlow's default runtime" in label:
             assert row[1:3] == ["float32", "off"]  # the stand-in's TensorFlow default: oneDNN off
-        assert float(row[5].rstrip("x |")) == pytest.approx(float(row[3]) / tutorial, abs=0.006)
+        # Both rates printed to 0.1 (at ~15 images/s, 0.3% each) and the ratio to 0.01.
+        assert float(row[5].rstrip("x |")) == pytest.approx(float(row[3]) / tutorial, abs=0.011)
     saved = json.loads(out.read_text())
     assert saved["machine"]["onednn_max_cpu_isa"] == "AVX2" and saved["table"] in result.stdout

@@ -115,6 +115,12 @@ class TrainConfig:
     # Decoupled (per step, without momentum): 5e-3 shrinks the weights as the usual
     # coupled 5e-4 does with momentum 0.9.
     weight_decay: float = option(5e-3, "decoupled weight decay", interval=NON_NEGATIVE)
+    # Polyak averaging: the average of the last steps' weights is what is evaluated and
+    # exported; the validation of each epoch still sees the trained weights.
+    ema: float = option(
+        0.0, "momentum of a moving average of the weights, updated every step, evaluated and exported as the "
+        "model (0: off; 0.999 averages about the last 1,000 steps)", interval=FRACTION, metavar="M",
+    )
     precision: str = option(
         "auto", "default: auto (the fastest here, timed once per machine and stored)", choices=PRECISIONS,
         show_default=False,

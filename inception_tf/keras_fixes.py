@@ -118,6 +118,25 @@ def closing_failed_h5_writes():
 
 
 @contextlib.contextmanager
+def weight_average_held(model):
+    """Keeps the optimizer's moving average of the weights (`use_ema`) out of the model
+    until the block ends, however many `fit` calls it holds.
+
+    Keras 3.15's `fit` ends by copying the average into the model's weights
+    (`optimizer.finalize_variable_values`): right after one `fit` of the whole training,
+    but a run that resumes mid-epoch trains in two, and the first copy would replace
+    the weights it goes on training. The caller copies the average in once, at the end
+    (`optimizer.finalize_variable_values(model.trainable_variables)`).
+    """
+    optimizer = model.optimizer
+    optimizer.finalize_variable_values = lambda var_list: None  # the instance's, over the class's
+    try:
+        yield
+    finally:
+        del optimizer.finalize_variable_values
+
+
+@contextlib.contextmanager
 def distributed_fit(model):
     """Works around two bugs of Keras 3.15's `fit` under several replicas
     (keras-team/keras#20585, open), for the duration of the block:

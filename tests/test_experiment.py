@@ -173,3 +173,18 @@ def test_a_diverging_run_stops_with_a_clear_message(tmp_path):
     result = train(*MINIMAL, "--epochs", "2", "--learning-rate", "1e12", "--run-dir", str(tmp_path / "nan"), check=False)
     assert result.returncode == 3, result.stdout + result.stderr
     assert "stopped being finite" in result.stderr
+
+
+def test_with_ema_the_averaged_weights_are_evaluated_and_exported(tmp_path):
+    """`--ema`: the run evaluates and exports the moving average, not the best epoch's
+    weights (which best.weights.h5 still holds, from the epochs' validation)."""
+    run_dir = tmp_path / "ema"
+    result = train(*MINIMAL, "--epochs", "2", "--test-crops", "1", "--ema", "0.9", "--run-dir", str(run_dir))
+    assert "weights: the moving average of the steps (momentum 0.9), evaluated and exported" in result.stdout
+    assert "best epoch:" not in result.stdout
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["best_epoch"] is None and json.loads((run_dir / "config.json").read_text())["train"]["ema"] == 0.9
+    exported = keras.models.load_model(run_dir / "model.keras")
+    best = keras.models.load_model(run_dir / "model.keras")
+    best.load_weights(run_dir / "best.weights.h5")
+    assert any(not np.array_equal(a, b) for a, b in zip(exported.get_weights(), best.get_weights()))

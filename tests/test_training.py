@@ -145,3 +145,30 @@ def test_multi_worker_needs_tf_config(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(ValueError, match="needs TF_CONFIG.*Received: TF_CONFIG=None"):
         make_strategy("multi_worker")
+
+
+def test_the_weight_average_is_held_out_of_the_model_until_the_end():
+    """With `ema_momentum`, the model trains on its own weights through any number of
+    `fit` calls inside `weight_average_held` (Keras's `fit` would copy the average in at
+    its end), then takes the average: after two steps, m * w1 + (1 - m) * w2."""
+    from inception_tf import keras_fixes
+
+    keras.utils.set_random_seed(0)
+    model = compile_for_training(
+        GoogLeNet(num_classes=4, input_shape=(49, 49, 3), variant="bn", aux_heads=False), ema_momentum=0.75
+    )
+    kernel = model.get_layer("main_classifier").kernel
+    seen = []
+    record = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: seen.append(kernel.numpy().copy()))
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(-1, 1, (4, 49, 49, 3)).astype("float32"), rng.integers(0, 4, 4)
+    with keras_fixes.weight_average_held(model):
+        model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[record])
+        np.testing.assert_array_equal(kernel.numpy(), seen[0])  # still the trained weights
+        model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[record])
+        np.testing.assert_array_equal(kernel.numpy(), seen[1])
+    assert not np.allclose(seen[0], seen[1])
+    model.optimizer.finalize_variable_values(model.trainable_variables)
+    np.testing.assert_allclose(kernel.numpy(), 0.75 * seen[0] + 0.25 * seen[1], rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match=r"Received: ema_momentum=1.0"):
+        compile_for_training(GoogLeNet(num_classes=4, input_shape=(49, 49, 3), aux_heads=False), ema_momentum=1.0)

@@ -399,7 +399,8 @@ def _train(config, strategy, role, source, paths, log):
     if position.epoch or position.step:
         log(f"resuming from {position.describe(t.epochs, steps)}")
     fixes = keras_fixes.distributed_fit(model) if strategy.num_replicas_in_sync > 1 else contextlib.nullcontext()
-    with preemption.stop_on_signals() as stop_requested, fixes:
+    average = keras_fixes.weight_average_held(model) if t.ema else contextlib.nullcontext()
+    with preemption.stop_on_signals() as stop_requested, fixes, average:
         callbacks = _build_callbacks(config, model, strategy, role, paths, "validation" in source.splits, stop_requested)
         try:
             _fit_epochs(config, strategy, role, source, model, callbacks, position, metrics, steps)
@@ -409,6 +410,9 @@ def _train(config, strategy, role, source, paths, log):
             raise _preempted(stop, t.epochs, steps, paths.run_dir) from None
     if callbacks.nan_guard.stopped_at is not None:
         raise _diverged(callbacks.nan_guard.stopped_at, paths.run_dir, t.epochs)
+    if t.ema:
+        model.optimizer.finalize_variable_values(model.trainable_variables)
+        log(f"weights: the moving average of the steps (momentum {t.ema:g}), evaluated and exported")
     # Every worker reads its weights (a collective under some strategies) before the
     # others leave; equal digests show the replicas stayed in step.
     digest = distribute.weights_digest(model)
@@ -469,18 +473,22 @@ def _diverged(stopped_at, run_dir, epochs):
 
 
 def _model_to_evaluate(config, model, role, num_classes, paths, log):
-    """The trained model with the best epoch's weights, and that epoch's record (or None).
+    """The trained model with the best epoch's weights, and that epoch's record (or None);
+    with `--ema`, the moving average of the weights, whatever epoch was best.
 
     After a multi-worker run it is a copy outside the strategy: the other workers are
     gone, and a distributed model would wait for them.
     """
+    average = bool(config.train.ema)
     if role.count > 1:
         model = _build_and_compile(config, num_classes, log=lambda *_: None, init=False)
         model.optimizer.build(model.trainable_variables)
-        if not paths.best.is_file():  # else the best weights are loaded below
+        if average or not paths.best.is_file():  # else the best weights are loaded below
             state = json.loads(callbacks_lib.backup_state_path(paths.backup).read_text())
             model.load_weights(paths.backup / state["weights"])
-    if not paths.best.is_file():
+            if average:
+                model.optimizer.finalize_variable_values(model.trainable_variables)
+    if average or not paths.best.is_file():
         return model, None
     model.load_weights(paths.best)
     best = json.loads(paths.best_state.read_text())
@@ -541,6 +549,7 @@ def _build_and_compile(config, num_classes, log, init=True):
         label_smoothing=t.label_smoothing,
         weight_decay=t.weight_decay,
         jit_compile=runtime.jit_compile(),
+        ema_momentum=t.ema or None,
     )
 
 

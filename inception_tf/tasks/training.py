@@ -28,6 +28,7 @@ def compile_for_training(
     label_smoothing=0.0,
     weight_decay=None,
     jit_compile="auto",
+    ema_momentum=None,
 ):
     """Compiles a GoogLeNet for training with SGD + momentum and weighted aux losses.
 
@@ -47,13 +48,19 @@ def compile_for_training(
             weights by `1 - learning_rate * weight_decay`), or None. Biases and
             BatchNorm's scale and offset are left out, as in most recipes.
         jit_compile: passed to `Model.compile`.
+        ema_momentum: keep an exponential moving average of the weights, updated after
+            every step with this momentum (Keras's `use_ema`), or None. `fit` copies it
+            into the model when it ends (see `keras_fixes.weight_average_held`).
 
     Returns:
         The model, compiled.
     """
     _check_arguments(labels, learning_rate, momentum, aux_loss_weight, weight_decay, label_smoothing)
+    if ema_momentum is not None and not 0 <= ema_momentum < 1:
+        raise ValueError(f"`ema_momentum` must be in [0, 1) or None. Received: ema_momentum={ema_momentum!r}")
     losses, weights, metrics = _losses_and_metrics(model, labels, label_smoothing, aux_loss_weight)
-    optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay)
+    average = {"use_ema": True, "ema_momentum": ema_momentum} if ema_momentum is not None else {}
+    optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay, **average)
     if weight_decay:
         optimizer.exclude_from_weight_decay(var_names=list(NO_WEIGHT_DECAY))
     model.compile(optimizer=optimizer, loss=losses, loss_weights=weights, metrics=metrics, jit_compile=jit_compile)

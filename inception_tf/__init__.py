@@ -40,7 +40,7 @@ _MODULES = {
     for folder, modules in {
         "modeling": "model network layers geometry weights pretrained caffe imagenet preprocessing model_files summary",
         "dataloaders": "sources ilsvrc data augment",
-        "tasks": "experiment training schedules callbacks preemption precision runtime distribute evaluation",
+        "tasks": "experiment task training schedules callbacks preemption precision runtime distribute evaluation budget",
         "serving": "export litert predict gradcam",
     }.items()
     for module in modules.split()

@@ -132,12 +132,12 @@ def config_from_args(args):
 
 def _run_train(args):
     from inception_tf import files
-    from inception_tf.tasks import experiment, preemption
+    from inception_tf.tasks import experiment, preemption, task
 
     run_config = args.run_config  # resolved before TensorFlow loaded (`_load_tensorflow`)
     try:
         experiment.run(run_config, overwrite=args.overwrite)
-    except experiment.TrainingDiverged as error:
+    except task.TrainingDiverged as error:
         print(f"error: {error}", file=sys.stderr)
         return 3
     except experiment.RunDirError as error:
@@ -185,7 +185,7 @@ def _run_evaluate(args):
     from inception_tf import config, files
     from inception_tf.dataloaders import augment, data
     from inception_tf.modeling import model_files, pretrained
-    from inception_tf.tasks import evaluation
+    from inception_tf.tasks import evaluation, task
 
     # A report on BVLC's weights goes to the working folder, not into Keras's cache.
     folder = pathlib.Path(".") if args.model == pretrained.NAME else pathlib.Path(args.model).parent
@@ -209,10 +209,7 @@ def _run_evaluate(args):
     policy = args.augment or run_data.get("augment")
     if policy not in augment.POLICIES:
         policy = config.RunConfig().replace(**{"data.dataset": args.dataset}).resolved_augment()
-    if args.dataset == "imagenet":  # as BVLC measured: 224 of 256, the centre (and corners)
-        views = augment.caffe_view_boxes(crops)
-    else:
-        views = augment.test_view_boxes(crops, augment.AugmentConfig(policy=policy))
+    views = task.evaluation_views(args.dataset, crops, policy)  # as a run tests (ImageNet: as BVLC did)
     metrics = evaluation.evaluate(
         model, source.splits[args.split], source.class_names, image_size, args.batch_size, out,
         split_name=args.split, views=views, preprocessing=model_files.read_info(args.model).preprocessing,

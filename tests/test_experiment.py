@@ -12,7 +12,7 @@ import pytest
 
 from inception_tf import GoogLeNet
 from inception_tf.tasks import precision, runtime
-from inception_tf.tasks.experiment import transfer_weights
+from inception_tf.tasks.task import transfer_weights
 
 from runs import MINIMAL, ROOT, SMALL, env, history_epochs, train
 

@@ -1,9 +1,11 @@
 #!/bin/bash
 # `train.py --preset quick` as a first run (an empty store of measurements), each console
 # line stamped with the seconds since the command started; then the same command again
-# with the measurements stored, into a new run directory.
+# with the measurements stored, into a new run directory. The consoles go to OUT
+# (default: this folder): `bash results/machine_c/quick/run.sh results/machine_e/quick`.
 cd "$(dirname "$0")/../../.."
-out=results/machine_c/quick
+out=${1:-results/machine_c/quick}
+mkdir -p "$out"
 stamp() { local start=$1; while IFS= read -r line; do printf '%6.1f  %s\n' "$(echo "$(date +%s.%N) - $start" | bc)" "$line"; done; }
 machine() { echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, $(grep -m1 -ow 'avx2\|fma\|avx512f\|avx512_bf16\|avx512_vnni\|amx_bf16' /proc/cpuinfo | sort -u | xargs)"; }
 cache=$(mktemp -d)

@@ -40,7 +40,7 @@ def row(run_dir, rate):
     hours = budget.projected_seconds(equivalents, metrics["train_examples"], rate) / 3600
     single = metrics.get("test_single_crop_accuracy")
     return {
-        "run": run_dir.name,
+        "run": str(run_dir).rstrip("/"),
         "settings": settings(config),
         "epoch_equivalents": round(equivalents, 2),
         "test_accuracy": metrics["test_accuracy"],

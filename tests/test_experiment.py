@@ -95,7 +95,7 @@ def test_the_epochs_share_one_fit_and_the_table_reads_the_run(run_dir):
     table = runpy.run_path(str(ROOT / "benchmarks" / "accuracy_vs_compute.py"))
     metrics = json.loads((run_dir / "metrics.json").read_text())
     row = table["row"](run_dir, 88.0)
-    assert row["epoch_equivalents"] == 2.0 and row["test_accuracy"] == metrics["test_accuracy"]
+    assert row["run"] == str(run_dir) and row["epoch_equivalents"] == 2.0 and row["test_accuracy"] == metrics["test_accuracy"]
     assert row["projected_hours"] == pytest.approx(2 * 1843 / 88 / 3600)
     assert "epochs=2" in row["settings"] and "image_size" not in row["settings"]  # 64: the default
 

@@ -334,8 +334,8 @@ def _training_batches(split, batch_size, seed, epoch, skip, drop_remainder, shar
     of a data set)."""
     tables = _tables(split, shard)
 
-    def keyed(epochs, skip=0):
-        return epochs.flat_map(lambda key: _epoch_batches(split, tables, key, seed, skip, batch_size, drop_remainder, transform))
+    def keyed(epochs):  # whole epochs, each keyed by its number (a tensor)
+        return epochs.flat_map(lambda key: _epoch_batches(split, tables, key, seed, 0, batch_size, drop_remainder, transform))
 
     if epoch is None:
         dataset = keyed(tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1))

@@ -55,9 +55,7 @@ def compile_for_training(
     Returns:
         The model, compiled.
     """
-    _check_arguments(labels, learning_rate, momentum, aux_loss_weight, weight_decay, label_smoothing)
-    if ema_momentum is not None and not 0 <= ema_momentum < 1:
-        raise ValueError(f"`ema_momentum` must be in [0, 1) or None. Received: ema_momentum={ema_momentum!r}")
+    _check_arguments(labels, learning_rate, momentum, aux_loss_weight, weight_decay, label_smoothing, ema_momentum)
     losses, weights, metrics = _losses_and_metrics(model, labels, label_smoothing, aux_loss_weight)
     average = {"use_ema": True, "ema_momentum": ema_momentum} if ema_momentum is not None else {}
     optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay, **average)
@@ -67,7 +65,7 @@ def compile_for_training(
     return model
 
 
-def _check_arguments(labels, learning_rate, momentum, aux_loss_weight, weight_decay, label_smoothing):
+def _check_arguments(labels, learning_rate, momentum, aux_loss_weight, weight_decay, label_smoothing, ema_momentum):
     if labels not in LABEL_MODES:
         raise ValueError(f"`labels` must be one of {LABEL_MODES}. Received: labels={labels!r}")
     if not learning_rate > 0:
@@ -80,6 +78,8 @@ def _check_arguments(labels, learning_rate, momentum, aux_loss_weight, weight_de
         raise ValueError(f"`weight_decay` must be non-negative or None. Received: weight_decay={weight_decay!r}")
     if not 0 <= label_smoothing < 1:
         raise ValueError(f"`label_smoothing` must be in [0, 1). Received: label_smoothing={label_smoothing!r}")
+    if ema_momentum is not None and not 0 <= ema_momentum < 1:
+        raise ValueError(f"`ema_momentum` must be in [0, 1) or None. Received: ema_momentum={ema_momentum!r}")
     if label_smoothing and labels == "sparse":
         raise ValueError(
             "`label_smoothing` needs one-hot labels: use labels='categorical'. "

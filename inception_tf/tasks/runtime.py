@@ -302,11 +302,10 @@ def _probe_main(request):
     timers, left_out = {}, {}
     for policy in request["precisions"]:
         try:
-            if policy != precision_lib.FLOAT32 and len(request["precisions"]) > 1:
-                slowdown = precision_lib.convolution_slowdown(policy, workload)
-                if slowdown > precision_lib.EMULATED:
-                    left_out[policy] = f"its 3x3 convolution runs {slowdown:.1f}x longer than float32's here"
-                    continue
+            slowdown = len(request["precisions"]) > 1 and precision_lib.emulated(policy, workload)
+            if slowdown:
+                left_out[policy] = f"its 3x3 convolution runs {slowdown:.1f}x longer than float32's here"
+                continue
             timers[policy] = precision_lib.StepTimer(policy, workload, jit_compile=request["jit_compile"])
         except Exception as error:  # whatever the kernels raise: the policy cannot train here
             left_out[policy] = f"cannot train here: {precision_lib.first_line(error)}"

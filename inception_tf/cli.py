@@ -185,7 +185,7 @@ def _run_evaluate(args):
     from inception_tf import config, files
     from inception_tf.dataloaders import augment, data
     from inception_tf.modeling import model_files, pretrained
-    from inception_tf.tasks import evaluation, task
+    from inception_tf.tasks import evaluation
 
     # A report on BVLC's weights goes to the working folder, not into Keras's cache.
     folder = pathlib.Path(".") if args.model == pretrained.NAME else pathlib.Path(args.model).parent
@@ -209,7 +209,7 @@ def _run_evaluate(args):
     policy = args.augment or run_data.get("augment")
     if policy not in augment.POLICIES:
         policy = config.RunConfig().replace(**{"data.dataset": args.dataset}).resolved_augment()
-    views = task.evaluation_views(args.dataset, crops, policy)  # as a run tests (ImageNet: as BVLC did)
+    views = evaluation.test_views(args.dataset, crops, policy)  # as a run tests (ImageNet: as BVLC did)
     metrics = evaluation.evaluate(
         model, source.splits[args.split], source.class_names, image_size, args.batch_size, out,
         split_name=args.split, views=views, preprocessing=model_files.read_info(args.model).preprocessing,

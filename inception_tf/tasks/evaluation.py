@@ -13,8 +13,17 @@ import tensorflow as tf
 from matplotlib.figure import Figure
 
 from inception_tf import files
+from inception_tf.dataloaders import augment as augment_lib
 from inception_tf.dataloaders import data as data_lib
 from inception_tf.modeling import network
+
+
+def test_views(dataset, crops, policy):
+    """The view boxes of `crops`-view testing: BVLC's crops of 224 in 256 for ImageNet,
+    else the whole image and shifts by half the training padding (`augment.test_view_boxes`)."""
+    if dataset == "imagenet":
+        return augment_lib.caffe_view_boxes(crops)
+    return augment_lib.test_view_boxes(crops, augment_lib.AugmentConfig(policy=policy))
 
 
 def predict(model, split, image_size, batch_size, views=None, preprocessing="tf"):

@@ -4,7 +4,7 @@ order a run calls them, its steps: `build_inputs`, `build_model`, `build_callbac
 `train` (which fits from where a backup stood), `evaluate` and `finalise`.
 
 `experiment.run` resolves the configuration, takes the run directory and makes one task;
-the `evaluate` command shares the choice of test views (`evaluation_views`).
+the `evaluate` command shares the choice of test views (`evaluation.test_views`).
 """
 
 import contextlib
@@ -64,14 +64,6 @@ def transfer_weights(source_path, model, log=print):
     copied, fresh = weights_lib.load(model, source_path)
     log(f"init-from {source_path}: {copied} layers copied" + (f", new: {', '.join(fresh)}" if fresh else ""))
     return copied, fresh
-
-
-def evaluation_views(dataset, crops, policy):
-    """The view boxes of `crops`-view testing: BVLC's crops of 224 in 256 for ImageNet,
-    else the whole image and shifts by half the training padding (`augment.test_view_boxes`)."""
-    if dataset == "imagenet":
-        return augment_lib.caffe_view_boxes(crops)
-    return augment_lib.test_view_boxes(crops, augment_lib.AugmentConfig(policy=policy))
 
 
 def _monitor(model):
@@ -338,7 +330,7 @@ class TrainingTask:
         return evaluation.evaluate(
             model, self.source.splits[self.test_name], self.source.class_names, d.image_size,
             self.config.train.batch_size, self.paths.run_dir, split_name="test",
-            views=evaluation_views(d.dataset, d.test_crops, d.augment), preprocessing=self.config.model.preprocessing,
+            views=evaluation.test_views(d.dataset, d.test_crops, d.augment), preprocessing=self.config.model.preprocessing,
         )
 
     def finalise(self, model, digest):

@@ -418,15 +418,21 @@ def make_dataset(
     if heads:
         dataset = dataset.map(lambda images, labels: (images, {head: labels for head in heads}))
     if shard is not None and shard[0] > 1:
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = (
-            tf.data.experimental.AutoShardPolicy.OFF if _by_file(split, shard, training)
-            else tf.data.experimental.AutoShardPolicy.DATA
-        )
-        dataset = dataset.with_options(options)
+        dataset = dataset.with_options(_shard_options(split, shard, training))
     if device is not None:
         return dataset.apply(tf.data.experimental.prefetch_to_device(device))
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _shard_options(split, shard, training):
+    """How tf.distribute splits the data set among workers: by file where the pipeline
+    already did (OFF), else every count-th batch (DATA)."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.OFF if _by_file(split, shard, training)
+        else tf.data.experimental.AutoShardPolicy.DATA
+    )
+    return options
 
 
 def _check_dataset_arguments(training, image_size, batch_size, shard, views, preprocessing, epoch, skip):

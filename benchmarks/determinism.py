@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 
-from inception_tf.tasks import precision, runtime
+from inception_tf.startup import machine, precision, runtime
 
 RESULT = "determinism-figure: "
 SETTINGS = ("tf", "fixed")
@@ -38,7 +38,7 @@ def _load(args):
     if args.child == "fixed":  # as every command of this package loads TensorFlow
         runtime.configure("bn", args.image_size, args.batch_size, log=lambda _: None)
     else:
-        runtime.apply(runtime.choose("bn", args.image_size, args.batch_size, log=lambda _: None))
+        runtime.apply(runtime.choose_setting(precision.Workload("bn", args.image_size, args.batch_size), log=lambda _: None))
     import keras
     import numpy as np
 
@@ -145,8 +145,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.child:
         return repeat_child(args) if args.repeat else fit_child(args)
-    choice = runtime.choose("bn", args.image_size, args.batch_size, log=lambda _: None)
-    print(f"machine: {precision.describe_machine()}; {choice.line}", flush=True)
+    choice = runtime.choose_setting(precision.Workload("bn", args.image_size, args.batch_size), log=lambda _: None)
+    print(f"machine: {machine.describe_machine()}; {choice.line}", flush=True)
     print(f"bn, {args.image_size}x{args.image_size}, batch {args.batch_size}, float32", flush=True)
     for setting in SETTINGS:
         found = run_child(setting, args, "--repeat")

@@ -13,7 +13,7 @@ import csv
 import pathlib
 import sys
 
-from inception_tf.tasks import runtime
+from inception_tf.startup import runtime
 
 runtime.quiet_import_tensorflow()
 import tensorflow as tf  # noqa: E402

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 
-from inception_tf.tasks import runtime  # noqa: E402  (loads nothing)
+from inception_tf.startup import runtime  # noqa: E402  (loads nothing)
 
 runtime.quiet_import_tensorflow()  # TensorFlow's own runtime: the measured one is for training
 
@@ -31,10 +31,11 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from inception_tf import config  # noqa: E402
-from inception_tf.dataloaders import data  # noqa: E402
+from inception_tf.dataloaders import catalog, data  # noqa: E402
+from inception_tf.modeling.image_input import preprocess_each, preprocess_images  # noqa: E402
 from inception_tf.modeling import model_files  # noqa: E402
 from inception_tf.serving import export, litert  # noqa: E402
-from inception_tf.tasks import precision as precision_lib  # noqa: E402
+from inception_tf.startup import machine  # noqa: E402
 
 
 def folder_bytes(path):
@@ -50,8 +51,8 @@ def export_all(run_dir, out, calibration_images):
     model = keras.models.load_model(model_path, compile=False)
     size = model.inputs[0].shape[1]
     run_data = config.data_beside(model_path)
-    train = data.load_source(run_data["dataset"], data_dir=run_data.get("data_dir")).splits["train"]
-    calibration = litert.calibration_inputs(train, size, info.preprocessing, count=calibration_images)
+    train = catalog.load_source(run_data["dataset"], data_dir=run_data.get("data_dir")).splits["train"]
+    calibration = data.calibration_inputs(train, size, calibration_images, info.preprocessing)
     saved_model = export.export_saved_model(model, out / "saved_model", info.class_names, preprocessing=info.preprocessing)
     paths, seconds = {"SavedModel": saved_model}, {}
     for quantization in litert.QUANTIZATIONS:
@@ -78,7 +79,7 @@ def test_probabilities(run, split, size, preprocessing, batch=250):
     rows = []
     for start in range(0, split.size, batch):
         images = data.images_at(split, range(start, min(start + batch, split.size)))
-        inputs = data.preprocess_each(images, size, preprocessing)
+        inputs = preprocess_each(images, size, preprocessing)
         rows.append(run(inputs))
     return np.concatenate(rows)
 
@@ -120,19 +121,19 @@ def main(argv=None):
     parser.add_argument("--json", type=pathlib.Path, help="write the figures here too")
     args = parser.parse_args(argv)
 
-    print(f"machine: {precision_lib.describe_machine(precision_lib.gpu_details())}", flush=True)
+    print(f"machine: {machine.describe_machine(machine.gpu_details())}", flush=True)
     with tempfile.TemporaryDirectory() as scratch:
         paths, seconds, size, preprocessing, run_data = export_all(args.run_dir, pathlib.Path(scratch), args.calibration_images)
         runs = runners(paths, args.threads)
-        test = data.load_source(run_data["dataset"], data_dir=run_data.get("data_dir"), limit=args.limit).splits["test"]
+        test = catalog.load_source(run_data["dataset"], data_dir=run_data.get("data_dir"), limit=args.limit).splits["test"]
         probabilities = {name: test_probabilities(run, test, size, preprocessing) for name, run in runs.items()}
-        sample = np.asarray(data.preprocess_images(data.images_at(test, [0])[0][None], size, preprocessing))
+        sample = np.asarray(preprocess_images(data.images_at(test, [0])[0][None], size, preprocessing))
         timing = latencies(runs, sample, args.calls, args.rounds)
         reference = probabilities["SavedModel"]
         results = {
             "run_dir": str(args.run_dir), "test_images": int(test.size), "image_size": size,
             "calibration_images": args.calibration_images, "litert_threads": args.threads,
-            "machine": precision_lib.machine(), "conversion_seconds": seconds, "formats": {},
+            "machine": machine.machine(), "conversion_seconds": seconds, "formats": {},
         }
         for name, found in probabilities.items():
             results["formats"][name] = {

@@ -11,7 +11,7 @@ in turns (`--rounds`), so that a machine slowing down for a while slows them ali
 figure is the median of its rounds.
 
 Per workload: the peer and both variants under TensorFlow's default runtime, then both
-variants as `train.py` runs them (the runtime `inception_tf.tasks.runtime` chooses, the
+variants as `train.py` runs them (the runtime `inception_tf.startup.runtime` chooses, the
 precision `--precision auto` chooses, both stored per machine), then torchvision's
 googlenet in PyTorch (`benchmarks/torch_googlenet.py`: eager, channels_last, float32)
 where a Python with `torch` and `torchvision` is found: `--torch-python`, else this one
@@ -36,7 +36,9 @@ import subprocess
 import sys
 
 from inception_tf import files  # noqa: E402  (neither loads TensorFlow)
-from inception_tf.tasks import precision, runtime
+from inception_tf.startup import machine as machine_lib
+from inception_tf.startup import precision, runtime
+from inception_tf.tasks import timing
 
 RESULT = "peers-figure: "
 STAND_IN_ISA = "AVX2"
@@ -109,7 +111,7 @@ def figure(request):
         policy, model = "float32", tutorial_googlenet(10, size)
     else:
         workload = precision.Workload(variant=request["model"], image_size=size, batch_size=batch)
-        policy = precision.choose(request["precision"], workload, log=lambda _: None).policy
+        policy = precision.choose_policy(request["precision"], workload, timing.time_policies, log=lambda _: None).value
         keras.config.set_dtype_policy(policy)
         model = training.compile_for_training(
             GoogLeNet(10, (size, size, 3), variant=request["model"]), jit_compile=request["jit_compile"]
@@ -145,11 +147,11 @@ def plan(args):
             found.append((f"{model}, TensorFlow's default runtime, float32",
                           {**base, "model": model, "precision": "float32"}, tensorflow_default))
         for model in MODELS[1:]:
-            choice = runtime.choose(model, size, batch, precision="auto", log=print)
+            choice = runtime.choose_setting(precision.Workload(model, size, batch), precision="auto", log=print)
             print(f"{model} at {size}/{batch}: {choice.line}", flush=True)
-            request = {**base, "model": model, "precision": "auto", "jit_compile": choice.setting.jit_compile}
-            found.append((f"{model}, this project's defaults ({choice.setting.name})", request,
-                          choice.setting.environment()))
+            request = {**base, "model": model, "precision": "auto", "jit_compile": choice.value.jit_compile}
+            found.append((f"{model}, this project's defaults ({choice.value.name})", request,
+                          choice.value.environment()))
         if args.torch_python:
             found.append((TORCH_LABEL, {**base, "model": TORCH, "precision": "float32"}, {}))
     return found
@@ -168,7 +170,7 @@ def torch_python(given):
 
 def report(figures, rates, machine):
     lines = [f"machine: {machine['cpu']}, {machine['cores']} cores, {' '.join(machine['cpu_features'])}"
-             f"{precision.onednn_limit(machine)}; "
+             f"{machine_lib.onednn_limit(machine)}; "
              f"TensorFlow {machine['tensorflow']}", ""]
     for size, batch in sorted({(r["image_size"], r["batch_size"]) for _, r, _ in figures}, reverse=True):
         peer = statistics.median(rates[f"tutorial, TensorFlow's default runtime, float32 @{size}/{batch}"])
@@ -207,7 +209,7 @@ def main(argv=None):
         return figure(json.loads(args.figure))
     args.torch_python = torch_python(args.torch_python)
     if args.avx2_stand_in:
-        os.environ[precision.ONEDNN_ISA] = STAND_IN_ISA
+        os.environ[machine_lib.ONEDNN_ISA] = STAND_IN_ISA
     figures = plan(args)
     rates = {}
     for turn in range(args.rounds):
@@ -217,7 +219,7 @@ def main(argv=None):
             rates.setdefault(key, []).append(result["images_per_second"])
             rates[key + " precision"], rates[key + " onednn"] = result["precision"], result["onednn"]
             print(f"round {turn + 1}: {key}: {result['images_per_second']:.1f} images/s", flush=True)
-    machine = precision.cpu_machine()
+    machine = machine_lib.cpu_machine()
     text = report(figures, rates, machine)
     print("\n" + text)
     if args.json:

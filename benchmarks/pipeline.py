@@ -11,11 +11,11 @@ import resource
 import sys
 import time
 
-from inception_tf.tasks import runtime  # noqa: E402  (loads nothing)
+from inception_tf.startup import runtime  # noqa: E402  (loads nothing)
 
 runtime.quiet_import_tensorflow()  # TensorFlow's own runtime: the measured one is for training
 
-from inception_tf.dataloaders import data  # noqa: E402
+from inception_tf.dataloaders import catalog, data  # noqa: E402
 from inception_tf.dataloaders.augment import POLICIES, AugmentConfig  # noqa: E402
 
 
@@ -32,7 +32,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    source = data.load_source(args.dataset, data_dir=args.data_dir)
+    source = catalog.load_source(args.dataset, data_dir=args.data_dir)
     dataset = data.make_dataset(
         source.splits["train"],
         args.image_size,

@@ -14,7 +14,7 @@ import statistics
 import sys
 import time
 
-from inception_tf.tasks import runtime
+from inception_tf.startup import runtime
 
 if __name__ == "__main__":
     runtime.configure_from_flags(sys.argv[1:], variant="paper", image_size=224, batch_size=32, precision="auto")
@@ -25,7 +25,8 @@ import tensorflow as tf  # noqa: E402
 
 from inception_tf.modeling import model as model_lib  # noqa: E402
 from inception_tf.modeling import network  # noqa: E402
-from inception_tf.tasks import precision, training  # noqa: E402
+from inception_tf.startup import machine, measured, precision  # noqa: E402
+from inception_tf.tasks import timing, training  # noqa: E402
 
 
 def _padded_pool(x, variant, name):
@@ -71,13 +72,14 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=8, help="timed steps per form and round")
     args = parser.parse_args(argv)
     size, batch = args.image_size, args.batch_size
-    print(f"machine: {precision.describe_machine()}; {(runtime.applied() or runtime.Choice(runtime.Setting(), '')).line}")
+    print(f"machine: {machine.describe_machine()}; {(runtime.applied() or measured.Choice('runtime', runtime.Setting(), '')).line}")
     keras.utils.set_random_seed(0)
     models = {form: build(form, size) for form in ("padded", "same")}
     models["same"].set_weights(models["padded"].get_weights())
     outputs, grads = check_same(list(models.values()), size)
     print(f"float32, same weights: largest difference of the outputs {outputs:.3g}, of the gradients {grads:.3g}")
-    policy = precision.choose(args.precision, precision.Workload("paper", size, batch), log=lambda _: None).policy
+    policy = precision.choose_policy(args.precision, precision.Workload("paper", size, batch), timing.time_policies,
+                                    log=lambda _: None).value
     keras.config.set_dtype_policy(policy)
     rng = np.random.default_rng(1)
     images = rng.uniform(-1, 1, (batch, size, size, 3)).astype("float32")

@@ -17,19 +17,19 @@ import sys
 import tempfile
 import time
 
-from inception_tf.tasks import runtime  # noqa: E402  (loads nothing)
+from inception_tf.startup import runtime  # noqa: E402  (loads nothing)
 
 runtime.quiet_import_tensorflow()  # TensorFlow's own runtime: the measured one is for training
 
 import cv2  # noqa: E402
 
-from inception_tf.dataloaders import data  # noqa: E402
+from inception_tf.dataloaders import catalog  # noqa: E402
 from inception_tf.serving import predict  # noqa: E402
-from inception_tf.tasks import precision as precision_lib  # noqa: E402
+from inception_tf.startup import machine  # noqa: E402
 
 
 def write_images(folder, count):
-    test = data.load_source("fashion_mnist", limit=count).splits["test"]
+    test = catalog.load_source("fashion_mnist", limit=count).splits["test"]
     for index, image in enumerate(test.images):
         cv2.imwrite(str(folder / f"{index:05d}.png"), image)
     return sorted(folder.glob("*.png"))
@@ -63,7 +63,7 @@ def main(argv=None):
             paths = write_images(scratch / "images", args.images)
         predictor = predict.Predictor(args.model)
         print(f"predict on {len(paths)} image files, {args.model}, batch 1 against batch {args.batch_size}")
-        print(f"machine: {precision_lib.describe_machine(precision_lib.gpu_details())}")
+        print(f"machine: {machine.describe_machine(machine.gpu_details())}")
         for batch_size in (1, args.batch_size):  # warm-up: tracing, thread pool, file cache
             timed(predictor, paths[: 2 * args.batch_size], batch_size, scratch)
         rates = {1: [], args.batch_size: []}

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 
-from inception_tf.tasks import precision  # noqa: E402  (loads nothing)
+from inception_tf.startup import machine  # noqa: E402  (loads nothing)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -81,7 +81,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=None, help="of the stops' timing")
     parser.add_argument("train_args", nargs="+", help="train.py's flags, after --")
     args = parser.parse_args(argv)
-    print(f"machine: {precision.describe_machine()}", flush=True)
+    print(f"machine: {machine.describe_machine()}", flush=True)
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory() as scratch:
         scratch = pathlib.Path(scratch)

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 
-from inception_tf.tasks import runtime  # noqa: E402  (loads nothing)
+from inception_tf.startup import runtime  # noqa: E402  (loads nothing)
 
 if __name__ == "__main__":  # the runtime train.py would choose for this workload, before TensorFlow loads
     runtime.configure_from_flags(sys.argv[1:], variant="paper", image_size=224, batch_size=32, precision="auto")
@@ -27,7 +27,9 @@ from tensorflow.tsl.profiler.protobuf import xplane_pb2  # noqa: E402
 from throughput import synthetic_training  # noqa: E402  (this script's folder is on sys.path)
 
 from inception_tf.modeling.network import VARIANTS  # noqa: E402
-from inception_tf.tasks import precision as precision_lib  # noqa: E402
+from inception_tf.startup import machine  # noqa: E402
+from inception_tf.startup import precision as precision_lib  # noqa: E402
+from inception_tf.tasks import timing  # noqa: E402
 
 XLA_RUN = "CpuExecutable::ExecuteAsyncOnStream"
 XLA_CLUSTER = "XlaCompiledFunction"
@@ -68,8 +70,9 @@ def main(argv=None):
     parser.add_argument("--by", choices=("type", "op"), default="type")
     args = parser.parse_args(argv)
     size, batch = args.image_size, args.batch_size
-    choice = precision_lib.choose(args.precision, precision_lib.Workload(args.variant, size, batch), log=lambda _: None)
-    precision, reason = choice.policy, choice.reason
+    choice = precision_lib.choose_policy(args.precision, precision_lib.Workload(args.variant, size, batch), timing.time_policies,
+                                         log=lambda _: None)
+    precision, reason = choice.value, choice.reason
     model, _, data = synthetic_training(args.variant, precision, size, batch)
     model.fit(data, steps_per_epoch=2, epochs=1, verbose=0, shuffle=False)  # tracing and oneDNN set-up
 
@@ -83,7 +86,7 @@ def main(argv=None):
         totals = op_times(trace, args.by)
 
     print(f"{args.variant}, {size}x{size}, batch {batch}, {precision} ({reason})")
-    print(f"machine: {precision_lib.describe_machine(precision_lib.gpu_details())}")
+    print(f"machine: {machine.describe_machine(machine.gpu_details())}")
     print(f"wall {1000 * wall / args.steps:.0f} ms per step ({args.steps * batch / wall:.1f} images/s, profiler on)")
     summed = sum(totals.values())
     if not summed:

@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 
-from inception_tf.tasks import runtime  # noqa: E402  (loads nothing)
+from inception_tf.startup import runtime  # noqa: E402  (loads nothing)
 
 if __name__ == "__main__":  # the runtime train.py would choose for this workload, before TensorFlow loads
     runtime.configure_from_flags(sys.argv[1:], variant="paper", image_size=224, batch_size=32, precision="auto")
@@ -41,7 +41,8 @@ from inception_tf import GoogLeNet, native_stderr  # noqa: E402
 from inception_tf.modeling import summary  # noqa: E402
 from inception_tf.modeling.network import VARIANTS, inference_model  # noqa: E402
 from inception_tf.serving import export  # noqa: E402
-from inception_tf.tasks import precision, training  # noqa: E402
+from inception_tf.startup import machine, precision  # noqa: E402
+from inception_tf.tasks import timing, training  # noqa: E402
 
 
 def timed(run, images_per_call, repeats, seconds):
@@ -146,11 +147,11 @@ def report(results, ceilings, args, choices):
     lines = [
         f"GoogLeNet, {args.image_size}x{args.image_size}, batch {args.batch_size}, "
         f"TensorFlow {tf.__version__}, Keras {keras.__version__}",
-        f"machine: {precision.describe_machine(precision.gpu_details())}",
+        f"machine: {machine.describe_machine(machine.gpu_details())}",
         f"matmul ceiling (4096^2): bfloat16 {_rate(ceilings['bfloat16'], 3)} TFLOP/s, "
         f"float32 {_rate(ceilings['float32'], 3)} TFLOP/s",
     ]
-    lines += [f"precision for {variant}: {choice.policy} ({choice.reason})" for variant, choice in choices.items()]
+    lines += [f"precision for {variant}: {choice.value} ({choice.reason})" for variant, choice in choices.items()]
     lines += [
         "",
         "| variant | precision | train img/s | train TFLOP/s (% of ceiling) | train vs float32 "
@@ -158,8 +159,8 @@ def report(results, ceilings, args, choices):
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for variant in args.variants:
-        fast = results[(variant, choices[variant].policy)]
-        slow = results.get((variant, "float32")) if choices[variant].policy != "float32" else None
+        fast = results[(variant, choices[variant].value)]
+        slow = results.get((variant, "float32")) if choices[variant].value != "float32" else None
         ceiling = ceilings["bfloat16" if "bfloat16" in fast["precision"] else "float32"][0]
         ratio_train = f"{fast['train'][0] / slow['train'][0]:.2f}x" if slow else "-"
         ratio_infer = f"{fast['inference'][0] / slow['inference'][0]:.2f}x" if slow else "-"
@@ -178,7 +179,7 @@ def report(results, ceilings, args, choices):
                 f"| {variant} | float32 | {_rate(slow['train'])} | {slow['train_tflops']:.3f} "
                 f"({slow['train_tflops'] / ceilings['float32'][0]:.0%}) | 1.00x | {_rate(slow['inference'])} | 1.00x | | |"
             )
-    macs = results[(args.variants[0], choices[args.variants[0]].policy)]
+    macs = results[(args.variants[0], choices[args.variants[0]].value)]
     lines.append("")
     lines.append(
         f"MACs per image: {macs['train_macs'] / 1e9:.3f} G training (three heads), "
@@ -202,8 +203,8 @@ def main(argv=None):
     if args.image_size < 49:
         parser.error(f"--image-size must be at least 49 (the aux heads). Received: {args.image_size}")
     choices = {
-        variant: precision.choose(
-            args.precision, precision.Workload(variant, args.image_size, args.batch_size),
+        variant: precision.choose_policy(
+            args.precision, precision.Workload(variant, args.image_size, args.batch_size), timing.time_policies,
             log=lambda line: print(line, file=sys.stderr, flush=True),
         )
         for variant in args.variants
@@ -214,9 +215,9 @@ def main(argv=None):
     }
     results = {}
     for variant, choice in choices.items():
-        print(f"measuring {variant} in {choice.policy} ...", file=sys.stderr, flush=True)
-        results[(variant, choice.policy)] = measure_model(variant, choice.policy, args, not args.no_saved_model)
-        if not args.no_float32 and choice.policy != "float32":
+        print(f"measuring {variant} in {choice.value} ...", file=sys.stderr, flush=True)
+        results[(variant, choice.value)] = measure_model(variant, choice.value, args, not args.no_saved_model)
+        if not args.no_float32 and choice.value != "float32":
             print(f"measuring {variant} in float32 ...", file=sys.stderr, flush=True)
             results[(variant, "float32")] = measure_model(variant, "float32", args, saved_model=False)
     print(report(results, ceilings, args, choices))
@@ -224,7 +225,7 @@ def main(argv=None):
         with open(args.json, "w") as f:
             json.dump(
                 {"ceilings_tflops": ceilings, "results": list(results.values()), "args": vars(args),
-                 "machine": precision.machine(precision.gpu_details()),
+                 "machine": machine.machine(machine.gpu_details()),
                  "precision": {variant: dataclasses.asdict(choice) for variant, choice in choices.items()}},
                 f, indent=2,
             )

@@ -2,7 +2,7 @@
 
 Importing the package loads neither TensorFlow nor Keras: TensorFlow loads with the first
 public name used (`from inception_tf import GoogLeNet`) or with Keras, and until then
-`inception_tf.runtime.configure()` can still choose the runtime settings that TensorFlow
+`inception_tf.startup.runtime.configure()` can still choose the runtime settings that TensorFlow
 fixes when it loads. The package's layers are registered with Keras as Keras loads
 (`registration`), so that after `import inception_tf` `keras.models.load_model` opens
 every model file the package writes, without custom_objects.
@@ -30,29 +30,11 @@ _EXPORTS = {
     "preprocess_input": "modeling.preprocessing",
 }
 
-# The folders by role: modeling (the network, its weights and input conventions),
-# dataloaders (data sets, tf.data pipelines, augmentation), tasks (a run: compile, fit,
-# evaluate, and what it measures and survives), serving (export, LiteRT, prediction).
-# Each module stays reachable by its short name, `from inception_tf import runtime`, as
-# it was before the folders.
-_MODULES = {
-    module: f"{folder}.{module}"
-    for folder, modules in {
-        "modeling": "model network layers geometry weights pretrained caffe imagenet preprocessing model_files summary",
-        "dataloaders": "sources ilsvrc data augment",
-        "tasks": "experiment task training schedules callbacks preemption precision runtime distribute evaluation budget",
-        "serving": "export litert predict gradcam",
-    }.items()
-    for module in modules.split()
-}
-
 __all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"
 
 
 def __getattr__(name):
-    if name in _MODULES:  # loads only that module: `runtime` must come before TensorFlow
-        return importlib.import_module(f"inception_tf.{_MODULES[name]}")
     if name not in _EXPORTS:
         raise AttributeError(f"module 'inception_tf' has no attribute {name!r}")
     registration.register_layers()  # with any public name, as Keras is loading anyway
@@ -62,4 +44,4 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS) | set(_MODULES))
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -183,7 +183,7 @@ def _run_evaluate(args):
     import keras
 
     from inception_tf import config, files
-    from inception_tf.dataloaders import augment, data
+    from inception_tf.dataloaders import augment, catalog
     from inception_tf.modeling import model_files, pretrained
     from inception_tf.tasks import evaluation
 
@@ -191,7 +191,7 @@ def _run_evaluate(args):
     folder = pathlib.Path(".") if args.model == pretrained.NAME else pathlib.Path(args.model).parent
     args.model = pretrained.resolve(args.model)
 
-    source = data.load_source(args.dataset, data_dir=args.data_dir, validation_split=args.validation_split, limit=args.limit)
+    source = catalog.load_source(args.dataset, data_dir=args.data_dir, validation_split=args.validation_split, limit=args.limit)
     args.split = args.split or ("test" if "test" in source.splits else "validation")
     if args.split not in source.splits:
         raise ValueError(f"{args.dataset} has no {args.split} split here: {sorted(source.splits)}. Received: split={args.split!r}")
@@ -262,12 +262,11 @@ def _calibration_source(args):
 def _calibration(source, count, image_size, preprocessing):
     """int8's calibration inputs from `source` (`_calibration_source`), and a line saying
     what they are."""
-    from inception_tf.dataloaders import data
-    from inception_tf.serving import litert
+    from inception_tf.dataloaders import catalog, data
 
     dataset, data_dir = source
-    split = data.load_source(dataset, data_dir=data_dir).splits["train"]
-    inputs = litert.calibration_inputs(split, image_size, preprocessing, count=count)
+    split = catalog.load_source(dataset, data_dir=data_dir).splits["train"]
+    inputs = data.calibration_inputs(split, image_size, count, preprocessing)
     return inputs, f"{len(inputs)} images of the {dataset} training split"
 
 
@@ -344,7 +343,7 @@ def _add_convert(subparsers):
 def _run_convert(args):
     from inception_tf.modeling import caffe
 
-    caffe.convert(args.caffemodel, args.out, prototxt=args.prototxt, image_size=args.image_size)
+    caffe.convert_caffemodel(args.caffemodel, args.out, prototxt=args.prototxt, image_size=args.image_size)
     return 0
 
 
@@ -383,11 +382,11 @@ def main(argv=None, train_prog=None):
 def _load_tensorflow(args):
     """Training chooses its runtime first (`runtime.configure`, from the resolved flags);
     every command then loads TensorFlow without its start-up lines."""
-    from inception_tf.tasks import distribute, runtime
+    from inception_tf.startup import cluster, runtime
 
     if args.command == "train":
         args.run_config = config_from_args(args)
-        distribute.check_tf_config()  # before the runtime's timings, which a bad cluster would waste
+        cluster.check_tf_config()  # before the runtime's timings, which a bad cluster would waste
     if args.command == "train" and "tensorflow" in sys.modules:
         # Called in a process that loaded TensorFlow already (a notebook, a test).
         print("runtime: as TensorFlow was loaded before this command", flush=True)

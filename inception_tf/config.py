@@ -11,13 +11,8 @@ import pathlib
 
 from inception_tf import choices
 from inception_tf.modeling import geometry
-from inception_tf.modeling import preprocessing as preprocessing_lib
 
 CONFIG_FILE = "config.json"  # in every run directory
-SCHEDULES = ("paper", "cosine", "constant")
-PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
-STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker")
-SMALL_IMAGE_SOURCES = ("fashion_mnist", "mnist", "cifar10", "cifar100")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,8 +68,9 @@ class DataConfig:
         "auto", "default: auto (standard for 28-32 px data sets, paper otherwise)",
         choices=("auto",) + choices.AUGMENT_POLICIES, show_default=False,
     )
-    # Zhong et al. erase with p=0.5; that much regularisation held a 30-epoch run back
-    # (augmented training accuracy below validation accuracy), so the default erases less.
+    # Zhong et al. erase with p=0.5, for runs of hundreds of epochs; a run of tens of
+    # epochs has less time to fit through that much noise, so the default erases less
+    # (results/README.md has the runs behind it).
     random_erasing: float = option(
         0.25, "probability of erasing a random rectangle of a training image", interval=PROBABILITY, metavar="P"
     )
@@ -87,9 +83,9 @@ class DataConfig:
 
 @dataclasses.dataclass
 class ModelConfig:
-    # BatchNorm (with cosine decay, label smoothing and weight decay) reaches a higher
-    # accuracy than the paper's recipe in the same time on a small CPU budget;
-    # `--preset paper` restores the paper's.
+    # BatchNorm (with cosine decay, label smoothing and weight decay) is the recipe that
+    # trains well in few epochs, as TF-slim and torchvision train it; `--preset paper`
+    # restores the paper's.
     variant: str = option("bn", "", choices=choices.VARIANTS)
     aux_heads: bool = option(True, "train without the two aux heads", flag="--no-aux-heads", show_default=False)
     dropout_rate: float = option(0.4, "", interval=FRACTION)
@@ -98,19 +94,19 @@ class ModelConfig:
     preprocessing: str = option(
         "auto",
         "input convention: tf ([-1, 1]) or caffe (BGR minus the ImageNet mean), default: auto (the --init-from model's, else tf)",
-        choices=("auto",) + preprocessing_lib.MODES, show_default=False,
+        choices=("auto",) + choices.PREPROCESSING, show_default=False,
     )
 
 
 @dataclasses.dataclass
 class TrainConfig:
-    # With the rate scaled to the batch, 128 steps faster than 64 on a CPU, and 30
-    # epochs is where accuracy stopped improving within the spread between runs.
+    # A larger batch takes fewer, better-filled steps on a CPU (the rate is scaled to it);
+    # results/README.md holds the runs behind the epochs and the batch.
     epochs: int = option(30, "", positive=True)
     batch_size: int = option(128, "global batch", positive=True)
     learning_rate: float = option(0.1, "initial rate", interval=POSITIVE)
     momentum: float = option(0.9, "", interval=FRACTION)
-    schedule: str = option("cosine", "default: {default} (paper: 4%% lower every 8 epochs)", choices=SCHEDULES)
+    schedule: str = option("cosine", "default: {default} (paper: 4%% lower every 8 epochs)", choices=choices.SCHEDULES)
     label_smoothing: float = option(0.1, "", interval=FRACTION)
     # Decoupled (per step, without momentum): 5e-3 shrinks the weights as the usual
     # coupled 5e-4 does with momentum 0.9.
@@ -122,10 +118,10 @@ class TrainConfig:
         "model (0: off; 0.999 averages about the last 1,000 steps)", interval=FRACTION, metavar="M",
     )
     precision: str = option(
-        "auto", "default: auto (the fastest here, timed once per machine and stored)", choices=PRECISIONS,
+        "auto", "default: auto (the fastest here, timed once per machine and stored)", choices=("auto",) + choices.PRECISIONS,
         show_default=False,
     )
-    strategy: str = option("auto", "default: auto (by GPUs and TF_CONFIG)", choices=STRATEGIES, show_default=False)
+    strategy: str = option("auto", "default: auto (by GPUs and TF_CONFIG)", choices=("auto",) + choices.STRATEGIES, show_default=False)
     seed: int = option(0, "")
     # How often the state is saved changes nothing that is trained: a resumed run may
     # set it otherwise (RESUMABLE_CHANGES).
@@ -203,7 +199,7 @@ class RunConfig:
     def resolved_augment(self):
         if self.data.augment != "auto":
             return self.data.augment
-        return "standard" if self.data.dataset in SMALL_IMAGE_SOURCES else "paper"
+        return "standard" if self.data.dataset in choices.SMALL_IMAGE_SOURCES else "paper"
 
 
 def data_beside(model_path):

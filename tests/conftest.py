@@ -17,7 +17,7 @@ os.environ.setdefault(
 os.environ.setdefault("INCEPTION_TF_RUNTIME", "default")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
-from inception_tf.tasks import runtime  # noqa: E402
+from inception_tf.startup import runtime  # noqa: E402
 
 runtime.quiet_import_tensorflow()
 
@@ -33,3 +33,4 @@ def _fresh_keras_state():
     yield
     keras.config.set_dtype_policy("float32")
     keras.backend.clear_session()
+

@@ -19,9 +19,9 @@ MINIMAL = ["--dataset", "fashion_mnist", "--image-size", "49", "--batch-size", "
 
 def runtime_line():
     """The runtime line a command prints under the tests' environment (conftest.py)."""
-    from inception_tf.tasks import runtime
+    from inception_tf.startup import precision, runtime
 
-    return runtime.choose("bn", 64, 128).line
+    return runtime.choose_setting(precision.Workload("bn", 64, 128)).line
 
 
 def env():

@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from inception_tf import GoogLeNet, decode_predictions, export_saved_model, inference_model, preprocess_input
-from inception_tf.dataloaders import data
+from inception_tf.modeling import image_input
 from inception_tf.modeling import caffe, imagenet, model_files
 from inception_tf.modeling.weights import WeightsError
 
@@ -178,7 +178,7 @@ def test_convert_then_predict_prints_imagenet_names(bvlc, converted, tmp_path, c
     from inception_tf.serving import predict
 
     image = predict.read_rgb(photo)
-    probabilities = np.asarray(converted(data.preprocess_images(image[None], 224, "caffe"), training=False)[0])
+    probabilities = np.asarray(converted(image_input.preprocess_images(image[None], 224, "caffe"), training=False)[0])
     expected = [name for _, name, _ in decode_predictions(probabilities)[0]]
     top = json.loads(stdout.splitlines()[-1])["top"]
     assert [entry["class"] for entry in top] == expected
@@ -205,6 +205,6 @@ def test_fine_tuning_from_converted_weights_trains_and_serves_in_their_mode(bvlc
     assert (info.preprocessing, info.class_names) == ("caffe", ["cat", "dog", "emu"])
     model = inference_model(keras.models.load_model(run_dir / "model.keras", compile=False))
     images = photos(64)
-    expected = np.asarray(model(data.preprocess_images(images, 64, "caffe"), training=False))
+    expected = np.asarray(model(image_input.preprocess_images(images, 64, "caffe"), training=False))
     served = tf.saved_model.load(str(run_dir / "saved_model")).signatures["serving_default"](images=tf.constant(images))
     np.testing.assert_allclose(served["probabilities"].numpy(), expected, atol=1e-5)

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from inception_tf import keras_fixes
+from inception_tf.startup import cluster
 from inception_tf.tasks import callbacks, distribute, preemption
 
 
@@ -129,9 +130,9 @@ def test_best_weights_keeps_the_best_across_restarts(tmp_path):
 
 def test_strategy_choice(monkeypatch):
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 0}}))
-    assert distribute.resolve_strategy("auto")[0] == "multi_worker"
+    assert cluster.resolve_strategy("auto")[0] == "multi_worker"
     monkeypatch.delenv("TF_CONFIG")
-    assert distribute.resolve_strategy("auto")[0] == "default"  # no GPU here
+    assert cluster.resolve_strategy("auto")[0] == "default"  # no GPU here
 
 
 STRATEGIES_ON_TWO_CPUS = """

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from inception_tf.dataloaders import augment, data, sources
+from inception_tf.dataloaders import arrays, augment, catalog, data, sources
+from inception_tf.modeling import image_input
 from inception_tf.dataloaders.augment import AugmentConfig
 
 from fake_data import (
@@ -40,13 +41,13 @@ def idx_dir(tmp_path):
 @pytest.fixture
 def no_system_data(tmp_path, monkeypatch):
     """No OS package and an empty Keras cache, whatever this machine has installed."""
-    monkeypatch.setattr(sources, "FASHION_MNIST_SYSTEM_DIR", str(tmp_path / "no-system-dir"))
+    monkeypatch.setattr(arrays, "FASHION_MNIST_SYSTEM_DIR", str(tmp_path / "no-system-dir"))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
     return tmp_path / "keras-home" / "datasets"
 
 
 def test_fashion_mnist_from_idx_files(idx_dir):
-    source = data.load_source("fashion_mnist", data_dir=idx_dir)
+    source = catalog.load_source("fashion_mnist", data_dir=idx_dir)
     assert source.class_names[0] == "T-shirt/top" and source.num_classes == 10
     assert {k: s.size for k, s in source.splits.items()} == {"train": 60, "test": 20}
     images, labels = _all(data.make_dataset(source.splits["test"], 64, 8))
@@ -58,19 +59,19 @@ def test_fashion_mnist_from_idx_files(idx_dir):
 
 def test_uncompressed_idx_files_and_the_os_package_place(tmp_path, no_system_data, monkeypatch):
     system = write_idx_dataset(tmp_path / "system", TRAIN, TEST, gz=False)
-    monkeypatch.setattr(sources, "FASHION_MNIST_SYSTEM_DIR", str(system))
-    source = data.load_source("fashion_mnist")
+    monkeypatch.setattr(arrays, "FASHION_MNIST_SYSTEM_DIR", str(system))
+    source = catalog.load_source("fashion_mnist")
     assert source.location == str(system) and source.splits["train"].size == 60
 
 
 def test_fashion_mnist_from_the_keras_cache(no_system_data):
     write_idx_dataset(no_system_data / "fashion-mnist", TRAIN, TEST)
-    assert data.load_source("fashion_mnist").location == str(no_system_data / "fashion-mnist")
+    assert catalog.load_source("fashion_mnist").location == str(no_system_data / "fashion-mnist")
 
 
 def test_missing_fashion_mnist_names_every_place_and_the_install_command(no_system_data, tmp_path):
-    with pytest.raises(data.DataNotFoundError) as error:
-        data.load_source("fashion_mnist", download=False)
+    with pytest.raises(sources.DataNotFoundError) as error:
+        catalog.load_source("fashion_mnist", download=False)
     message = str(error.value)
     assert str(tmp_path / "no-system-dir") in message
     assert str(no_system_data / "fashion-mnist") in message
@@ -79,21 +80,21 @@ def test_missing_fashion_mnist_names_every_place_and_the_install_command(no_syst
 
 def test_mnist_from_the_keras_cache(no_system_data):
     write_mnist_npz(no_system_data / "mnist.npz", TRAIN, TEST)
-    source = data.load_source("mnist")
+    source = catalog.load_source("mnist")
     images, labels = _all(data.make_dataset(source.splits["train"], 32, 16, heads=None))
     np.testing.assert_array_equal(label_from_pixels(images), TRAIN)
     assert source.class_names == tuple("0123456789")
 
 
 def test_missing_mnist(no_system_data):
-    with pytest.raises(data.DataNotFoundError, match="mnist.npz"):
-        data.load_source("mnist", download=False)
+    with pytest.raises(sources.DataNotFoundError, match="mnist.npz"):
+        catalog.load_source("mnist", download=False)
 
 
 def test_cifar10_in_the_keras3_cache_layout(no_system_data):
     names = [f"c{i}" for i in range(10)]
     write_cifar10(no_system_data / "cifar-10-batches-py-target" / "cifar-10-batches-py", TRAIN, TEST, names)
-    source = data.load_source("cifar10")
+    source = catalog.load_source("cifar10")
     assert source.class_names == tuple(names)
     assert source.splits["train"].images.shape == (60, 32, 32, 3)
     images, labels = _all(data.make_dataset(source.splits["train"], 48, 7))
@@ -104,20 +105,20 @@ def test_cifar10_in_the_keras3_cache_layout(no_system_data):
 def test_cifar100_in_the_keras2_cache_layout(no_system_data):
     train = np.arange(50) * 2
     write_cifar100(no_system_data / "cifar-100-python", train, np.arange(10))
-    source = data.load_source("cifar100")
+    source = catalog.load_source("cifar100")
     assert source.num_classes == 100 and source.class_names[3] == "fine3"
     np.testing.assert_array_equal(source.splits["train"].labels, train)
 
 
 def test_missing_cifar_lists_both_cache_layouts(no_system_data):
-    with pytest.raises(data.DataNotFoundError) as error:
-        data.load_source("cifar10", download=False)
+    with pytest.raises(sources.DataNotFoundError) as error:
+        catalog.load_source("cifar10", download=False)
     assert "cifar-10-batches-py-target" in str(error.value)
     assert str(no_system_data / "cifar-10-batches-py") in str(error.value)
 
 
 def test_limit_and_validation_split(idx_dir):
-    source = data.load_source("fashion_mnist", data_dir=idx_dir, limit=40, validation_split=0.25)
+    source = catalog.load_source("fashion_mnist", data_dir=idx_dir, limit=40, validation_split=0.25)
     sizes = {k: s.size for k, s in source.splits.items()}
     assert sizes == {"train": 30, "validation": 10, "test": 20}
     np.testing.assert_array_equal(source.splits["validation"].labels, TRAIN[30:40])
@@ -141,12 +142,12 @@ def _resized_reference(images, size):
 
 
 def test_eval_is_deterministic_and_never_augmented(idx_dir):
-    split = data.load_source("fashion_mnist", data_dir=idx_dir).splits["train"]
+    split = catalog.load_source("fashion_mnist", data_dir=idx_dir).splits["train"]
     first = _all(data.make_dataset(split, 40, 16))
     second = _all(data.make_dataset(split, 40, 16))
     np.testing.assert_array_equal(first[0], second[0])
     # The export's function is the same pipeline.
-    np.testing.assert_allclose(first[0], data.preprocess_images(split.images, 40).numpy(), atol=1e-6)
+    np.testing.assert_allclose(first[0], image_input.preprocess_images(split.images, 40).numpy(), atol=1e-6)
     # ... which resizes as it should: on noise, where every sample point tells.
     noise = np.random.default_rng(0).integers(0, 256, (6, 28, 28, 1), dtype=np.uint8)
     noisy = sources.Split(6, images=noise, labels=np.arange(6, dtype=np.int32))
@@ -162,7 +163,7 @@ def test_eval_views_hold_every_crop_of_each_image():
     x, labels = _all(data.make_dataset(split, 32, 2, heads=None, views=views))
     assert x.shape == (5, 10, 32, 32, 3)
     np.testing.assert_array_equal(labels, np.arange(5))
-    np.testing.assert_allclose(x[:, 0], data.preprocess_images(images, 32).numpy(), atol=1e-6)
+    np.testing.assert_allclose(x[:, 0], image_input.preprocess_images(images, 32).numpy(), atol=1e-6)
     np.testing.assert_allclose(x[:, 1], x[:, 0, :, ::-1], atol=1e-5)  # the mirror
     assert not np.allclose(x[:, 2], x[:, 0], atol=1e-3)  # a shifted corner view
     with pytest.raises(ValueError, match=r"Received: training=True"):
@@ -178,7 +179,7 @@ def test_training_shuffles_and_augments_reproducibly(tmp_path):
     np.testing.assert_array_equal(a[0], b[0])
     assert not np.array_equal(a[1], np.arange(32) % 10)  # shuffled
     assert not np.array_equal(a[0], c[0])
-    evaluated = data.preprocess_images(images, 40).numpy()
+    evaluated = image_input.preprocess_images(images, 40).numpy()
     order = [int(np.argmin(np.abs(evaluated - x).sum(axis=(1, 2, 3)))) for x in a[0]]
     assert not np.allclose(a[0], evaluated[order], atol=1e-3)  # augmentation changed them
     for policy in ("standard", "none"):
@@ -197,14 +198,14 @@ def test_training_pipeline_erases_after_resizing():
 
 
 def test_training_keeps_labels_with_their_images(idx_dir):
-    split = data.load_source("fashion_mnist", data_dir=idx_dir).splits["train"]
+    split = catalog.load_source("fashion_mnist", data_dir=idx_dir).splits["train"]
     images, labels = _all(data.make_dataset(split, 32, 8, training=True, seed=3, augment=NO_PHOTOMETRIC))
     assert sorted(labels) == sorted(TRAIN)
     np.testing.assert_array_equal(label_from_pixels(images), labels)
 
 
 def test_heads_get_the_same_labels(idx_dir):
-    split = data.load_source("fashion_mnist", data_dir=idx_dir).splits["test"]
+    split = catalog.load_source("fashion_mnist", data_dir=idx_dir).splits["test"]
     _, labels = next(iter(data.make_dataset(split, 32, 4)))
     assert set(labels) == {"main", "aux1", "aux2"}
     for head in ("aux1", "aux2"):
@@ -214,7 +215,7 @@ def test_heads_get_the_same_labels(idx_dir):
 
 def test_folder_source(tmp_path):
     root = write_image_folder(tmp_path / "images", per_class=6)
-    source = data.load_source("folder", data_dir=root, validation_split=1 / 3)
+    source = catalog.load_source("folder", data_dir=root, validation_split=1 / 3)
     assert source.class_names == ("cat", "dog", "emu")
     assert {k: s.size for k, s in source.splits.items()} == {"train": 12, "validation": 6}
     assert set(source.splits["validation"].labels) == {0, 1, 2}  # the fixed order mixes classes
@@ -231,21 +232,21 @@ def test_folder_source(tmp_path):
 def test_folder_with_train_and_test_subfolders(tmp_path):
     write_image_folder(tmp_path / "d" / "train", per_class=4)
     write_image_folder(tmp_path / "d" / "test", per_class=2)
-    source = data.load_source("folder", data_dir=tmp_path / "d")
+    source = catalog.load_source("folder", data_dir=tmp_path / "d")
     assert {k: s.size for k, s in source.splits.items()} == {"train": 12, "test": 6}
 
 
 def test_folder_errors(tmp_path):
-    with pytest.raises(data.DataError, match=r"at least two class subfolders.*\['cat'\]"):
-        data.load_source("folder", data_dir=write_image_folder(tmp_path / "one", 2, classes=("cat",)))
+    with pytest.raises(sources.DataError, match=r"at least two class subfolders.*\['cat'\]"):
+        catalog.load_source("folder", data_dir=write_image_folder(tmp_path / "one", 2, classes=("cat",)))
     root = write_image_folder(tmp_path / "empty", 2)
     (root / "fox").mkdir()
-    with pytest.raises(data.DataError, match=r"without images.*\['fox'\]"):
-        data.load_source("folder", data_dir=root)
-    with pytest.raises(data.DataNotFoundError, match=r"Received: data_dir="):
-        data.load_source("folder", data_dir=tmp_path / "nowhere")
-    with pytest.raises(data.DataError, match=r"needs --data-dir"):
-        data.load_source("folder")
+    with pytest.raises(sources.DataError, match=r"without images.*\['fox'\]"):
+        catalog.load_source("folder", data_dir=root)
+    with pytest.raises(sources.DataNotFoundError, match=r"Received: data_dir="):
+        catalog.load_source("folder", data_dir=tmp_path / "nowhere")
+    with pytest.raises(sources.DataError, match=r"needs --data-dir"):
+        catalog.load_source("folder")
 
 
 def test_corrupt_files_are_named_or_skipped(tmp_path):
@@ -254,14 +255,14 @@ def test_corrupt_files_are_named_or_skipped(tmp_path):
     (root / "cat" / "truncated.png").write_bytes(good[: len(good) // 2])
     (root / "dog" / "notes.jpg").write_text("not an image")
     (root / "emu" / "empty.gif").write_bytes(b"")
-    with pytest.raises(data.DataError) as error:
-        data.load_source("folder", data_dir=root)
+    with pytest.raises(sources.DataError) as error:
+        catalog.load_source("folder", data_dir=root)
     message = str(error.value)
     for name, why in (("truncated.png", "truncated PNG"), ("notes.jpg", "not a JPEG"), ("empty.gif", "empty file")):
         assert f"{name} ({why}" in message
     assert "--skip-corrupt" in message
     with pytest.warns(UserWarning, match=r"Left out 3 unreadable image file"):
-        source = data.load_source("folder", data_dir=root, skip_corrupt=True)
+        source = catalog.load_source("folder", data_dir=root, skip_corrupt=True)
     images, labels = _all(data.make_dataset(source.splits["train"], 32, 4))
     assert len(labels) == 9
     np.testing.assert_array_equal(label_from_pixels(images), labels)
@@ -271,7 +272,7 @@ def test_tfrecord_source(tmp_path):
     labels = np.arange(30) % 4
     root = write_tfrecords(tmp_path / "tfr", labels, shards=3, names=["a", "b", "c", "d"])
     write_tfrecords(root, np.arange(8) % 4, prefix="validation", shards=1)
-    source = data.load_source("tfrecord", data_dir=root)
+    source = catalog.load_source("tfrecord", data_dir=root)
     assert source.class_names == ("a", "b", "c", "d")
     assert {k: s.size for k, s in source.splits.items()} == {"train": 30, "validation": 8}
     images, got = _all(data.make_dataset(source.splits["train"], 32, 8))
@@ -284,7 +285,7 @@ def test_tfrecord_source(tmp_path):
 
 def test_tfrecord_limit_and_validation_split_without_labels_file(tmp_path):
     root = write_tfrecords(tmp_path / "tfr", np.arange(20) % 5, shards=2)
-    source = data.load_source("tfrecord", data_dir=root, limit=15, validation_split=0.2)
+    source = catalog.load_source("tfrecord", data_dir=root, limit=15, validation_split=0.2)
     assert source.class_names == ("0", "1", "2", "3", "4")
     assert {k: s.size for k, s in source.splits.items()} == {"train": 12, "validation": 3}
     _, got = _all(data.make_dataset(source.splits["validation"], 32, 2, heads=None))
@@ -293,29 +294,29 @@ def test_tfrecord_limit_and_validation_split_without_labels_file(tmp_path):
 
 def test_labels_outside_the_classes_are_refused_before_training(tmp_path):
     root = write_tfrecords(tmp_path / "tfr", [0, 1, 2, 7], shards=1, names=["a", "b", "c"])
-    with pytest.raises(data.DataError, match=r"outside \[0, 3\).*values \[7\]"):
-        data.load_source("tfrecord", data_dir=root)
+    with pytest.raises(sources.DataError, match=r"outside \[0, 3\).*values \[7\]"):
+        catalog.load_source("tfrecord", data_dir=root)
     bad = tmp_path / "bad"
     bad.mkdir()
     with tf.io.TFRecordWriter(str(bad / "train-0")) as writer:
         writer.write(tf.train.Example().SerializeToString())
-    with pytest.raises(data.DataError, match=r"image/class/label"):
-        data.load_source("tfrecord", data_dir=bad)
+    with pytest.raises(sources.DataError, match=r"image/class/label"):
+        catalog.load_source("tfrecord", data_dir=bad)
 
 
 def test_labels_outside_the_classes_in_memory(tmp_path):
     write_idx_dataset(tmp_path / "f", [0, 1, 12], [0])
-    with pytest.raises(data.DataError, match=r"outside \[0, 10\).*values \[12\]"):
-        data.load_source("fashion_mnist", data_dir=tmp_path / "f")
+    with pytest.raises(sources.DataError, match=r"outside \[0, 10\).*values \[12\]"):
+        catalog.load_source("fashion_mnist", data_dir=tmp_path / "f")
 
 
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda s: data.load_source("imagenet21k"), r"Received: name='imagenet21k'"),
-        (lambda s: data.load_source("imagenet"), r"--dataset imagenet needs --data-dir.*Received: data_dir=None"),
-        (lambda s: data.load_source("fashion_mnist", validation_split=1.0), r"Received: validation_split=1.0"),
-        (lambda s: data.load_source("fashion_mnist", limit=0), r"Received: limit=0"),
+        (lambda s: catalog.load_source("imagenet21k"), r"Received: name='imagenet21k'"),
+        (lambda s: catalog.load_source("imagenet"), r"--dataset imagenet needs --data-dir.*Received: data_dir=None"),
+        (lambda s: catalog.load_source("fashion_mnist", validation_split=1.0), r"Received: validation_split=1.0"),
+        (lambda s: catalog.load_source("fashion_mnist", limit=0), r"Received: limit=0"),
         (lambda s: data.make_dataset(s, 0, 8), r"Received: image_size=0"),
         (lambda s: data.make_dataset(s, 32, 0), r"Received: batch_size=0"),
         (lambda s: data.replica_batch_size(30, 4), r"4 replicas. Received: batch_size=30"),
@@ -359,7 +360,7 @@ def _labels_of_two_workers(split, batch_size):
 
 def test_workers_split_image_files_by_file(tmp_path):
     root = write_image_folder(tmp_path / "images", per_class=5)
-    split = data.load_source("folder", data_dir=str(root)).splits["train"]
+    split = catalog.load_source("folder", data_dir=str(root)).splits["train"]
     assert _labels_of_two_workers(split, 4) == [8, 7]
     options = data.make_dataset(split, 32, 4, shard=(2, 1)).options()
     assert options.experimental_distribute.auto_shard_policy == tf.data.experimental.AutoShardPolicy.OFF
@@ -367,7 +368,7 @@ def test_workers_split_image_files_by_file(tmp_path):
 
 def test_workers_split_tfrecord_files_when_there_are_enough(tmp_path):
     folder = write_tfrecords(tmp_path / "records", np.arange(40) % 4, shards=4, names=["a", "b", "c", "d"])
-    split = data.load_source("tfrecord", data_dir=str(folder)).splits["train"]
+    split = catalog.load_source("tfrecord", data_dir=str(folder)).splits["train"]
     assert _labels_of_two_workers(split, 5) == [20, 20]
     # More workers than files: split by data, by tf.distribute.
     options = data.make_dataset(split, 32, 5, training=True, seed=0, shard=(5, 0)).options()
@@ -375,14 +376,14 @@ def test_workers_split_tfrecord_files_when_there_are_enough(tmp_path):
 
 
 def test_in_memory_arrays_are_split_by_data(idx_dir):
-    split = data.load_source("fashion_mnist", data_dir=str(idx_dir)).splits["train"]
+    split = catalog.load_source("fashion_mnist", data_dir=str(idx_dir)).splits["train"]
     dataset = data.make_dataset(split, 32, 8, training=True, seed=0, shard=(2, 1))
     assert dataset.options().experimental_distribute.auto_shard_policy == tf.data.experimental.AutoShardPolicy.DATA
     assert len(_all(dataset)[1]) == split.size  # tf.distribute shards it, not the pipeline
 
 
 def test_a_bad_shard_is_refused(idx_dir):
-    split = data.load_source("fashion_mnist", data_dir=str(idx_dir)).splits["train"]
+    split = catalog.load_source("fashion_mnist", data_dir=str(idx_dir)).splits["train"]
     with pytest.raises(ValueError, match=r"Received: shard=\(2, 2\)"):
         data.make_dataset(split, 32, 8, shard=(2, 2))
 
@@ -391,9 +392,9 @@ def _splits_of_every_kind(tmp_path, idx_dir):
     folder = write_image_folder(tmp_path / "images", per_class=6)
     records = write_tfrecords(tmp_path / "records", np.arange(36) % 4, shards=3, names=["a", "b", "c", "d"])
     return {
-        "arrays": data.load_source("fashion_mnist", data_dir=str(idx_dir)).splits["train"],
-        "files": data.load_source("folder", data_dir=str(folder)).splits["train"],
-        "records": data.load_source("tfrecord", data_dir=str(records)).splits["train"],
+        "arrays": catalog.load_source("fashion_mnist", data_dir=str(idx_dir)).splits["train"],
+        "files": catalog.load_source("folder", data_dir=str(folder)).splits["train"],
+        "records": catalog.load_source("tfrecord", data_dir=str(records)).splits["train"],
     }
 
 
@@ -426,7 +427,7 @@ def test_an_epoch_is_a_function_of_seed_and_epoch_and_skip_leaves_out_its_first_
 
 
 def test_without_an_epoch_each_pass_is_a_new_epoch(idx_dir):
-    split = data.load_source("fashion_mnist", data_dir=str(idx_dir)).splits["train"]
+    split = catalog.load_source("fashion_mnist", data_dir=str(idx_dir)).splits["train"]
     dataset = data.make_dataset(split, 32, 8, training=True, seed=0, heads=None)
     first, second = _all(dataset)[1], _all(dataset)[1]
     assert sorted(first) == sorted(second) and (first != second).any()

@@ -55,20 +55,20 @@ def test_the_most_confident_mistakes_come_first():
 
 @pytest.mark.parametrize("kind", ["arrays", "files", "records"])
 def test_images_at_reads_the_images_of_the_evaluation_order(kind, tmp_path):
-    from inception_tf.dataloaders import data
+    from inception_tf.dataloaders import catalog, data
 
     from fake_data import write_image_folder, write_tfrecords
 
     if kind == "arrays":
         labels = np.arange(6) % 3
-        source = data.load_source("mnist", data_dir=str(_mnist(tmp_path, labels)))
+        source = catalog.load_source("mnist", data_dir=str(_mnist(tmp_path, labels)))
     elif kind == "files":
         write_image_folder(tmp_path / "images", per_class=2)
-        source = data.load_source("folder", data_dir=str(tmp_path / "images"), validation_split=0.5)
+        source = catalog.load_source("folder", data_dir=str(tmp_path / "images"), validation_split=0.5)
     else:
         write_tfrecords(tmp_path / "records", np.arange(6) % 3, prefix="train")
         write_tfrecords(tmp_path / "records", np.arange(4) % 3, prefix="test")
-        source = data.load_source("tfrecord", data_dir=str(tmp_path / "records"))
+        source = catalog.load_source("tfrecord", data_dir=str(tmp_path / "records"))
     split = source.splits["test" if "test" in source.splits else "validation"]
     every = [image.numpy() for image, _ in data._ordered_examples(split)] if kind != "arrays" else list(split.images)
     indices = [len(every) - 1, 0]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from inception_tf import GoogLeNet
-from inception_tf.tasks import precision, runtime
+from inception_tf.startup import machine, measured, precision, runtime
 from inception_tf.tasks.task import transfer_weights
 
 from runs import MINIMAL, ROOT, SMALL, env, history_epochs, train
@@ -28,14 +28,17 @@ def run_dir(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run") / "run"
     cache = tmp_path_factory.mktemp("cache")
     workload = precision.Workload(variant="bn", image_size=64, batch_size=64)
-    precision.store(cache / runtime.CACHE_FILE, precision.new_entry(
-        precision.cpu_machine(), {**dataclasses.asdict(workload), "precision": "auto", "given": {}},
-        {"oneDNN off": 10.0, "oneDNN on": 20.0}, "oneDNN on", precisions={"oneDNN off": "float32", "oneDNN on": "float32"},
+    runtime_answer = measured.Question(cache / runtime.CACHE_FILE, machine.cpu_machine(),
+                                       {**dataclasses.asdict(workload), "precision": "auto", "given": {}})
+    measured.store(runtime_answer.path, measured.new_entry(
+        runtime_answer, {"oneDNN off": 10.0, "oneDNN on": 20.0}, "oneDNN on",
+        precisions={"oneDNN off": "float32", "oneDNN on": "float32"},
     ))
-    precision.store(cache / precision.CACHE_FILE, precision.new_entry(
-        precision.machine([]), workload, {"float32": 20.0}, "float32", left_out={"mixed_bfloat16": "faked"},
+    precision_answer = measured.Question(cache / precision.CACHE_FILE, machine.machine([]), dataclasses.asdict(workload))
+    measured.store(precision_answer.path, measured.new_entry(
+        precision_answer, {"float32": 20.0}, "float32", left_out={"mixed_bfloat16": "faked"},
     ))
-    environ = {**env(), precision.CACHE_ENV: str(cache)}
+    environ = {**env(), measured.CACHE_ENV: str(cache)}
     for name in (runtime.MODE, runtime.ONEDNN):  # the conftest's: no choice left to load
         environ.pop(name, None)
     # 2 test views (the image and its mirror): the multi-view path at a fifth of 10's cost,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from inception_tf import GoogLeNet, export_saved_model
-from inception_tf.dataloaders.data import preprocess_images
+from inception_tf.modeling.image_input import preprocess_images
 from inception_tf.serving.export import as_float32
 
 from runs import env

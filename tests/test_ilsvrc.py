@@ -11,7 +11,7 @@ from PIL import Image
 from scipy.io import savemat
 
 from inception_tf import GoogLeNet, cli
-from inception_tf.dataloaders import data, ilsvrc
+from inception_tf.dataloaders import catalog, data, ilsvrc, sources
 from inception_tf.modeling import imagenet, model_files
 
 WNIDS = [wnid for wnid, _ in imagenet.class_index()]
@@ -82,7 +82,7 @@ LAYOUTS = [by_wnid_folders, flat_with_caffe_labels, flat_with_devkit_labels]
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_every_layout_labels_the_images_in_bvlcs_order(tmp_path, layout):
-    source = data.load_source("imagenet", data_dir=str(layout(tmp_path)))
+    source = catalog.load_source("imagenet", data_dir=str(layout(tmp_path)))
     split = source.splits["validation"]
     assert source.num_classes == 1000 and source.class_names[LABELS[1]] == WNIDS[999]
     got = {int(ilsvrc.IMAGE_NUMBER.search(path).group(1)): int(label) for path, label in zip(split.files, split.labels)}
@@ -129,5 +129,5 @@ def test_bvlc_crops_are_the_centre_and_corners_of_256_with_mirrors():
 
 
 def test_a_folder_without_labels_says_what_it_looked_for(tmp_path):
-    with pytest.raises(data.DataNotFoundError, match="no WordNet-ID folders, and no val.txt"):
-        data.load_source("imagenet", data_dir=str(_flat(tmp_path)))
+    with pytest.raises(sources.DataNotFoundError, match="no WordNet-ID folders, and no val.txt"):
+        catalog.load_source("imagenet", data_dir=str(_flat(tmp_path)))

@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 
 from inception_tf import GoogLeNet, export_saved_model
-from inception_tf.dataloaders import data
-from inception_tf.modeling import model_files
+from inception_tf.dataloaders import catalog, data
+from inception_tf.modeling import image_input, model_files
 from inception_tf.serving import litert
 
 
@@ -30,15 +30,15 @@ def exported(tmp_path_factory):
     classifier.set_weights([kernel * 40, bias])  # softmax far from uniform: top-1 means something
     model_files.save_keras(keras_model, root / "model.keras", CLASSES)
     saved_model = export_saved_model(keras_model, root / "googlenet", CLASSES)
-    split = data.load_source("fashion_mnist").splits["train"]
-    calibration = litert.calibration_inputs(split, SIZE, count=32)
+    split = catalog.load_source("fashion_mnist").splits["train"]
+    calibration = data.calibration_inputs(split, SIZE, 32)
     paths = {
         q: litert.write_tflite(saved_model, litert.tflite_path(saved_model, q), q, calibration=calibration,
                                class_names=CLASSES, calibrated_on="32 test images")
         for q in litert.QUANTIZATIONS
     }
-    test = data.load_source("fashion_mnist", limit=64).splits["test"]
-    inputs = np.asarray(data.preprocess_images(test.images, SIZE))
+    test = catalog.load_source("fashion_mnist", limit=64).splits["test"]
+    inputs = np.asarray(image_input.preprocess_images(test.images, SIZE))
     # The files are compared with the Keras model itself, not with the SavedModel they were
     # converted from (test_export checks that signature against the model too).
     reference = np.asarray(keras_model(inputs, training=False), np.float32)
@@ -47,14 +47,14 @@ def exported(tmp_path_factory):
 
 
 def test_calibration_inputs_are_preprocessed_training_images():
-    split = data.load_source("fashion_mnist", limit=500).splits["train"]
-    inputs = litert.calibration_inputs(split, SIZE, count=40, seed=3)
+    split = catalog.load_source("fashion_mnist", limit=500).splits["train"]
+    inputs = data.calibration_inputs(split, SIZE, 40, seed=3)
     assert inputs.shape == (40, SIZE, SIZE, 3) and inputs.dtype == np.float32
     assert -1.0 <= inputs.min() < -0.9 and 0.5 < inputs.max() <= 1.0  # "tf" mode: [-1, 1]
-    np.testing.assert_array_equal(inputs, litert.calibration_inputs(split, SIZE, count=40, seed=3))
-    assert len(litert.calibration_inputs(split, SIZE, count=10_000)) == 500  # never more than the split
+    np.testing.assert_array_equal(inputs, data.calibration_inputs(split, SIZE, 40, seed=3))
+    assert len(data.calibration_inputs(split, SIZE, 10_000)) == 500  # never more than the split
     with pytest.raises(ValueError, match="Received: count=0"):
-        litert.calibration_inputs(split, SIZE, count=0)
+        data.calibration_inputs(split, SIZE, 0)
 
 
 def test_files_sit_beside_the_saved_model_and_shrink_with_quantization(exported):
@@ -103,9 +103,9 @@ def test_int8_is_full_integer_with_its_scales_recorded(exported):
 
 def test_int8_needs_calibration_and_quantizations_are_checked(exported):
     with pytest.raises(ValueError, match=r"calibration inputs.*Received: calibration with shape None"):
-        litert.convert(exported["saved_model"], "int8")
+        litert.to_flatbuffer(exported["saved_model"], "int8")
     with pytest.raises(ValueError, match=r"Received: quantization='int4'"):
-        litert.convert(exported["saved_model"], "int4")
+        litert.to_flatbuffer(exported["saved_model"], "int4")
 
 
 def test_files_without_our_metadata_are_named(exported, tmp_path):

@@ -5,8 +5,9 @@ import json
 import keras
 import pytest
 
-from inception_tf.tasks import distribute, precision
-from inception_tf.tasks.precision import BFLOAT16, FLOAT16, FLOAT32, Workload
+from inception_tf.startup import cluster, machine, measured, precision
+from inception_tf.startup.precision import BFLOAT16, FLOAT16, FLOAT32, Workload
+from inception_tf.tasks import distribute, timing
 
 WORKLOAD = Workload(variant="bn", image_size=64, batch_size=128)
 H100 = {"name": "NVIDIA H100 80GB HBM3", "compute_capability": [9, 0]}
@@ -16,7 +17,7 @@ K80 = {"name": "Tesla K80", "compute_capability": [3, 7]}
 
 @pytest.fixture(autouse=True)
 def _own_store(tmp_path, monkeypatch):
-    monkeypatch.setenv(precision.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(measured.CACHE_ENV, str(tmp_path / "cache"))
 
 
 def _timer(rates):
@@ -36,71 +37,71 @@ def _never(policies, workload):
 
 def test_a_cpu_where_bfloat16_is_slower_trains_in_float32_and_says_why():
     lines = []
-    choice = precision.choose("auto", WORKLOAD, gpus=[], timer=_timer({FLOAT32: 22.1, BFLOAT16: 14.0}), log=lines.append)
-    assert choice.policy == FLOAT32
+    choice = precision.choose_policy("auto", WORKLOAD, gpus=[], timer=_timer({FLOAT32: 22.1, BFLOAT16: 14.0}), log=lines.append)
+    assert choice.value == FLOAT32
     assert choice.reason == "measured here: float32 22.1 images/s, mixed_bfloat16 14.0 images/s"
     assert any("timing float32 and mixed_bfloat16 on this machine" in line for line in lines)
 
 
 def test_a_cpu_where_bfloat16_is_faster_trains_in_bfloat16():
-    choice = precision.choose("auto", WORKLOAD, gpus=[], timer=_timer({FLOAT32: 30.7, BFLOAT16: 53.0}), log=lambda _: None)
-    assert choice.policy == BFLOAT16
+    choice = precision.choose_policy("auto", WORKLOAD, gpus=[], timer=_timer({FLOAT32: 30.7, BFLOAT16: 53.0}), log=lambda _: None)
+    assert choice.value == BFLOAT16
 
 
 def test_a_second_run_on_the_same_machine_reuses_the_stored_answer():
     timer = _timer({FLOAT32: 22.1, BFLOAT16: 14.0})
-    first = precision.choose("auto", WORKLOAD, gpus=[], timer=timer, log=lambda _: None)
-    second = precision.choose("auto", WORKLOAD, gpus=[], timer=_never, log=lambda _: None)
-    assert len(timer.calls) == 1 and second.policy == first.policy == FLOAT32
+    first = precision.choose_policy("auto", WORKLOAD, gpus=[], timer=timer, log=lambda _: None)
+    second = precision.choose_policy("auto", WORKLOAD, gpus=[], timer=_never, log=lambda _: None)
+    assert len(timer.calls) == 1 and second.value == first.value == FLOAT32
     assert "measured on this machine" in second.reason and "float32 22.1 images/s" in second.reason
-    stored = json.loads(precision.cache_path().read_text())["entries"]
+    stored = json.loads(precision.question(WORKLOAD).path.read_text())["entries"]
     assert len(stored) == 1 and stored[0]["choice"] == FLOAT32
     assert stored[0]["machine"]["cores"] and stored[0]["machine"]["tensorflow"]
 
 
 def test_another_machine_or_workload_measures_again(monkeypatch):
     timer = _timer({FLOAT32: 22.1, BFLOAT16: 14.0})
-    precision.choose("auto", WORKLOAD, gpus=[], timer=timer, log=lambda _: None)
-    precision.choose("auto", Workload("paper", 224, 32), gpus=[], timer=timer, log=lambda _: None)
-    monkeypatch.setattr(precision, "cpu_info", lambda: ("Another CPU", ["amx_bf16", "avx512_bf16"]))
+    precision.choose_policy("auto", WORKLOAD, gpus=[], timer=timer, log=lambda _: None)
+    precision.choose_policy("auto", Workload("paper", 224, 32), gpus=[], timer=timer, log=lambda _: None)
+    monkeypatch.setattr(machine, "cpu_info", lambda: ("Another CPU", ["amx_bf16", "avx512_bf16"]))
     faster_bf16 = _timer({FLOAT32: 30.0, BFLOAT16: 50.0})
-    assert precision.choose("auto", WORKLOAD, gpus=[], timer=faster_bf16, log=lambda _: None).policy == BFLOAT16
+    assert precision.choose_policy("auto", WORKLOAD, gpus=[], timer=faster_bf16, log=lambda _: None).value == BFLOAT16
     assert len(timer.calls) == 2 and len(faster_bf16.calls) == 1
-    assert len(json.loads(precision.cache_path().read_text())["entries"]) == 3
+    assert len(json.loads(precision.question(WORKLOAD).path.read_text())["entries"]) == 3
 
 
 def test_a_onednn_instruction_set_limit_is_another_machine(monkeypatch):
-    monkeypatch.delenv(precision.ONEDNN_ISA, raising=False)
+    monkeypatch.delenv(machine.ONEDNN_ISA, raising=False)
     timer = _timer({FLOAT32: 22.1, BFLOAT16: 30.0})
-    assert precision.choose("auto", WORKLOAD, gpus=[], timer=timer, log=lambda _: None).policy == BFLOAT16
-    assert "onednn_max_cpu_isa" not in precision.cpu_machine()  # answers stored before the key still match
-    monkeypatch.setenv(precision.ONEDNN_ISA, "AVX2")
+    assert precision.choose_policy("auto", WORKLOAD, gpus=[], timer=timer, log=lambda _: None).value == BFLOAT16
+    assert "onednn_max_cpu_isa" not in machine.cpu_machine()  # answers stored before the key still match
+    monkeypatch.setenv(machine.ONEDNN_ISA, "AVX2")
     limited = _timer({FLOAT32: 22.1, BFLOAT16: 3.0})
-    assert precision.choose("auto", WORKLOAD, gpus=[], timer=limited, log=lambda _: None).policy == FLOAT32
-    assert precision.choose("auto", WORKLOAD, gpus=[], timer=_never, log=lambda _: None).policy == FLOAT32
+    assert precision.choose_policy("auto", WORKLOAD, gpus=[], timer=limited, log=lambda _: None).value == FLOAT32
+    assert precision.choose_policy("auto", WORKLOAD, gpus=[], timer=_never, log=lambda _: None).value == FLOAT32
     assert len(timer.calls) == len(limited.calls) == 1
-    assert precision.describe_machine([]).endswith("(oneDNN limited to AVX2 by ONEDNN_MAX_CPU_ISA); no GPU")
+    assert machine.describe_machine([]).endswith("(oneDNN limited to AVX2 by ONEDNN_MAX_CPU_ISA); no GPU")
 
 
 def test_a_named_precision_is_never_timed():
-    assert precision.choose(BFLOAT16, WORKLOAD, gpus=[], timer=_never) == precision.Choice(BFLOAT16, "asked for")
+    assert precision.choose_policy(BFLOAT16, WORKLOAD, gpus=[], timer=_never) == measured.Choice("precision", BFLOAT16, "asked for")
 
 
 def test_an_unwritable_store_still_chooses(tmp_path, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    monkeypatch.setenv(precision.CACHE_ENV, str(blocker / "cache"))  # a folder under a file
+    monkeypatch.setenv(measured.CACHE_ENV, str(blocker / "cache"))  # a folder under a file
     lines = []
-    choice = precision.choose("auto", WORKLOAD, gpus=[], timer=_timer({FLOAT32: 2.0, BFLOAT16: 1.0}), log=lines.append)
-    assert choice.policy == FLOAT32 and any("could not store the measurement" in line for line in lines)
+    choice = precision.choose_policy("auto", WORKLOAD, gpus=[], timer=_timer({FLOAT32: 2.0, BFLOAT16: 1.0}), log=lines.append)
+    assert choice.value == FLOAT32 and any("could not store the measurement" in line for line in lines)
 
 
 def test_a_corrupt_store_is_measured_over(tmp_path):
-    precision.cache_path().parent.mkdir(parents=True)
-    precision.cache_path().write_text("{not json")
-    choice = precision.choose("auto", WORKLOAD, gpus=[], timer=_timer({FLOAT32: 2.0, BFLOAT16: 1.0}), log=lambda _: None)
-    assert choice.policy == FLOAT32
-    assert len(json.loads(precision.cache_path().read_text())["entries"]) == 1
+    precision.question(WORKLOAD).path.parent.mkdir(parents=True)
+    precision.question(WORKLOAD).path.write_text("{not json")
+    choice = precision.choose_policy("auto", WORKLOAD, gpus=[], timer=_timer({FLOAT32: 2.0, BFLOAT16: 1.0}), log=lambda _: None)
+    assert choice.value == FLOAT32
+    assert len(json.loads(precision.question(WORKLOAD).path.read_text())["entries"]) == 1
 
 
 @pytest.mark.parametrize(
@@ -109,20 +110,20 @@ def test_a_corrupt_store_is_measured_over(tmp_path):
      ([H100, V100], [FLOAT32, FLOAT16])],
 )
 def test_candidates_follow_the_hardware(gpus, expected):
-    assert precision.candidates(gpus) == expected
+    assert precision.policies(gpus) == expected
 
 
 def test_standin_gpu_precision_is_timed_among_what_the_gpu_runs():
     timer = _timer({FLOAT32: 900.0, BFLOAT16: 3100.0, FLOAT16: 3500.0})
-    choice = precision.choose("auto", WORKLOAD, gpus=[H100], timer=timer, log=lambda _: None)
-    assert choice.policy == FLOAT16 and timer.calls[0][0] == (FLOAT32, BFLOAT16, FLOAT16)
-    assert precision.machine([H100])["gpus"] == ["NVIDIA H100 80GB HBM3 (compute capability 9.0)"]
+    choice = precision.choose_policy("auto", WORKLOAD, gpus=[H100], timer=timer, log=lambda _: None)
+    assert choice.value == FLOAT16 and timer.calls[0][0] == (FLOAT32, BFLOAT16, FLOAT16)
+    assert machine.machine([H100])["gpus"] == ["NVIDIA H100 80GB HBM3 (compute capability 9.0)"]
     # A GPU without tensor cores has one candidate: nothing to time.
-    assert precision.choose("auto", WORKLOAD, gpus=[K80], timer=_never).policy == FLOAT32
+    assert precision.choose_policy("auto", WORKLOAD, gpus=[K80], timer=_never).value == FLOAT32
 
 
 def test_ties_go_to_float32():
-    assert precision.fastest({BFLOAT16: 10.0, FLOAT32: 10.0}) == FLOAT32
+    assert measured.fastest({BFLOAT16: 10.0, FLOAT32: 10.0}, precision.ORDER) == FLOAT32
 
 
 def test_measure_times_each_policy_and_restores_the_session():
@@ -130,14 +131,14 @@ def test_measure_times_each_policy_and_restores_the_session():
     one is this CPU's answer, and the line says it."""
     keras.config.set_dtype_policy("float32")
     lines = []
-    rates = precision.measure([FLOAT32, BFLOAT16], Workload("bn", 64, 2), seconds=0.2, rounds=2, log=lines.append)
+    rates = timing.time_policies([FLOAT32, BFLOAT16], Workload("bn", 64, 2), seconds=0.2, log=lines.append)
     assert set(rates) == {FLOAT32, BFLOAT16} and rates[FLOAT32] > 0
-    slower = precision.convolution_slowdown(BFLOAT16, Workload("bn", 64, 2))
+    slower = timing.convolution_slowdown(BFLOAT16, Workload("bn", 64, 2))
     if rates[BFLOAT16] == 0:
         assert lines == ["precision: mixed_bfloat16 left out: its 3x3 convolution runs over 4x longer than float32's here"]
-        assert slower > precision.EMULATED / 1.2  # the check measured again, with room for the spread between two timings
+        assert slower > timing.EMULATED / 1.2  # the check measured again, with room for the spread between two timings
     else:
-        assert lines == [] and slower < precision.EMULATED * 1.2
+        assert lines == [] and slower < timing.EMULATED * 1.2
     assert keras.config.dtype_policy().name == "float32"
 
 
@@ -156,14 +157,14 @@ def test_a_policy_that_cannot_train_here_is_left_out_with_the_reason(monkeypatch
         return compiled
 
     monkeypatch.setattr(training, "compile_for_training", compile_failing_in_bfloat16)
-    monkeypatch.setattr(precision, "convolution_slowdown", lambda policy, workload: 1.0)  # as on a bf16 CPU
+    monkeypatch.setattr(timing, "convolution_slowdown", lambda policy, workload: 1.0)  # as on a bf16 CPU
     lines = []
-    rates = precision.measure([FLOAT32, BFLOAT16], Workload("bn", 64, 2), seconds=0.2, rounds=1, log=lines.append)
-    assert rates[BFLOAT16] == 0.0 and rates[FLOAT32] > 0 and precision.fastest(rates) == FLOAT32
+    rates = timing.time_policies([FLOAT32, BFLOAT16], Workload("bn", 64, 2), seconds=0.2, log=lines.append)
+    assert rates[BFLOAT16] == 0.0 and rates[FLOAT32] > 0 and measured.fastest(rates, precision.ORDER) == FLOAT32
     assert lines == ["precision: mixed_bfloat16 cannot train here, left out "
                      "(RuntimeError: message: no bfloat16 convolution here)"]
     with pytest.raises(RuntimeError, match="no bfloat16 convolution"):  # nothing left to train in
-        precision.measure([BFLOAT16], Workload("bn", 64, 2), seconds=0.2, rounds=1, log=lines.append)
+        timing.time_policies([BFLOAT16], Workload("bn", 64, 2), seconds=0.2, log=lines.append)
 
 
 def test_workers_agree_on_the_average_of_their_figures(monkeypatch):
@@ -185,9 +186,9 @@ def test_workers_agree_on_the_average_of_their_figures(monkeypatch):
 
 
 def test_describe_machine_names_cpu_cores_and_instruction_sets(monkeypatch):
-    monkeypatch.setattr(precision, "cpu_info", lambda: ("AMD EPYC 7B13", ["avx2", "fma"]))
-    assert precision.describe_machine([]).startswith("AMD EPYC 7B13, ")
-    assert "avx2 fma; no GPU" in precision.describe_machine([])
+    monkeypatch.setattr(machine, "cpu_info", lambda: ("AMD EPYC 7B13", ["avx2", "fma"]))
+    assert machine.describe_machine([]).startswith("AMD EPYC 7B13, ")
+    assert "avx2 fma; no GPU" in machine.describe_machine([])
 
 
 @pytest.mark.parametrize(
@@ -196,7 +197,7 @@ def test_describe_machine_names_cpu_cores_and_instruction_sets(monkeypatch):
 )
 def test_standin_strategy_follows_the_gpus(gpus, expected, monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
-    assert distribute.resolve_strategy("auto", gpus=gpus)[0] == expected
+    assert cluster.resolve_strategy("auto", gpus=gpus)[0] == expected
 
 
 def test_standin_strategy_devices():
@@ -230,6 +231,6 @@ def test_a_run_times_its_own_workload_and_a_resumed_run_keeps_its_precision(tmp_
 def test_the_convolution_check_compares_a_policy_with_float32():
     """A policy against itself is about 1x; bfloat16 gives a positive figure on any CPU
     (left out of training above EMULATED, as the runtime's probe does)."""
-    same = precision.convolution_slowdown(FLOAT32, Workload("bn", 64, 16))
+    same = timing.convolution_slowdown(FLOAT32, Workload("bn", 64, 16))
     assert 0.5 < same < 2.0
-    assert precision.convolution_slowdown(BFLOAT16, Workload("bn", 64, 16)) > 0
+    assert timing.convolution_slowdown(BFLOAT16, Workload("bn", 64, 16)) > 0

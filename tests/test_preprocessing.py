@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from inception_tf import GoogLeNet, decode_predictions, preprocess_input
 from inception_tf.config import RunConfig
-from inception_tf.dataloaders import data
+from inception_tf.modeling import image_input
 from inception_tf.modeling import imagenet, model_files
 from inception_tf.tasks.experiment import resolve
 
@@ -33,9 +33,9 @@ def test_tf_mode_is_minus_one_to_one_and_tensors_work():
 
 @pytest.mark.parametrize("mode", ["tf", "caffe"])
 def test_the_pipeline_and_the_public_function_agree(mode):
-    """The export, evaluation and training path (`data.preprocess_images`) is `preprocess_input`."""
+    """The export, evaluation and training path (`image_input.preprocess_images`) is `preprocess_input`."""
     images = _images()
-    np.testing.assert_allclose(data.preprocess_images(images, 8, mode).numpy(), preprocess_input(images, mode), atol=1e-4)
+    np.testing.assert_allclose(image_input.preprocess_images(images, 8, mode).numpy(), preprocess_input(images, mode), atol=1e-4)
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,9 @@ import time
 
 import pytest
 
-from inception_tf.tasks import precision, runtime
-from inception_tf.tasks.runtime import CANDIDATES, INTER_OP, ONEDNN, Setting
+from inception_tf.startup import measured, precision, probes, runtime
+from inception_tf.startup.runtime import CANDIDATES, INTER_OP, ONEDNN, Setting
+from inception_tf.tasks import timing
 
 OFF, ON = CANDIDATES
 F32, BF16 = precision.FLOAT32, precision.BFLOAT16
@@ -21,7 +22,7 @@ NO_USER_VARIABLES = {}
 
 @pytest.fixture(autouse=True)
 def _own_store(tmp_path, monkeypatch):
-    monkeypatch.setenv(precision.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(measured.CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.setattr(runtime, "_applied", None)
 
 
@@ -58,16 +59,17 @@ def _never(setting, workload, precisions):
     raise AssertionError("timed again where the stored answer should have served")
 
 
-def _choose(start, environ=NO_USER_VARIABLES, lines=None, **workload):
+def _choose(start, environ=NO_USER_VARIABLES, lines=None, precision="float32", **workload):
     log = (lines if lines is not None else []).append
-    return runtime.choose(**{**WORKLOAD, **workload}, start=start, log=log, environ=environ, gpu=False)
+    asked = runtime.precision_lib.Workload(**{**WORKLOAD, **workload})
+    return runtime.choose_setting(asked, precision, start=start, log=log, environ=environ, gpu=False)
 
 
 def test_an_avx2_cpu_where_onednn_pays_trains_with_it_and_says_why():
     lines = []
     start = _probes({OFF: 55.3, ON: 96.1})
     choice = _choose(start, lines=lines)
-    assert choice.setting == ON and choice.setting.environment() == {ONEDNN: "1"}
+    assert choice.value == ON and choice.value.environment() == {ONEDNN: "1"}
     assert choice.line == "runtime: oneDNN on (measured here: oneDNN on 96.1 images/s, oneDNN off 55.3 images/s)"
     assert any("2 processes warming up at once, then timed in turns" in line for line in lines)
     # One step each first; oneDNN off, over 1.5x slower, is not timed again, and a
@@ -79,18 +81,18 @@ def test_close_settings_take_further_turns_and_the_rate_is_their_median():
     rates = {OFF: iter([50.0, 60.0, 40.0]), ON: iter([45.0, 70.0, 55.0])}
     start = _probes(rates)
     choice = _choose(start)
-    assert choice.rates == {"oneDNN off": 50.0, "oneDNN on": 55.0} and choice.setting == ON
+    assert choice.rates == {"oneDNN off": 50.0, "oneDNN on": 55.0} and choice.value == ON
     assert [seconds for *_, seconds in start.calls] == [0.0, 0.0] + [runtime.PROBE_SECONDS] * 4
 
 
 def test_a_cpu_where_onednn_is_slower_trains_without_it():
     choice = _choose(_probes({OFF: 80.0, ON: 16.5}))
-    assert choice.setting == OFF and choice.setting.environment() == {ONEDNN: "0"}
+    assert choice.value == OFF and choice.value.environment() == {ONEDNN: "0"}
 
 
 def test_a_near_tie_goes_to_the_setting_that_changes_less():
-    assert _choose(_probes({OFF: 30.33, ON: 30.26})).setting == OFF
-    assert _choose(_probes({OFF: 30.0, ON: 31.5}), image_size=96).setting == ON
+    assert _choose(_probes({OFF: 30.33, ON: 30.26})).value == OFF
+    assert _choose(_probes({OFF: 30.0, ON: 31.5}), image_size=96).value == ON
 
 
 def test_auto_precision_picks_the_fastest_pair_and_stores_the_precisions_answer_under_it():
@@ -99,13 +101,13 @@ def test_auto_precision_picks_the_fastest_pair_and_stores_the_precisions_answer_
     start = _probes({OFF: {F32: 150.0}, ON: {F32: 380.0, BF16: 550.0}},
                     left_out={OFF: {BF16: "its 3x3 convolution runs 9.0x longer than float32's here"}})
     choice = _choose(start, lines=lines, precision="auto")
-    assert choice.setting == ON
+    assert choice.value == ON
     assert choice.line == ("runtime: oneDNN on (measured here: oneDNN on 550.0 images/s in mixed_bfloat16, "
                            "oneDNN off 150.0 images/s in float32)")
     assert any("in float32 and mixed_bfloat16" in line for line in lines)
-    # The run's own precision.choose finds the answer measured under oneDNN on.
-    found = precision.choose("auto", precision.Workload(**WORKLOAD), gpus=[], timer=_never_precision, log=print)
-    assert found.policy == BF16 and found.rates == {F32: 380.0, BF16: 550.0}
+    # The run's own precision.choose_policy finds the answer measured under oneDNN on.
+    found = precision.choose_policy("auto", precision.Workload(**WORKLOAD), _never_precision, gpus=[], log=print)
+    assert found.value == BF16 and found.rates == {F32: 380.0, BF16: 550.0}
     assert "float32 380.0 images/s" in found.reason and "stored in" in found.reason
 
 
@@ -114,9 +116,9 @@ def test_a_precision_left_out_is_stored_with_why_and_a_second_run_reuses_both_an
     start = _probes({OFF: {F32: 55.3}, ON: {F32: 96.1}}, left_out={OFF: {BF16: why}, ON: {BF16: why}})
     _choose(start, precision="auto")
     again = _choose(_never, precision="auto")
-    assert again.setting == ON and "measured on this machine" in again.reason and "oneDNN on 96.1 images/s in float32" in again.reason
-    found = precision.choose("auto", precision.Workload(**WORKLOAD), gpus=[], timer=_never_precision, log=print)
-    assert found.policy == F32 and found.reason.endswith(f"float32 96.1 images/s, mixed_bfloat16 left out ({why})")
+    assert again.value == ON and "measured on this machine" in again.reason and "oneDNN on 96.1 images/s in float32" in again.reason
+    found = precision.choose_policy("auto", precision.Workload(**WORKLOAD), _never_precision, gpus=[], log=print)
+    assert found.value == F32 and found.reason.endswith(f"float32 96.1 images/s, mixed_bfloat16 left out ({why})")
 
 
 def _never_precision(policies, workload):
@@ -127,11 +129,11 @@ def test_a_second_run_reuses_the_stored_answer_and_another_workload_measures_aga
     start = _probes({OFF: 55.3, ON: 96.1})
     _choose(start)
     second = _choose(_never)
-    assert second.setting == ON and "measured on this machine" in second.reason and "oneDNN on 96.1" in second.reason
-    stored = json.loads(runtime.cache_path().read_text())["entries"]
+    assert second.value == ON and "measured on this machine" in second.reason and "oneDNN on 96.1" in second.reason
+    stored = json.loads(runtime.question(precision.Workload(**WORKLOAD), "float32", {}).path.read_text())["entries"]
     assert len(stored) == 1 and stored[0]["choice"] == "oneDNN on"
     assert stored[0]["machine"]["cores"] == os.cpu_count() and stored[0]["machine"]["tensorflow"]
-    assert runtime.cache_path().parent == precision.cache_path().parent
+    assert runtime.question(precision.Workload(**WORKLOAD), "float32", {}).path.parent == precision.question(precision.Workload(**WORKLOAD)).path.parent
     calls = len(start.calls)
     _choose(start, image_size=224, batch_size=32)
     assert len(start.calls) > calls
@@ -141,13 +143,13 @@ def test_a_variable_the_user_set_is_kept_and_only_the_rest_is_timed():
     start = _probes({Setting(False, 1): 60.0, Setting(True, 1): 50.0})
     choice = _choose(start, environ={INTER_OP: "1"})
     assert start.started == [Setting(False, 1), Setting(True, 1)]
-    assert choice.setting == Setting(False, 1)
+    assert choice.value == Setting(False, 1)
     assert choice.line.startswith("runtime: oneDNN off, 1 inter-op thread (TF_NUM_INTEROP_THREADS=1 set by you; measured")
 
 
 def test_with_oneDNN_set_nothing_is_timed_and_a_bad_value_is_named():
     choice = _choose(_never, environ={ONEDNN: "1", INTER_OP: "2"})
-    assert choice.setting == Setting(True, 2) and choice.setting.environment() == {ONEDNN: "1", INTER_OP: "2"}
+    assert choice.value == Setting(True, 2) and choice.value.environment() == {ONEDNN: "1", INTER_OP: "2"}
     assert choice.reason == "set by you: TF_ENABLE_ONEDNN_OPTS=1, TF_NUM_INTEROP_THREADS=2"
     with pytest.raises(ValueError, match=r"TF_ENABLE_ONEDNN_OPTS must be 0 or 1. Received: TF_ENABLE_ONEDNN_OPTS='maybe'"):
         _choose(_never, environ={ONEDNN: "maybe"})
@@ -157,11 +159,11 @@ def test_with_oneDNN_set_nothing_is_timed_and_a_bad_value_is_named():
 
 def test_default_mode_and_gpu_machines_time_nothing():
     choice = _choose(_never, environ={runtime.MODE: "default"})
-    assert choice.setting.environment() == {} and choice.line == "runtime: TensorFlow's own settings (INCEPTION_TF_RUNTIME=default)"
+    assert choice.value.environment() == {} and choice.line == "runtime: TensorFlow's own settings (INCEPTION_TF_RUNTIME=default)"
     kept = _choose(_never, environ={runtime.MODE: "default", ONEDNN: "0"})
     assert kept.line == "runtime: oneDNN off (INCEPTION_TF_RUNTIME=default; TF_ENABLE_ONEDNN_OPTS=0 set by you)"
-    on_gpu = runtime.choose(**WORKLOAD, start=_never, log=print, environ={}, gpu=True)
-    assert on_gpu.setting.environment() == {} and "GPUs train here" in on_gpu.reason
+    on_gpu = runtime.choose_setting(precision.Workload(**WORKLOAD), start=_never, log=print, environ={}, gpu=True)
+    assert on_gpu.value.environment() == {} and "GPUs train here" in on_gpu.reason
     with pytest.raises(ValueError, match=r"Received: INCEPTION_TF_RUNTIME='fast'"):
         _choose(_never, environ={runtime.MODE: "fast"})
 
@@ -169,9 +171,9 @@ def test_default_mode_and_gpu_machines_time_nothing():
 def test_a_failing_probe_is_left_out_and_all_failing_keeps_tensorflows_settings():
     lines = []
     choice = _choose(_probes({OFF: 50.0, ON: 70.0}, fail=(OFF,)), lines=lines)
-    assert choice.setting == ON and "off" not in choice.reason
+    assert choice.value == ON and "off" not in choice.reason
     assert "runtime: oneDNN off failed, left out (exit code 1: MemoryError)" in lines
-    assert _choose(_probes({}, fail=(OFF, ON)), image_size=96).setting == Setting()
+    assert _choose(_probes({}, fail=(OFF, ON)), image_size=96).value == Setting()
 
 
 def test_processes_on_one_machine_measure_once_and_agree():
@@ -189,14 +191,14 @@ def test_processes_on_one_machine_measure_once_and_agree():
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(start.started) == 2 and {c.setting for c in choices} == {ON}
+    assert len(start.started) == 2 and {c.value for c in choices} == {ON}
     assert sorted("measured here" in c.reason for c in choices) == [False, True]
 
 
 def test_apply_sets_what_the_user_left_open_and_refuses_once_tensorflow_has_loaded(monkeypatch):
     environ = {INTER_OP: "2"}
     monkeypatch.setattr(os, "environ", environ)
-    choice = runtime.Choice(Setting(True, 1), "measured here", given={INTER_OP: "2"})
+    choice = measured.Choice("runtime", Setting(True, 1), "measured here", given={INTER_OP: "2"})
     with pytest.MonkeyPatch.context() as before_tensorflow:
         before_tensorflow.delitem(sys.modules, "tensorflow")
         runtime.apply(choice)
@@ -212,9 +214,9 @@ def test_the_probe_processes_load_tensorflow_under_the_setting_they_time():
     process that cannot build the model failing with its own words, and a process whose
     TensorFlow reports another oneDNN state than its setting refused."""
     tiny = precision.Workload(variant="bn", image_size=49, batch_size=4)
-    probes = [runtime.Probe(setting, tiny, [F32, BF16]) for setting in (OFF, ON)]
+    started = [probes.Probe(setting, tiny, [F32, BF16]) for setting in (OFF, ON)]
     try:
-        for probe in probes:
+        for probe in started:
             left_out = probe.ready()
             assert set(left_out) <= {BF16}
             assert probe.rate(F32, 0.2) > 0
@@ -223,14 +225,14 @@ def test_the_probe_processes_load_tensorflow_under_the_setting_they_time():
             else:
                 assert "longer than float32's" in left_out[BF16] or "cannot train here" in left_out[BF16]
     finally:
-        for probe in probes:
+        for probe in started:
             probe.close()
-    broken = runtime.Probe(OFF, precision.Workload(variant="bn", image_size=8, batch_size=4), [F32])
+    broken = probes.Probe(OFF, precision.Workload(variant="bn", image_size=8, batch_size=4), [F32])
     with pytest.raises(RuntimeError, match="exit code 1: .*no precision can train here"):
         broken.ready()
     broken.close()
     # TensorFlow told to load otherwise than the setting says is caught.
-    lying = runtime.Probe(OFF, tiny, [F32])
+    lying = probes.Probe(OFF, tiny, [F32])
     lying.setting = ON  # started under TF_ENABLE_ONEDNN_OPTS=0
     with pytest.raises(RuntimeError, match="TensorFlow loaded with oneDNN off"):
         lying.ready()
@@ -244,7 +246,7 @@ def _run(*args, env=None):
 
 def test_help_loads_no_tensorflow_and_commands_start_without_its_lines():
     env = {name: value for name, value in os.environ.items() if name != runtime.LOG_LEVEL}
-    code = "import sys; from inception_tf import cli, runtime; cli.build_parser(); print('tensorflow' in sys.modules)"
+    code = "import sys; from inception_tf import cli; from inception_tf.startup import runtime; cli.build_parser(); print('tensorflow' in sys.modules)"
     assert _run("-c", code).stdout.strip() == "False"
     done = subprocess.run([sys.executable, "-m", "inception_tf", "summary", "--image-size", "64", "--num-classes", "3"],
                           capture_output=True, text=True, timeout=300, env=env)
@@ -263,18 +265,18 @@ def test_a_bad_runtime_variable_stops_train_before_tensorflow_loads_with_one_lin
 
 def test_the_convolution_check_screens_candidates_never_a_named_precision(monkeypatch, capsys):
     """A probe timing several precisions leaves out one whose convolution is emulated
-    (`precision.EMULATED`); a probe for the one precision a run names builds it whatever
+    (`timing.EMULATED`); a probe for the one precision a run names builds it whatever
     the check would say (it once refused bfloat16 on a CPU where it trained 1.45x faster)."""
     import io
 
-    monkeypatch.setattr(precision, "convolution_slowdown", lambda policy, workload: 10 * precision.EMULATED)
+    monkeypatch.setattr(timing, "convolution_slowdown", lambda policy, workload: 10 * timing.EMULATED)
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # no timing asked: the probe reports and ends
     tiny = {"variant": "bn", "image_size": 49, "batch_size": 2, "aux_heads": True}
 
     def report(precisions):
-        runtime._probe_main({"workload": tiny, "precisions": precisions, "jit_compile": False})
-        lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith(runtime.RESULT_PREFIX)]
-        return json.loads(lines[-1][len(runtime.RESULT_PREFIX):])["left_out"]
+        timing.probe_main({"workload": tiny, "precisions": precisions, "jit_compile": False})
+        lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith(probes.RESULT_PREFIX)]
+        return json.loads(lines[-1][len(probes.RESULT_PREFIX):])["left_out"]
 
     assert report([F32, BF16]) == {BF16: "its 3x3 convolution runs 40.0x longer than float32's here"}
     assert report([BF16]) == {}

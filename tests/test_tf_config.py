@@ -1,4 +1,4 @@
-"""TF_CONFIG is checked before anything starts (`distribute.check_tf_config`): TensorFlow
+"""TF_CONFIG is checked before anything starts (`cluster.check_tf_config`): TensorFlow
 itself would ignore a task outside its cluster and train alone."""
 
 import json
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from inception_tf.tasks import distribute
+from inception_tf.startup import cluster
 
 from runs import ROOT, env
 
@@ -34,16 +34,16 @@ BAD = [
 def test_a_bad_tf_config_is_named(config, problem):
     raw = json.dumps(config)
     with pytest.raises(ValueError) as raised:
-        distribute.check_tf_config(raw)
+        cluster.check_tf_config(raw)
     assert problem in str(raised.value) and f"Received: TF_CONFIG={raw!r}" in str(raised.value)
 
 
 def test_a_good_tf_config_passes_and_unset_is_none():
     config = {"cluster": {"chief": ["10.0.0.1:2222"], "worker": ["10.0.0.2:2222"]}, "task": {"type": "worker", "index": 0}}
-    assert distribute.check_tf_config(json.dumps(config)) == config
-    assert distribute.check_tf_config("") is None
+    assert cluster.check_tf_config(json.dumps(config)) == config
+    assert cluster.check_tf_config("") is None
     with pytest.raises(ValueError, match="is not valid JSON"):
-        distribute.check_tf_config("{cluster")
+        cluster.check_tf_config("{cluster")
 
 
 @pytest.mark.parametrize("config, problem", [BAD[0], BAD[2]])

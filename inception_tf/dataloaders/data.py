@@ -16,54 +16,17 @@ import tensorflow as tf
 from inception_tf import choices
 from inception_tf.dataloaders import augment as augment_lib
 from inception_tf.dataloaders import sources
-from inception_tf.dataloaders.sources import DataError, DataNotFoundError  # noqa: F401  (re-exported)
 from inception_tf.modeling import network
 from inception_tf.modeling import preprocessing as preprocessing_lib
+from inception_tf.modeling.image_input import (
+    decode_image, preprocess_each, preprocess_images, resize_images, to_model_input,
+)
 
 SOURCES = choices.SOURCES
 SHUFFLE_BUFFER_RECORDS = 4096  # encoded images (ImageNet's are ~110 KB each)
 
 
-# --- The one preprocessing function (training, evaluation, export) ---------------------
-
-def resize_images(images, image_size, boxes=None, box_indices=None):
-    """uint8 (or float, 0-255) [batch, h, w, c] -> float32 [boxes, size, size, c] in [0, 1].
-
-    `boxes` ([n, 4], normalised y1, x1, y2, x2) crop before resizing; a box with
-    x1 > x2 is mirrored, and outside the image is 0. Box i crops image `box_indices[i]`
-    (default: image i). Without boxes the whole image is resized.
-    """
-    batch = tf.shape(images)[0]
-    if boxes is None:
-        boxes = tf.tile(tf.constant([[0.0, 0.0, 1.0, 1.0]]), [batch, 1])
-    if box_indices is None:
-        box_indices = tf.range(batch)
-    resized = tf.image.crop_and_resize(
-        images, boxes, box_indices, [image_size, image_size], method="bilinear"
-    )
-    return resized / 255.0
-
-
-def to_model_input(images, preprocessing="tf"):
-    """float32 [batch, h, w, 1 or 3] in [0, 1] -> 3 channels, normalised for the model
-    (`preprocessing.normalize`: "tf" [-1, 1], "caffe" BGR minus the ImageNet mean)."""
-    if images.shape[-1] == 1:
-        images = tf.image.grayscale_to_rgb(images)
-    elif images.shape[-1] != 3:
-        raise DataError(f"Images must have 1 or 3 channels. Received: shape={images.shape}")
-    return preprocessing_lib.normalize(images, preprocessing)
-
-
-def preprocess_images(images, image_size, preprocessing="tf"):
-    """What evaluation and the exported model do to a batch of uint8 images of any size."""
-    return to_model_input(resize_images(images, image_size), preprocessing)
-
-
-def preprocess_each(images, image_size, preprocessing="tf"):
-    """`preprocess_images` of uint8 images of different sizes, one at a time: numpy float32
-    [len(images), size, size, 3]."""
-    return np.concatenate([np.asarray(preprocess_images(image[None], image_size, preprocessing)) for image in images])
-
+# --- Views and augmentation, then the model's own preprocessing ---------------------------
 
 def view_images(images, image_size, views, preprocessing="tf"):
     """uint8 [batch, h, w, c] -> float32 [batch, len(views), size, size, 3]: the model
@@ -89,67 +52,7 @@ def augment_images(images, image_size, config, seed, preprocessing="tf"):
     return to_model_input(resized, preprocessing)
 
 
-# --- Sources ------------------------------------------------------------------------------
-
-def load_source(name, data_dir=None, validation_split=0.0, limit=None, skip_corrupt=False, download=True):
-    """A data set by name, with its splits cut and checked.
-
-    Args:
-        name: one of SOURCES, or "imagenet" (the ILSVRC-2012 validation set, `ilsvrc`).
-        data_dir: where to look instead of the default places (required for "folder"
-            and "tfrecord").
-        validation_split: fraction of the training split held out as "validation"
-            (its last examples), when the data set has no validation split of its own.
-        limit: keep the first `limit` examples of each split (quick runs).
-        skip_corrupt: leave unreadable image files out (with a warning) instead of
-            raising an error that names them.
-        download: let Keras download mnist / cifar / fashion_mnist when not found.
-
-    Returns:
-        A `sources.Source`.
-    """
-    if name not in choices.EVALUATION_SOURCES:
-        raise ValueError(f"`name` must be one of {choices.EVALUATION_SOURCES}. Received: name={name!r}")
-    if not 0 <= validation_split < 1:
-        raise ValueError(f"`validation_split` must be in [0, 1). Received: validation_split={validation_split!r}")
-    if limit is not None and (not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"`limit` must be a positive integer or None. Received: limit={limit!r}")
-    if name == "folder":
-        source = sources.load_folder_source(data_dir, skip_corrupt=skip_corrupt)
-    elif name == "tfrecord":
-        source = sources.load_tfrecord_source(data_dir)
-    elif name == "imagenet":
-        from inception_tf.dataloaders import ilsvrc
-
-        source = ilsvrc.load_source(data_dir)
-    else:
-        source = sources.load_array_source(name, data_dir, download=download)
-    splits = dict(source.splits)
-    if limit is not None:
-        splits = {key: split.slice(0, limit) for key, split in splits.items()}
-    if validation_split and "validation" not in splits:
-        train = splits["train"]
-        held_out = int(round(train.size * validation_split))
-        if held_out < 1 or held_out >= train.size:
-            raise DataError(
-                f"validation_split={validation_split} of {train.size} training examples leaves "
-                f"{held_out} for validation and {train.size - held_out} for training."
-            )
-        splits["train"] = train.slice(0, train.size - held_out)
-        splits["validation"] = train.slice(train.size - held_out, train.size)
-    for key, split in splits.items():
-        sources.check_labels(split.labels, source.num_classes, f"{key} split of {source.name} ({source.location})")
-    return dataclasses.replace(source, splits=splits)
-
-
 # --- Pipelines ------------------------------------------------------------------------
-
-def decode_image(encoded):
-    """JPEG / PNG / BMP / GIF (first frame) bytes -> uint8 RGB [h, w, 3]."""
-    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-    image.set_shape([None, None, 3])
-    return image
-
 
 def _decode_file(path):
     return decode_image(tf.io.read_file(path))
@@ -181,6 +84,15 @@ def images_at(split, indices):
         if len(found) == len(wanted):
             break
     return [found[int(i)] for i in indices]
+
+
+def calibration_inputs(split, image_size, count, preprocessing="tf", seed=0):
+    """`count` images of `split` (drawn at random, never more than it holds), resized and
+    normalised as evaluation does: float32 [count, size, size, 3] (int8 calibration)."""
+    if not isinstance(count, int) or count < 1:
+        raise ValueError(f"`count` must be a positive integer. Received: count={count!r}")
+    indices = np.sort(np.random.default_rng(seed).permutation(split.size)[: min(count, split.size)])
+    return preprocess_each(images_at(split, indices), image_size, preprocessing)
 
 
 def _ordered_examples(split, shard=None):
@@ -263,17 +175,18 @@ def _draws(epoch_seed, start):
     return tf.data.Dataset.counter(start).map(lambda i: tf.random.experimental.stateless_fold_in(epoch_seed, i))
 
 
-def _epoch_batches(split, tables, epoch, seed, skip, batch_size, drop_remainder, transform):
+def _epoch_batches(plan, tables, epoch, skip):
     """One epoch of training batches, the first `skip` left out: the order is a stateless
-    shuffle keyed by (`seed`, `epoch`), the augmentation draws `_draws`. `epoch` may be a
-    tensor (`make_dataset(epoch=None)` draws one per pass)."""
+    shuffle keyed by (`plan.seed`, `epoch`), the augmentation draws `_draws`. `epoch` may
+    be a tensor (`make_dataset(epoch=None)` draws one per pass)."""
     autotune = tf.data.AUTOTUNE
-    epoch_seed = tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)])
+    split, batch_size, transform = plan.split, plan.batch_size, plan.transform
+    epoch_seed = tf.stack([tf.constant(plan.seed, tf.int64), tf.cast(epoch, tf.int64)])
     skip = tf.cast(skip, tf.int64)
     if split.kind == "arrays":  # one size: gather and resize whole batches
         images, labels = tables
         order = tf.random.experimental.stateless_shuffle(tf.range(split.size, dtype=tf.int64), epoch_seed)
-        batches = tf.data.Dataset.from_tensor_slices(order[skip * batch_size:]).batch(batch_size, drop_remainder)
+        batches = tf.data.Dataset.from_tensor_slices(order[skip * batch_size:]).batch(batch_size, plan.drop_remainder)
         return tf.data.Dataset.zip(batches, _draws(epoch_seed, skip)).map(
             lambda indices, pair: transform(tf.gather(images, indices), tf.gather(labels, indices), pair),
             num_parallel_calls=autotune,
@@ -286,7 +199,7 @@ def _epoch_batches(split, tables, epoch, seed, skip, batch_size, drop_remainder,
         examples = tf.data.Dataset.zip(examples, _draws(epoch_seed, first))
     one = _one_by_one(transform)
     examples = examples.map(lambda example, pair: one(*example, pair), num_parallel_calls=autotune)
-    return examples.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=autotune)
+    return examples.batch(batch_size, drop_remainder=plan.drop_remainder, num_parallel_calls=autotune)
 
 
 def _epoch_examples(split, tables, epoch_seed, first):
@@ -328,50 +241,48 @@ def batches_per_epoch(split, batch_size, drop_remainder=False, shard=None):
     return _batch_count(size, batch_size, drop_remainder)
 
 
-def _training_batches(split, batch_size, seed, epoch, skip, drop_remainder, shard, transform):
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """What every batch of one data set shares."""
+
+    split: sources.Split
+    batch_size: int
+    drop_remainder: bool
+    shard: tuple
+    transform: object  # (images, labels, pair_seed) -> (images, labels)
+    seed: int = 0
+
+
+def _training_batches(plan, epoch, skip):
     """The batches of the epochs numbered `epoch` (an int, or a `range` of them), or,
     with None, of a fresh one drawn at each pass (what `fit(dataset, epochs=N)` expects
     of a data set)."""
-    tables = _tables(split, shard)
+    tables = _tables(plan.split, plan.shard)
 
     def keyed(epochs):  # whole epochs, each keyed by its number (a tensor)
-        return epochs.flat_map(lambda key: _epoch_batches(split, tables, key, seed, 0, batch_size, drop_remainder, transform))
+        return epochs.flat_map(lambda key: _epoch_batches(plan, tables, key, 0))
 
     if epoch is None:
-        dataset = keyed(tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1))
+        dataset = keyed(tf.data.Dataset.random(seed=plan.seed, rerandomize_each_iteration=True).take(1))
     else:
         epochs = epoch if isinstance(epoch, range) else range(epoch, epoch + 1)
-        dataset = _epoch_batches(split, tables, epochs.start, seed, skip, batch_size, drop_remainder, transform)
+        dataset = _epoch_batches(plan, tables, epochs.start, skip)
         if len(epochs) > 1:  # the next epochs follow in one iterator, each keyed as if alone
             dataset = dataset.concatenate(keyed(tf.data.Dataset.range(epochs.start + 1, epochs.stop)))
-    batches = batches_per_epoch(split, batch_size, drop_remainder, shard)
+    batches = batches_per_epoch(plan.split, plan.batch_size, plan.drop_remainder, plan.shard)
     if batches is not None:
         count = 1 if epoch is None else len(epochs)
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches * count - skip))
     return dataset
 
 
-def make_dataset(
-    split,
-    image_size,
-    batch_size,
-    training=False,
-    augment=None,
-    seed=None,
-    heads=network.HEADS,
-    drop_remainder=False,
-    one_hot=None,
-    device=None,
-    shard=None,
-    views=None,
-    preprocessing="tf",
-    epoch=None,
-    skip=0,
-):
+def make_dataset(split, image_size, batch_size, training=False, augment=None, seed=None, heads=network.HEADS,
+                 drop_remainder=False, one_hot=None, device=None, shard=None, views=None, preprocessing="tf",
+                 epoch=None, skip=0):
     """Batches of (images, labels) for a model of input `image_size` x `image_size` x 3.
 
     Args:
-        split: a `sources.Split` (from `load_source(...).splits[...]`).
+        split: a `sources.Split` (from `catalog.load_source(...).splits[...]`).
         image_size: the model's input side.
         batch_size: the global batch (tf.distribute divides it among replicas).
         training: shuffle and augment; evaluation is neither, and deterministic.
@@ -391,7 +302,7 @@ def make_dataset(
             batch. Leave `batch_size` global either way.
         views: evaluation only: boxes of multi-crop testing (`augment.test_view_boxes`);
             each batch then holds every view of each image, [b, views, size, size, 3].
-        preprocessing: the model's input convention, "tf" or "caffe" (`preprocessing.MODES`).
+        preprocessing: the model's input convention, "tf" or "caffe" (`choices.PREPROCESSING`).
         epoch: training only: the epoch's number. Its order and augmentation draws
             depend on `seed` and `epoch` alone, so that a run resumed at any epoch sees
             what it would have seen. A `range` of numbers gives those epochs one after
@@ -405,14 +316,15 @@ def make_dataset(
     Returns:
         A `tf.data.Dataset` of `(float32 [b, size, size, 3], labels)`, normalised.
     """
-    _check_dataset_arguments(training, image_size, batch_size, shard, views, preprocessing, epoch, skip)
+    _check_sizes(image_size, batch_size, shard, preprocessing)
+    _check_epochs(training, views, epoch, skip)
     augment = augment if augment is not None else augment_lib.AugmentConfig()
     transform = _transform(image_size, training, augment, views, preprocessing)
     if training:
         seed = secrets.randbelow(2**31) if seed is None else seed
-        dataset = _training_batches(split, batch_size, seed, epoch, skip, drop_remainder, shard, transform)
+        dataset = _training_batches(_Plan(split, batch_size, drop_remainder, shard, transform, seed), epoch, skip)
     else:
-        dataset = _evaluation_batches(split, batch_size, drop_remainder, shard, transform)
+        dataset = _evaluation_batches(_Plan(split, batch_size, drop_remainder, shard, transform))
     if one_hot:
         dataset = dataset.map(lambda images, labels: (images, tf.one_hot(labels, one_hot)))
     if heads:
@@ -435,9 +347,7 @@ def _shard_options(split, shard, training):
     return options
 
 
-def _check_dataset_arguments(training, image_size, batch_size, shard, views, preprocessing, epoch, skip):
-    if views is not None and training:
-        raise ValueError("`views` are for evaluation: pass training=False. Received: training=True")
+def _check_sizes(image_size, batch_size, shard, preprocessing):
     if not isinstance(image_size, int) or image_size < 1:
         raise ValueError(f"`image_size` must be a positive integer. Received: image_size={image_size!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -446,6 +356,12 @@ def _check_dataset_arguments(training, image_size, batch_size, shard, views, pre
         count, index = shard
         if not (isinstance(count, int) and isinstance(index, int) and 0 <= index < count):
             raise ValueError(f"`shard` must be (count, index) with 0 <= index < count. Received: shard={shard!r}")
+    preprocessing_lib.check_mode(preprocessing)
+
+
+def _check_epochs(training, views, epoch, skip):
+    if views is not None and training:
+        raise ValueError("`views` are for evaluation: pass training=False. Received: training=True")
     numbers = epoch if isinstance(epoch, range) else [epoch]
     if epoch is not None and (
         not training or not numbers or not all(isinstance(n, int) and n >= 0 for n in numbers)
@@ -457,7 +373,6 @@ def _check_dataset_arguments(training, image_size, batch_size, shard, views, pre
         )
     if skip and (epoch is None or not isinstance(skip, int) or skip < 0):
         raise ValueError(f"`skip` counts batches of a numbered epoch. Received: skip={skip!r}, epoch={epoch!r}")
-    preprocessing_lib.check_mode(preprocessing)
 
 
 def _transform(image_size, training, augment, views, preprocessing):
@@ -474,9 +389,12 @@ def _transform(image_size, training, augment, views, preprocessing):
     return transform
 
 
-def _evaluation_batches(split, batch_size, drop_remainder, shard, transform):
+def _evaluation_batches(plan):
     """The split in its fixed order, batched and transformed."""
     autotune = tf.data.AUTOTUNE
+    split, batch_size, drop_remainder, shard, transform = (
+        plan.split, plan.batch_size, plan.drop_remainder, plan.shard, plan.transform
+    )
     dataset = _ordered_examples(split, shard)
     if split.kind == "arrays":  # one size: resize whole batches
         dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=autotune)

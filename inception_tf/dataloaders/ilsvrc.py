@@ -32,7 +32,7 @@ WNID = re.compile(r"n\d{8}")
 IMAGE_NUMBER = re.compile(r"ILSVRC2012_val_(\d{8})\.", re.IGNORECASE)
 
 
-def load_source(data_dir):
+def load_validation_set(data_dir):
     """A `sources.Source` named "imagenet" with one split, "validation"."""
     if data_dir is None:
         raise DataError("--dataset imagenet needs --data-dir: the ILSVRC-2012 validation images. Received: data_dir=None")
@@ -41,7 +41,7 @@ def load_source(data_dir):
         raise DataNotFoundError(f"The ImageNet validation folder does not exist. Received: data_dir={str(root)!r}")
     wnids = [wnid for wnid, _ in imagenet.class_index()]
     index = {wnid: i for i, wnid in enumerate(wnids)}
-    folders = [p for p in sources._class_folders(root) if WNID.fullmatch(p.name)]
+    folders = [p for p in sources.class_folders(root) if WNID.fullmatch(p.name)]
     if folders:
         files, labels, layout = _by_folder(folders, index)
     else:
@@ -58,7 +58,7 @@ def _by_folder(folders, index):
         raise DataError(f"Folders named like WordNet IDs that are not ILSVRC-2012 classes: {unknown[:5]}")
     files, labels = [], []
     for folder in folders:
-        for path in sources._list_images(folder):
+        for path in sources.list_images(folder):
             files.append(str(path))
             labels.append(index[folder.name])
     return files, labels, "a folder per WordNet ID"
@@ -66,7 +66,7 @@ def _by_folder(folders, index):
 
 def _flat(root, index):
     # Keyed by the image's number: the label files name the images, in one case or another.
-    images = {_number(path.name): path for path in sources._list_images(root) if IMAGE_NUMBER.match(path.name)}
+    images = {_number(path.name): path for path in sources.list_images(root) if IMAGE_NUMBER.match(path.name)}
     places = [root, root.parent, root / DEVKIT_DATA, root.parent / DEVKIT_DATA]
     caffe = _first(places, CAFFE_LABELS)
     if caffe is not None:

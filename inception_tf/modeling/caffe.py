@@ -11,7 +11,7 @@ Caffe stores a convolution's kernel as (out, in, height, width) and an inner pro
 product reads its 128x4x4 input flattened channel-first, Keras's Flatten is
 channel-last, so its rows are permuted (`_fc_after_chw`).
 
-`deploy_prototxt()` writes the network's Caffe description from `model.INCEPTION_TABLE`,
+`deploy_prototxt()` writes the network's Caffe description from `network.INCEPTION_TABLE`,
 aux heads included (BVLC's own deploy file leaves them out).
 """
 
@@ -327,7 +327,7 @@ def check_prototxt(path):
             raise CaffeFormatError(f"Layer {caffe_name!r} of {path} is {got}, BVLC GoogLeNet's is {want}")
 
 
-def convert(caffemodel, out, prototxt=None, image_size=INPUT_SIZE, log=print):
+def convert_caffemodel(caffemodel, out, prototxt=None, image_size=INPUT_SIZE, log=print):
     """BVLC's caffemodel -> a `.keras` GoogLeNet (paper variant, three heads, 1000 ImageNet
     classes) that records its "caffe" preprocessing and the class names."""
     from inception_tf.modeling import imagenet, model_files

@@ -5,21 +5,6 @@
 from inception_tf.modeling import imagenet, network, pretrained
 from inception_tf.modeling import weights as weights_lib
 
-# What `inception_tf.model` offered before the network moved to `network`, still there.
-from inception_tf.modeling.network import (  # noqa: E402,F401
-    AUX_AFTER,
-    HEADS,
-    INCEPTION_TABLE,
-    MAIN_HEAD,
-    POOL_BEFORE,
-    POOLINGS,
-    VARIANTS,
-    classifier_layer,
-    inception_module,
-    inference_model,
-    main_head,
-)
-
 
 def _check_weights(weights, variant, include_top, num_classes):
     """The rules of `keras.applications` for `weights="imagenet"`, before anything is fetched."""

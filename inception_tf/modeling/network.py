@@ -47,14 +47,15 @@ AUX_AFTER = {"4a": "aux1", "4d": "aux2"}
 MAIN_HEAD = "main"
 HEADS = (MAIN_HEAD, *AUX_AFTER.values())
 
-def _conv_block(x, filters, kernel_size, strides=1, variant="paper", name=None, padding="same"):
-    """Conv + ReLU ("paper": with bias 0.2) or conv + BatchNorm + ReLU ("bn")."""
+def _conv_block(x, filters, kernel_size, variant, name, **conv):
+    """Conv + ReLU ("paper": with bias 0.2) or conv + BatchNorm + ReLU ("bn"). `conv`:
+    Conv2D's `strides` and `padding` (default: 1, "same")."""
     paper = variant == "paper"
     x = keras.layers.Conv2D(
         filters,
         kernel_size,
-        strides=strides,
-        padding=padding,
+        strides=conv.get("strides", 1),
+        padding=conv.get("padding", "same"),
         use_bias=paper,
         kernel_initializer="glorot_uniform",
         # The Caffe reference model starts every conv bias at 0.2.
@@ -76,17 +77,8 @@ def _check_filters(**filters):
             )
 
 
-def inception_module(
-    x,
-    filters_1x1,
-    filters_3x3_reduce,
-    filters_3x3,
-    filters_5x5_reduce,
-    filters_5x5,
-    filters_pool_proj,
-    name=None,
-    variant="paper",
-):
+def inception_module(x, filters_1x1, filters_3x3_reduce, filters_3x3, filters_5x5_reduce, filters_5x5,
+                     filters_pool_proj, name=None, variant="paper"):
     """The four-branch Inception module (paper Figure 2b).
 
     Branches: 1x1; 1x1 reduce -> 3x3; 1x1 reduce -> 5x5 (a true 5x5, as in the paper);
@@ -234,18 +226,8 @@ def check_arguments(
     return shape
 
 
-def build(
-    num_classes=1000,
-    input_shape=(224, 224, 3),
-    variant="paper",
-    aux_heads=True,
-    include_top=True,
-    pooling="avg",
-    dropout_rate=0.4,
-    aux_dropout_rate=0.7,
-    classifier_activation="softmax",
-    name="googlenet",
-):
+def build(num_classes=1000, input_shape=(224, 224, 3), variant="paper", aux_heads=True, include_top=True,
+          pooling="avg", dropout_rate=0.4, aux_dropout_rate=0.7, classifier_activation="softmax", name="googlenet"):
     """The network `model.GoogLeNet` builds, from the same arguments but `weights`, and
     without weights: the Caffe converter builds through this, below `weights`."""
     height, width, channels = check_arguments(

@@ -6,18 +6,20 @@
   deploy files).
 
 Training, evaluation, the exported signatures and `predict` all go through `normalize`,
-so a model is fed at serving time exactly as it was trained.
+so a model is fed at serving time exactly as it was trained (images of any size are
+resized first by `image_input`). Importing this module loads neither TensorFlow nor Keras.
 """
 
 import numpy as np
 
-MODES = ("tf", "caffe")
+from inception_tf import choices
+
 CAFFE_MEAN_BGR = np.array([104.0, 117.0, 123.0], np.float32)
 
 
 def check_mode(mode):
-    if mode not in MODES:
-        raise ValueError(f"`mode` must be one of {MODES}. Received: mode={mode!r}")
+    if mode not in choices.PREPROCESSING:
+        raise ValueError(f"`mode` must be one of {choices.PREPROCESSING}. Received: mode={mode!r}")
     return mode
 
 

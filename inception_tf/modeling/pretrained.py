@@ -66,7 +66,7 @@ def model_file(log=print):
     from inception_tf.modeling import caffe
 
     log(f"converting {caffemodel} to {path} (once)")
-    return caffe.convert(caffemodel, path, log=log)
+    return caffe.convert_caffemodel(caffemodel, path, log=log)
 
 
 def download(log=print):

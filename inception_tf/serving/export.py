@@ -4,7 +4,7 @@ The SavedModel holds the inference graph (main head only) in float32, two signat
 the class names:
 
 - `serving_default(images: uint8 [batch, height, width, 3])`, any height and width:
-  resized and normalised by `data.preprocess_images`, the function evaluation uses, in
+  resized and normalised by `image_input.preprocess_images`, the function evaluation uses, in
   the model's preprocessing mode ("tf" or "caffe"); returns `probabilities`
   [batch, num_classes], `top_k_indices`, `top_k_scores` and `top_k_classes` (names).
 - `image_bytes(image_bytes: string [batch])`: encoded JPEG / PNG / BMP / GIF images,
@@ -22,8 +22,8 @@ import keras
 import tensorflow as tf
 
 from inception_tf import files, keras_fixes
-from inception_tf.dataloaders import data as data_lib
 from inception_tf.modeling import model_files
+from inception_tf.modeling import image_input
 from inception_tf.modeling import preprocessing as preprocessing_lib
 from inception_tf.modeling.network import inference_model
 
@@ -66,7 +66,7 @@ class _Serving(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")], autograph=False)
     def serve(self, images):
-        return self._ranked(data_lib.preprocess_images(images, self.image_size, self.preprocessing))
+        return self._ranked(image_input.preprocess_images(images, self.image_size, self.preprocessing))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")], autograph=False)
     def serve_bytes(self, image_bytes):
@@ -75,10 +75,10 @@ class _Serving(tf.Module):
         size = self.image_size
 
         def resized(encoded):
-            return data_lib.resize_images(data_lib.decode_image(encoded)[None], size)[0]
+            return image_input.resize_images(image_input.decode_image(encoded)[None], size)[0]
 
         images = tf.map_fn(resized, image_bytes, fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
-        return self._ranked(data_lib.to_model_input(images, self.preprocessing))
+        return self._ranked(image_input.to_model_input(images, self.preprocessing))
 
     def _ranked(self, inputs):
         probabilities = self._probabilities(inputs)
@@ -107,7 +107,7 @@ def export_saved_model(model, path, class_names=None, top_k=5, float32=True, pre
         top_k: how many classes `serving_default` ranks.
         float32: compute in float32 whatever precision training used.
         preprocessing: the input convention the weights expect, "tf" or "caffe"
-            (`preprocessing.MODES`); `serving_default` applies it.
+            (`choices.PREPROCESSING`); `serving_default` applies it.
 
     Returns:
         `path` as a `pathlib.Path`.

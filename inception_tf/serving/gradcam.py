@@ -103,9 +103,9 @@ class Explainer:
 
     def write(self, entries):
         """`entries`: `(path, uint8 RGB image)` pairs."""
-        from inception_tf.dataloaders import data
+        from inception_tf.modeling import image_input
 
-        inputs = data.preprocess_each([image for _, image in entries], self.size, self.preprocessing)
+        inputs = image_input.preprocess_each([image for _, image in entries], self.size, self.preprocessing)
         maps, classes, scores = heatmaps(self.probe, inputs)
         for (source, image), heatmap, index, score in zip(entries, maps, classes, scores):
             picture = overlay(image, heatmap, f"{self.name(int(index))} {score:.2f}")

@@ -3,7 +3,7 @@
 A `.tflite` file holds the SavedModel's `preprocessed` signature: float32
 [batch, size, size, 3] already normalised (`preprocessing.normalize`) in,
 `probabilities` out. LiteRT has LRN as a builtin but not `crop_and_resize`, so decoding
-and resizing stay with the caller; `predict` uses `data.preprocess_images`, the function
+and resizing stay with the caller; `predict` uses `image_input.preprocess_images`, the function
 evaluation and the SavedModel use.
 
 Quantizations (`QUANTIZATIONS`):
@@ -25,10 +25,10 @@ import warnings
 
 import numpy as np
 
-from inception_tf import files
+from inception_tf import choices, files
 from inception_tf.modeling import preprocessing as preprocessing_lib
 
-QUANTIZATIONS = ("float32", "float16", "int8")
+QUANTIZATIONS = choices.LITERT_QUANTIZATIONS
 CALIBRATION_IMAGES = 300  # TensorFlow's guide suggests 100-500; the ranges settle well before 300
 METADATA = "inception_tf"
 SUFFIX = ".tflite"
@@ -52,22 +52,9 @@ def tflite_path(saved_model, quantization):
     return saved_model.with_name(f"{saved_model.name}-{check_quantization(quantization)}{SUFFIX}")
 
 
-# --- Calibration ---------------------------------------------------------------------------
-
-def calibration_inputs(split, image_size, preprocessing="tf", count=CALIBRATION_IMAGES, seed=0):
-    """`count` images of `split` (a `sources.Split`, drawn at random), resized and
-    normalised as evaluation does: float32 [count, size, size, 3]."""
-    from inception_tf.dataloaders import data
-
-    if not isinstance(count, int) or count < 1:
-        raise ValueError(f"`count` must be a positive integer. Received: count={count!r}")
-    indices = np.sort(np.random.default_rng(seed).permutation(split.size)[: min(count, split.size)])
-    return data.preprocess_each(data.images_at(split, indices), image_size, preprocessing)
-
-
 # --- Conversion -------------------------------------------------------------------------
 
-def convert(saved_model, quantization="float32", calibration=None):
+def to_flatbuffer(saved_model, quantization="float32", calibration=None):
     """The flatbuffer (bytes) of the `preprocessed` signature of an inference SavedModel
     written by `export.export_saved_model`.
 
@@ -75,7 +62,7 @@ def convert(saved_model, quantization="float32", calibration=None):
         saved_model: the SavedModel folder.
         quantization: one of QUANTIZATIONS.
         calibration: for "int8", float32 [n, size, size, 3] preprocessed inputs
-            (`calibration_inputs`) over which the activation ranges are measured.
+            (`data.calibration_inputs`) over which the activation ranges are measured.
     """
     import tensorflow as tf
 
@@ -164,7 +151,7 @@ def read_info(path):
 
 def write_tflite(saved_model, path, quantization="float32", calibration=None, class_names=None, preprocessing="tf",
                  calibrated_on=None):
-    """Converts the SavedModel (`convert`) and writes `path` atomically with its info.
+    """Converts the SavedModel (`to_flatbuffer`) and writes `path` atomically with its info.
 
     `class_names` default to the SavedModel's `assets/labels.txt`; `calibrated_on` (a
     short description of the calibration images) is recorded for int8.
@@ -174,7 +161,7 @@ def write_tflite(saved_model, path, quantization="float32", calibration=None, cl
     preprocessing_lib.check_mode(preprocessing)
     if class_names is None:
         class_names = model_files.read_info(saved_model).class_names
-    flatbuffer = convert(saved_model, quantization, calibration)
+    flatbuffer = to_flatbuffer(saved_model, quantization, calibration)
     info = {
         "format": 1,
         "quantization": quantization,

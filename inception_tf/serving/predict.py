@@ -107,7 +107,7 @@ def by_shape(images, call):
 class Predictor:
     """Probabilities for lists of uint8 RGB images of any sizes, from a SavedModel folder
     (its `serving_default`), a .keras file or a .tflite file (`litert.LiteRTModel`), all
-    three preprocessing as evaluation does (`data.preprocess_images`)."""
+    three preprocessing as evaluation does (`image_input.preprocess_images`)."""
 
     def __init__(self, model_path):
         from inception_tf.modeling import model_files
@@ -128,13 +128,13 @@ class Predictor:
     def _litert(self, model_path):
         import tensorflow as tf
 
-        from inception_tf.dataloaders import data
+        from inception_tf.modeling import image_input
 
         model = litert.LiteRTModel(model_path)
         self.class_names = model.info["class_names"]
         size, mode = model.image_size, model.info["preprocessing"]
         # Traced once: eager ops cost a third of a LiteRT call at batch 1.
-        preprocess = tf.function(lambda batch: data.preprocess_images(batch, size, mode), reduce_retracing=True)
+        preprocess = tf.function(lambda batch: image_input.preprocess_images(batch, size, mode), reduce_retracing=True)
         return lambda batch: model(preprocess(tf.constant(batch)).numpy())
 
     def _saved_model(self, model_path):
@@ -147,14 +147,14 @@ class Predictor:
         import keras
         import tensorflow as tf
 
-        from inception_tf.dataloaders import data
         from inception_tf.modeling.network import inference_model
+        from inception_tf.modeling.image_input import preprocess_images
 
         self.keras_model = inference_model(keras.models.load_model(model_path, compile=False))
         self.preprocessing = preprocessing
         size = self.keras_model.inputs[0].shape[1]
         model = self.keras_model
-        forward = tf.function(lambda batch: model(data.preprocess_images(batch, size, preprocessing), training=False),
+        forward = tf.function(lambda batch: model(preprocess_images(batch, size, preprocessing), training=False),
                               reduce_retracing=True)
         return lambda batch: forward(tf.constant(batch)).numpy()
 

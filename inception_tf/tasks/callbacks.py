@@ -12,7 +12,7 @@ import keras
 import numpy as np
 
 from inception_tf import files, keras_fixes
-from inception_tf.tasks import precision, preemption
+from inception_tf.tasks import preemption, timing
 
 
 def _finite(logs, key="loss"):
@@ -50,7 +50,7 @@ class BackupError(ValueError):
     def __init__(self, path, error):
         backup_dir = pathlib.Path(path).parent
         super().__init__(
-            f"The backup file {path} cannot be read ({precision.first_line(error)}). It is the only record of where "
+            f"The backup file {path} cannot be read ({timing.first_line(error)}). It is the only record of where "
             f"training stood: restore it, or delete {backup_dir} (or pass --overwrite) and run the same command "
             "again to train the run from its start."
         )

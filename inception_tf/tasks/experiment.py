@@ -29,9 +29,10 @@ from inception_tf import config as config_lib
 from inception_tf import files
 from inception_tf.dataloaders import data as data_lib
 from inception_tf.modeling import model_files, pretrained
+from inception_tf.startup import cluster, measured, runtime
+from inception_tf.startup import precision as precision_lib
 from inception_tf.tasks import callbacks as callbacks_lib
-from inception_tf.tasks import distribute, runtime
-from inception_tf.tasks import precision as precision_lib
+from inception_tf.tasks import distribute, timing
 from inception_tf.tasks.task import RunPaths, TrainingTask
 
 RUN_FILES = (
@@ -58,7 +59,7 @@ def resolve(config, strategy, overwrite=False, log=print, **choose_kwargs):
     The preprocessing follows `--init-from`'s model file (its weights expect it), else "tf".
 
     A run that resumes keeps the precision it started in (its config.json); a new one
-    times the candidates on this machine unless one was named (`precision.choose`, whose
+    times the candidates on this machine unless one was named (`precision.choose_policy`, whose
     keyword arguments `choose_kwargs` passes on). Several workers must have loaded
     TensorFlow under one runtime (`distribute.check_same_runtime`).
     """
@@ -76,7 +77,7 @@ def resolve(config, strategy, overwrite=False, log=print, **choose_kwargs):
     saved = pathlib.Path(run_dir) / config_lib.CONFIG_FILE
     if t.precision == "auto" and saved.is_file() and not overwrite:
         policy = json.loads(saved.read_text()).get("train", {}).get("precision")
-        choice = precision_lib.Choice(policy, f"the precision {run_dir} started in")
+        choice = measured.Choice("precision", policy, f"the precision {run_dir} started in")
     else:
         workload = precision_lib.Workload(
             variant=config.model.variant,
@@ -86,11 +87,12 @@ def resolve(config, strategy, overwrite=False, log=print, **choose_kwargs):
         )
         if distribute.worker_role(strategy).count > 1:
             choose_kwargs.setdefault("agree", distribute.agree_on_rates(strategy))
-        choice = precision_lib.choose(t.precision, workload, log=log, **choose_kwargs)
-    log(f"precision: {choice.policy} ({choice.reason})")
+        choose_kwargs.setdefault("timer", timing.time_policies)
+        choice = precision_lib.choose_policy(t.precision, workload, log=log, **choose_kwargs)
+    log(choice.line)
     return config.replace(
         **{
-            "train.precision": choice.policy,
+            "train.precision": choice.value,
             "model.preprocessing": preprocessing,
             "data.augment": config.resolved_augment(),
             "run_dir": run_dir,
@@ -136,7 +138,7 @@ def run(config, overwrite=False, log=print):
     remove, and return None.
     """
     config.validate()
-    strategy_name, reason = distribute.resolve_strategy(config.train.strategy)
+    strategy_name, reason = cluster.resolve_strategy(config.train.strategy)
     # MultiWorkerMirroredStrategy must exist before TensorFlow runs anything else.
     strategy = distribute.make_strategy(strategy_name)
     log(f"strategy: {strategy_name} ({reason}), {strategy.num_replicas_in_sync} replica(s)")

@@ -20,13 +20,15 @@ import keras
 
 from inception_tf import files, keras_fixes
 from inception_tf.dataloaders import augment as augment_lib
+from inception_tf.dataloaders import catalog
 from inception_tf.dataloaders import data as data_lib
 from inception_tf.modeling import model_files
 from inception_tf.modeling import weights as weights_lib
 from inception_tf.modeling.model import GoogLeNet
 from inception_tf.serving import export
+from inception_tf.startup import runtime
 from inception_tf.tasks import callbacks as callbacks_lib
-from inception_tf.tasks import budget, distribute, evaluation, preemption, runtime, schedules, training
+from inception_tf.tasks import budget, distribute, evaluation, preemption, schedules, training
 
 
 class TrainingDiverged(RuntimeError):
@@ -103,7 +105,7 @@ class TrainingTask:
     def build_inputs(self):
         """Loads the data source, and names the split the run is evaluated on."""
         d = self.config.data
-        source = data_lib.load_source(
+        source = catalog.load_source(
             d.dataset, data_dir=d.data_dir, validation_split=d.validation_split, limit=d.limit,
             skip_corrupt=d.skip_corrupt,
         )

@@ -19,17 +19,8 @@ def _classifier_is_logits(model):
     return activation in (None, "linear")
 
 
-def compile_for_training(
-    model,
-    learning_rate=0.01,
-    momentum=0.9,
-    labels="sparse",
-    aux_loss_weight=AUX_LOSS_WEIGHT,
-    label_smoothing=0.0,
-    weight_decay=None,
-    jit_compile="auto",
-    ema_momentum=None,
-):
+def compile_for_training(model, learning_rate=0.01, momentum=0.9, labels="sparse", aux_loss_weight=AUX_LOSS_WEIGHT,
+                         label_smoothing=0.0, weight_decay=None, jit_compile="auto", ema_momentum=None):
     """Compiles a GoogLeNet for training with SGD + momentum and weighted aux losses.
 
     The loss is `main + aux_loss_weight * (aux1 + aux2)` (paper: 0.3), each term a
@@ -55,7 +46,8 @@ def compile_for_training(
     Returns:
         The model, compiled.
     """
-    _check_arguments(labels, learning_rate, momentum, aux_loss_weight, weight_decay, label_smoothing, ema_momentum)
+    _check_rates(learning_rate, momentum, aux_loss_weight, weight_decay, ema_momentum)
+    _check_labels(labels, label_smoothing)
     losses, weights, metrics = _losses_and_metrics(model, labels, label_smoothing, aux_loss_weight)
     average = {"use_ema": True, "ema_momentum": ema_momentum} if ema_momentum is not None else {}
     optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay, **average)
@@ -65,9 +57,7 @@ def compile_for_training(
     return model
 
 
-def _check_arguments(labels, learning_rate, momentum, aux_loss_weight, weight_decay, label_smoothing, ema_momentum):
-    if labels not in LABEL_MODES:
-        raise ValueError(f"`labels` must be one of {LABEL_MODES}. Received: labels={labels!r}")
+def _check_rates(learning_rate, momentum, aux_loss_weight, weight_decay, ema_momentum):
     if not learning_rate > 0:
         raise ValueError(f"`learning_rate` must be positive. Received: learning_rate={learning_rate!r}")
     if not 0 <= momentum < 1:
@@ -76,10 +66,15 @@ def _check_arguments(labels, learning_rate, momentum, aux_loss_weight, weight_de
         raise ValueError(f"`aux_loss_weight` must be non-negative. Received: aux_loss_weight={aux_loss_weight!r}")
     if weight_decay is not None and not weight_decay >= 0:
         raise ValueError(f"`weight_decay` must be non-negative or None. Received: weight_decay={weight_decay!r}")
-    if not 0 <= label_smoothing < 1:
-        raise ValueError(f"`label_smoothing` must be in [0, 1). Received: label_smoothing={label_smoothing!r}")
     if ema_momentum is not None and not 0 <= ema_momentum < 1:
         raise ValueError(f"`ema_momentum` must be in [0, 1) or None. Received: ema_momentum={ema_momentum!r}")
+
+
+def _check_labels(labels, label_smoothing):
+    if labels not in LABEL_MODES:
+        raise ValueError(f"`labels` must be one of {LABEL_MODES}. Received: labels={labels!r}")
+    if not 0 <= label_smoothing < 1:
+        raise ValueError(f"`label_smoothing` must be in [0, 1). Received: label_smoothing={label_smoothing!r}")
     if label_smoothing and labels == "sparse":
         raise ValueError(
             "`label_smoothing` needs one-hot labels: use labels='categorical'. "

@@ -25,6 +25,6 @@ unset INCEPTION_TF_RUNTIME
 echo; echo "4. SIGTERM during a first run's measurements (after 15 s):"
 INCEPTION_TF_CACHE_DIR="$work/cache" $PY train.py --preset quick --run-dir "$work/quick" > "$work/quick.log" 2>&1 & pid=$!
 sleep 15; kill -TERM $pid; wait $pid; echo "exit $?"; sleep 1
-echo "probe processes left: $(pgrep -fc 'inception_tf.tasks.runtime')"; echo "stored: $(ls "$work/cache" 2>/dev/null | grep -v '^\.' | xargs)"
+echo "probe processes left: $(pgrep -fc 'inception_tf.tasks.timing')"; echo "stored: $(ls "$work/cache" 2>/dev/null | grep -v '^\.' | xargs)"
 echo; echo "smaller: INCEPTION_TF_IMAGENET_SHA1=zzz"; INCEPTION_TF_IMAGENET_SHA1=zzz show $PY -m inception_tf predict --model imagenet "$work/notes/readme.txt"
 rm -rf "$work"

@@ -11,9 +11,10 @@ for batch in 128 64; do
     --no-saved-model --repeats 2 --seconds 4
 done
 "$py" - <<'PY'
-from inception_tf.tasks import precision, runtime
+from inception_tf.startup import precision, runtime
+from inception_tf.tasks import timing
 runtime.quiet_import_tensorflow()
 for size, batch in ((49, 128), (64, 128)):
-    slower = precision.convolution_slowdown(precision.BFLOAT16, precision.Workload("bn", size, batch))
+    slower = timing.convolution_slowdown(precision.BFLOAT16, precision.Workload("bn", size, batch))
     print(f"convolution check, bn {size}/{batch}: mixed_bfloat16's 3x3 convolution takes {slower:.2f}x float32's")
 PY

@@ -1,0 +1,367 @@
+"""The runtime settings that TensorFlow fixes when it loads, chosen by timing them here.
+
+TensorFlow reads `TF_ENABLE_ONEDNN_OPTS`, `TF_NUM_INTEROP_THREADS` and
+`TF_NUM_INTRAOP_THREADS` once, as it loads, and turns oneDNN on by itself only on CPUs
+with AVX-512 VNNI, bfloat16 or AMX: on an AVX2 CPU it leaves it off, although training
+there is much faster with it, and on some CPUs oneDNN is slower. So, as for the
+precision, a flag in /proc/cpuinfo decides nothing: `choose_setting` starts one process
+per candidate (`tasks.probe`), all at once, each loading TensorFlow under its setting and
+building and tracing the run's model in each candidate precision (the costly part, done
+side by side); then it times their training steps in turns (`measured.measure`), keeps
+the fastest pair of runtime and precision, and stores both answers per machine and
+workload, so that the run's own `precision.choose_policy` finds its answer stored.
+
+The entry points (`train.py`, `python -m inception_tf train`, the benchmarks) call
+`configure` before TensorFlow loads; a user's own script does the same:
+
+    from inception_tf.startup import runtime
+    choice = runtime.configure(variant="bn", image_size=64, batch_size=128)
+    # now import tensorflow / keras; compile with jit_compile=choice.value.jit_compile
+
+A variable the user set is kept, and only the settings it leaves open are timed. Importing
+this module loads neither TensorFlow nor Keras.
+"""
+
+import contextlib
+import dataclasses
+import fcntl
+import functools
+import os
+import sys
+
+from inception_tf import native_stderr
+from inception_tf.startup import machine as machine_lib
+from inception_tf.startup import measured
+from inception_tf.startup import precision as precision_lib
+from inception_tf.startup import probes
+
+ONEDNN = "TF_ENABLE_ONEDNN_OPTS"
+INTER_OP = "TF_NUM_INTEROP_THREADS"
+INTRA_OP = "TF_NUM_INTRAOP_THREADS"
+VARIABLES = (ONEDNN, INTER_OP, INTRA_OP)
+LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL"
+# "default": keep TensorFlow's own settings and time nothing (the tests' choice); "auto" times.
+MODE = "INCEPTION_TF_RUNTIME"
+MODES = ("auto", "default")
+CACHE_FILE = "runtime.json"  # beside precision.json
+PROBE_SECONDS = 2.5  # timed training per candidate and turn (one step at least)
+ROUNDS = 2
+# After the first turn, a candidate this much slower than the fastest is not timed again.
+CLEAR_MARGIN = 1.5
+# Rates this close to the fastest are a tie (between processes they differ by more), won
+# by the candidate that changes less: the earlier one in CANDIDATES.
+TIE = 0.03
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One runtime: oneDNN on or off (None: as TensorFlow decides), TensorFlow's inter-op
+    pool (0: its own choice) and XLA compilation of the train step."""
+
+    onednn: bool = None
+    inter_op_threads: int = 0
+    jit_compile: bool = False
+
+    def environment(self):
+        env = {} if self.onednn is None else {ONEDNN: "1" if self.onednn else "0"}
+        if self.inter_op_threads:
+            env[INTER_OP] = str(self.inter_op_threads)
+        return env
+
+    @property
+    def name(self):
+        parts = ["TensorFlow's own settings" if self.onednn is None else f"oneDNN {'on' if self.onednn else 'off'}"]
+        if self.inter_op_threads:
+            parts.append(f"{self.inter_op_threads} inter-op thread{'s' if self.inter_op_threads > 1 else ''}")
+        if self.jit_compile:
+            parts.append("XLA")
+        return ", ".join(parts)
+
+
+# oneDNN both ways. One inter-op thread and XLA were candidates too, and lost every
+# workload on the two CPUs measured (results/machine_d/peers-runtime.json; machine C in
+# issue #35). `jit_compile` stays False, said explicitly to Keras, whose "auto" would
+# compile with XLA.
+CANDIDATES = (
+    Setting(onednn=False),
+    Setting(onednn=True),
+)
+
+
+# --- What the user set, and what is left to time -------------------------------------------
+
+def _flag(name, value):
+    text = str(value).strip().lower()
+    if text in ("1", "true", "on", "yes"):
+        return True
+    if text in ("0", "false", "off", "no"):
+        return False
+    raise ValueError(f"{name} must be 0 or 1. Received: {name}={value!r}")
+
+
+def _count(name, value):
+    try:
+        count = int(value)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise ValueError(f"{name} must be a non-negative integer. Received: {name}={value!r}")
+    return count
+
+
+def given_variables(environ=None):
+    """The runtime variables the user set, checked: `{name: value}`."""
+    environ = os.environ if environ is None else environ
+    given = {name: environ[name] for name in VARIABLES if environ.get(name, "") != ""}
+    if ONEDNN in given:
+        _flag(ONEDNN, given[ONEDNN])
+    for name in (INTER_OP, INTRA_OP):
+        if name in given:
+            _count(name, given[name])
+    return given
+
+
+def settings_to_time(given):
+    """CANDIDATES with the user's variables imposed, without repeats, in order."""
+    found = []
+    for setting in CANDIDATES:
+        if ONEDNN in given:
+            setting = dataclasses.replace(setting, onednn=_flag(ONEDNN, given[ONEDNN]))
+        if INTER_OP in given:
+            setting = dataclasses.replace(setting, inter_op_threads=_count(INTER_OP, given[INTER_OP]))
+        if setting not in found:
+            found.append(setting)
+    return found
+
+
+def question(workload, precision, given):
+    """Where the runtime's answer for this workload, precision and user variables is stored."""
+    return measured.Question(measured.cache_path(CACHE_FILE), machine_lib.cpu_machine(),
+                             {**dataclasses.asdict(workload), "precision": precision, "given": given})
+
+
+# --- Timing: processes that warm up side by side, then take turns ---------------------------
+
+def time_settings(settings, workload, precisions, start=probes.Probe, log=print):
+    """`({(setting, precision): images/s}, {setting: {precision: why left out}})`.
+
+    Every setting's process (`start(setting, workload, precisions)`, a `Probe` unless a
+    test fakes it) warms up at once; then one process works at a time, in the turns of
+    `measured.measure`. A setting whose process fails is left out with a line saying why."""
+    probes, left_out, timers = {}, {}, {}
+    try:
+        for setting in settings:
+            probes[setting] = start(setting, workload, precisions)
+        for setting in settings:
+            try:
+                left_out[setting] = probes[setting].ready()
+            except RuntimeError as error:
+                log(f"runtime: {setting.name} failed, left out ({error})")
+                continue
+            for policy in precisions:
+                if policy not in left_out[setting]:
+                    timers[setting, policy] = functools.partial(probes[setting].rate, policy)
+        rates = measured.measure(timers, ROUNDS, PROBE_SECONDS, CLEAR_MARGIN, log=lambda line: log(f"runtime: {line}"),
+                                 label=lambda pair: pair[0].name)
+    finally:
+        for probe in probes.values():
+            probe.close()
+    return rates, left_out
+
+
+def onednn_enabled():
+    """Whether the TensorFlow loaded here runs oneDNN (its own answer, after the variable)."""
+    from tensorflow.python.util import _pywrap_util_port  # TensorFlow's one report of it (2.21)
+
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
+# --- The choice --------------------------------------------------------------------------------
+
+def _given_text(given):
+    return ", ".join(f"{name}={value}" for name, value in given.items())
+
+
+def choose_setting(workload, precision="float32", start=probes.Probe, log=print, environ=None, gpu=None):
+    """The `measured.Choice` of runtime for training `workload` (a `precision.Workload`) here.
+
+    `precision`: the one the run trains in, or "auto": then every CPU precision is timed
+    under every setting, the runtime is the one of the fastest pair, and the precision's
+    answer (its rates under that runtime) is stored for `precision.choose_policy` to find.
+    `start(setting, workload, precisions)` is `Probe` unless a test fakes it; `environ`
+    is os.environ unless a test gives its own. A stored answer for this machine and
+    workload is reused; co-located processes (the workers of a cluster on one machine)
+    measure once, the others wait for its answer.
+    """
+    environ = os.environ if environ is None else environ
+    mode = environ.get(MODE) or "auto"
+    if mode not in MODES:
+        raise ValueError(f"{MODE} must be one of {MODES}. Received: {MODE}={mode!r}")
+    given = given_variables(environ)
+    if mode == "default":
+        setting = Setting(onednn=_flag(ONEDNN, given[ONEDNN]) if ONEDNN in given else None,
+                          inter_op_threads=_count(INTER_OP, given.get(INTER_OP, 0)))
+        return _choice(setting, f"{MODE}=default" + (f"; {_given_text(given)} set by you" if given else ""), given=given)
+    found = settings_to_time(given)
+    if (machine_lib.has_gpu() if gpu is None else gpu):
+        return _choice(Setting(), "GPUs train here: nothing to time on the CPU that feeds them", given=given)
+    if len(found) == 1:
+        return _choice(found[0], f"set by you: {_given_text(given)}", given=given)
+    precisions = precision_lib.policies([]) if precision == "auto" else [precision]
+    asked, names = question(workload, precision, given), {setting.name: setting for setting in found}
+    in_precision = {}
+
+    def timed():
+        log(f"runtime: timing {' and '.join(names)} in {' and '.join(precisions)} on this machine, "
+            f"{len(found)} processes warming up at once, then timed in turns (once; the answer is stored in {asked.path})")
+        pairs, left_out = time_settings(found, workload, precisions, start=start, log=log)
+        best = {}  # each setting's fastest precision and its rate
+        for (setting, policy), rate in pairs.items():
+            if rate > best.get(setting.name, (None, 0.0))[1]:
+                best[setting.name] = (policy, rate)
+        rates = {name: rate for name, (_, rate) in best.items()}
+        in_precision.update({name: policy for name, (policy, _) in best.items()})
+        if precision == "auto" and rates:
+            winner = names[_fastest(rates, names)]
+            _store_precision(workload, pairs, winner, left_out.get(winner, {}), log)
+        return rates
+
+    with _measuring(asked.path):
+        entry, rates, where = measured.choose(
+            asked, timed, lambda rates: _fastest(rates, names), lambda entry: entry.get("choice") in names,
+            log=lambda error: log(f"runtime: {error}"),
+            extra=lambda: {"precisions": in_precision} if precision == "auto" else {},
+        )
+    if entry is None:
+        return _choice(Setting(), "every probe failed", given=given)
+    rates = entry["rates"]
+    reason = f"{where}: {measured.format_rates(rates, ran_in=entry.get('precisions') if precision == 'auto' else None)}"
+    if given:
+        reason = f"{_given_text(given)} set by you; {reason}"
+    return _choice(names[entry["choice"]], reason, dict(rates), given)
+
+
+def _choice(setting, reason, rates=None, given=None):
+    return measured.Choice("runtime", setting, reason, rates or {}, given or {})
+
+
+def _fastest(rates, names):
+    """Rates within TIE of the highest are a tie, won by the earlier setting."""
+    return measured.fastest(rates, list(names), TIE)
+
+
+def _store_precision(workload, pairs, winner, left_out, log):
+    """The precision's answer under the winning runtime, where `precision.choose_policy` looks."""
+    rates = {policy: rate for (setting, policy), rate in pairs.items() if setting == winner}
+    asked = precision_lib.question(workload)
+    entry = measured.new_entry(asked, rates, measured.fastest(rates, precision_lib.ORDER), left_out=left_out,
+                               under=f"runtime: {winner.name}")
+    measured.store_or_say(asked.path, entry, log=lambda error: log(f"precision: {error}"))
+
+
+@contextlib.contextmanager
+def _measuring(path):
+    """One process of this machine measures at a time; the others then find its answer."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(path.parent / f".{path.name}.measuring", "w")
+    except OSError:
+        yield
+        return
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+# --- Applying it, before TensorFlow loads ------------------------------------------------------
+
+_applied = None
+
+
+def apply(choice):
+    """Sets the variables of `choice` that the user did not set. Raises RuntimeError once
+    TensorFlow has loaded: it would no longer read them."""
+    global _applied
+    _check_not_loaded()
+    for name, value in choice.value.environment().items():
+        if name not in choice.given:
+            os.environ[name] = value
+    _applied = choice
+    return choice
+
+
+def _check_not_loaded():
+    if "tensorflow" in sys.modules:
+        raise RuntimeError(
+            "The runtime must be chosen before TensorFlow loads: call inception_tf.runtime.configure() "
+            "before importing tensorflow, keras or a name from inception_tf. Received: tensorflow already imported"
+        )
+
+
+def applied():
+    """The `measured.Choice` this process loaded TensorFlow with, or None."""
+    return _applied
+
+
+def loaded_setting():
+    """The runtime TensorFlow runs under in this process, as it reports it."""
+    return Setting(onednn=onednn_enabled(), inter_op_threads=_count(INTER_OP, os.environ.get(INTER_OP) or 0),
+                   jit_compile=jit_compile() is True)
+
+
+def jit_compile():
+    """For `Model.compile`: the chosen XLA setting, else Keras's "auto"."""
+    return _applied.value.jit_compile if _applied else "auto"
+
+
+def quiet_import_tensorflow():
+    """Imports TensorFlow and finds its devices with their C++ start-up lines (oneDNN,
+    CUDA stubs and cuInit, absl) kept off the terminal: TensorFlow prints them whatever
+    TF_CPP_MIN_LOG_LEVEL says. A level of 0 or 1 asks for them, and gets them; unset, the
+    level becomes 2 (later C++ messages below warnings stay off too). On a failed import
+    the lines are shown with the error. Training steps then sum their gradients in a fixed
+    order (`keras_fixes.deterministic_gradient_sums`): a rerun gives the same bits."""
+    os.environ.setdefault(LOG_LEVEL, "2")
+    if "tensorflow" in sys.modules or os.environ[LOG_LEVEL] in ("0", "1"):
+        import tensorflow  # noqa: F401
+    else:
+        with native_stderr.held():
+            import tensorflow as tf
+
+            # Finding the devices is where CUDA's probe complains on a machine without it.
+            tf.config.list_physical_devices()
+    from inception_tf import keras_fixes  # imports Keras: only once TensorFlow is loaded
+
+    keras_fixes.deterministic_gradient_sums()
+
+
+def configure(variant="bn", image_size=64, batch_size=128, aux_heads=True, precision="float32", log=print,
+              **choose_kwargs):
+    """Chooses the runtime for training this workload here (`choose_setting`), applies it, logs
+    its line, and loads TensorFlow quietly. Call it before anything imports TensorFlow;
+    returns the `measured.Choice` (its `value.jit_compile` is for `Model.compile`)."""
+    _check_not_loaded()
+    workload = precision_lib.Workload(variant, image_size, batch_size, aux_heads)
+    choice = apply(choose_setting(workload, precision, log=log, **choose_kwargs))
+    log(choice.line)
+    quiet_import_tensorflow()
+    return choice
+
+
+def configure_from_flags(argv, variant="bn", image_size=64, batch_size=128, precision="float32", log=print):
+    """`configure` for a script whose flags name a training workload (the benchmarks):
+    reads `--variant` (or the first of `--variants`), `--image-size`, `--batch-size` and
+    `--precision` from `argv`, other flags left to the script."""
+    import argparse
+
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--variant", "--variants", nargs="+", default=[variant])
+    parser.add_argument("--image-size", type=int, default=image_size)
+    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument("--precision", default=precision)
+    args, _ = parser.parse_known_args(argv)
+    if any(flag in ("-h", "--help") for flag in argv):
+        quiet_import_tensorflow()
+        return None
+    return configure(args.variant[0], args.image_size, args.batch_size, precision=args.precision, log=log)
+

@@ -28,4 +28,4 @@ mkdir -p "$out"
 } > "$out/machine.txt"
 ( cd "$src" && "$py" train.py "$@" --run-dir "$run" ) 2>&1 | tee "$out/console.txt"
 cp "$run"/{config.json,history.csv,metrics.json,curves.png} "$out/"
-"$py" "$src/benchmarks/epoch_gaps.py" "$run" > "$out/epoch_gaps.txt" || true  # the gaps are a finding, not a failure
+PYTHONPATH="$src" "$py" "$src/benchmarks/epoch_gaps.py" "$run" > "$out/epoch_gaps.txt" || true  # the gaps are a finding, not a failure

@@ -18,6 +18,9 @@ import statistics
 from inception_tf import files
 
 CACHE_ENV = "INCEPTION_TF_CACHE_DIR"
+ROUNDS = 2  # timed turns after the first
+# After the first turn, a candidate this much slower than the fastest is not timed again.
+CLEAR_MARGIN = 1.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,13 +56,13 @@ class Question:
 
 # --- Timing in turns ---------------------------------------------------------------------------
 
-def measure(timers, rounds=2, seconds=2.5, clear_margin=1.5, log=print, label=str):
+def measure(timers, seconds, rounds=ROUNDS, clear_margin=CLEAR_MARGIN, log=print, label=str):
     """`{name: images/s}` of each timer, timed in turns.
 
     `timers`: `{name: rate}`, where `rate(seconds)` times at least `seconds` of work (one
     step at least) and returns images/s, or raises RuntimeError when its candidate cannot
-    go on (it is then left out, with a line to `log` naming it by `label(name)`). A first turn times one step of
-    each; a candidate over `clear_margin` times slower than the fastest is out. While
+    go on (it is then left out, with a line to `log` naming it by `label(name)`). A first
+    turn times one step of each; a candidate over `clear_margin` times slower than the fastest is out. While
     more than one is left, `rounds` further turns of `seconds` each follow; a rate is the
     median of its turns."""
     times, names = {}, list(timers)

@@ -45,9 +45,6 @@ MODE = "INCEPTION_TF_RUNTIME"
 MODES = ("auto", "default")
 CACHE_FILE = "runtime.json"  # beside precision.json
 PROBE_SECONDS = 2.5  # timed training per candidate and turn (one step at least)
-ROUNDS = 2
-# After the first turn, a candidate this much slower than the fastest is not timed again.
-CLEAR_MARGIN = 1.5
 # Rates this close to the fastest are a tie (between processes they differ by more), won
 # by the candidate that changes less: the earlier one in CANDIDATES.
 TIE = 0.03
@@ -161,7 +158,7 @@ def time_settings(settings, workload, precisions, start=probes.Probe, log=print)
             for policy in precisions:
                 if policy not in left_out[setting]:
                     timers[setting, policy] = functools.partial(probes[setting].rate, policy)
-        rates = measured.measure(timers, ROUNDS, PROBE_SECONDS, CLEAR_MARGIN, log=lambda line: log(f"runtime: {line}"),
+        rates = measured.measure(timers, seconds=PROBE_SECONDS, log=lambda line: log(f"runtime: {line}"),
                                  label=lambda pair: pair[0].name)
     finally:
         for probe in probes.values():

@@ -9,6 +9,7 @@ under the setting it was started with and times the steps it is asked for.
 import contextlib
 import functools
 import json
+import math
 import statistics
 import sys
 import time
@@ -108,12 +109,15 @@ def emulated(policy, workload):
     return slowdown if slowdown > EMULATED else None
 
 
-def convolution_slowdown(policy, workload, repeats=3):
+def convolution_slowdown(policy, workload, turns=10):
     """How many times longer a 3x3 convolution's forward and backward pass takes in
     `policy`'s compute dtype than in float32 here: a check of a second or two that
     leaves out a precision the CPU only emulates (bfloat16 without AVX-512 runs many
     times slower) before a model is built and traced for it. The shape is inception
-    3a's 3x3 branch at this input size, on at most 16 images."""
+    3a's 3x3 branch at this input size, on at most 16 images. The step lasts
+    milliseconds, so a busy neighbour can double any one wall-clock timing: the two
+    dtypes take turns, each timed in this process's CPU time (which a neighbour
+    holding the cores does not add to), and each keeps its fastest turn."""
     import keras
     import tensorflow as tf
 
@@ -121,7 +125,7 @@ def convolution_slowdown(policy, workload, repeats=3):
     rng = tf.random.Generator.from_seed(0)
     images, kernel = rng.uniform((batch, side, side, 96)), rng.uniform((3, 3, 96, 128))
 
-    def seconds(dtype):
+    def traced(dtype):
         x, k = tf.cast(images, dtype), tf.cast(kernel, dtype)
 
         @tf.function
@@ -132,10 +136,17 @@ def convolution_slowdown(policy, workload, repeats=3):
             return tape.gradient(loss, [x, k])
 
         step()
-        return statistics.median(_timed(step) for _ in range(repeats))
+        return step
 
     with native_stderr.held():  # TensorFlow's ERROR line for a bfloat16 fallback (see native_stderr)
-        return seconds(keras.DTypePolicy(policy).compute_dtype) / seconds("float32")
+        steps = {"policy": traced(keras.DTypePolicy(policy).compute_dtype), "float32": traced("float32")}
+        best = {name: math.inf for name in steps}
+        for _ in range(turns):
+            for name, step in steps.items():
+                start = time.process_time()
+                step()
+                best[name] = min(best[name], time.process_time() - start)
+    return best["policy"] / best["float32"]
 
 
 def first_line(error):

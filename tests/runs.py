@@ -13,8 +13,11 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 # The bn variant learns in a few dozen steps, where the paper variant needs hundreds.
 SMALL = ["--dataset", "fashion_mnist", "--image-size", "64", "--batch-size", "64", "--limit", "2048", "--variant", "bn"]
 TINY = [*SMALL[:-3], "1024", "--variant", "bn"]  # for runs whose accuracy nobody reads
-# For runs that only need to start training: the smallest input the aux heads take.
-MINIMAL = ["--dataset", "fashion_mnist", "--image-size", "49", "--batch-size", "32", "--limit", "256", "--variant", "bn"]
+# For runs that only need to start training: the smallest input the aux heads take, and
+# the precision named (measuring it builds and traces the model once per candidate;
+# test_experiment's run loads a measured answer, test_precision.py times one).
+MINIMAL = ["--dataset", "fashion_mnist", "--image-size", "49", "--batch-size", "32", "--limit", "256", "--variant", "bn",
+           "--precision", "float32"]
 
 
 def runtime_line():

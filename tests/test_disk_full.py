@@ -18,7 +18,7 @@ from runs import MINIMAL, ROOT, env, history_epochs, train
 # Each weights file holds the weights and the optimizer's state (~83 MB for the bn
 # variant): one epoch's best + backup fit in 220 MB, a second epoch's next file does not.
 TMPFS_SIZE = "220m"
-ARGS = [*MINIMAL, "--epochs", "2", "--test-crops", "1", "--precision", "float32"]  # the weights' size is what counts
+ARGS = [*MINIMAL, "--epochs", "2", "--test-crops", "1"]  # float32: the weights' size is what counts
 
 
 def test_atomic_path_removes_its_file_and_names_the_target_on_a_full_disk(tmp_path):

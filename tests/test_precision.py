@@ -143,20 +143,18 @@ def test_measure_times_each_policy_and_restores_the_session():
 
 
 def test_a_policy_that_cannot_train_here_is_left_out_with_the_reason(monkeypatch):
-    from inception_tf.tasks import training
+    """(The real step is built and timed in test_measure_times_each_policy_and_restores_the_session.)"""
 
-    compile_for_training = training.compile_for_training
-
-    def compile_failing_in_bfloat16(model, **kwargs):
-        compiled = compile_for_training(model, **kwargs)
-        if keras.config.dtype_policy().name == BFLOAT16:
-            def fail(*args, **kwargs):  # as TensorFlow wraps a kernel's error
+    class FailingInBfloat16:
+        def __init__(self, policy, workload, jit_compile):
+            if policy == BFLOAT16:  # as TensorFlow wraps a kernel's error in the first step
                 raise RuntimeError("Graph execution error:\n\n  File \"x.py\", line 1\n\n"
                                    "message: no bfloat16 convolution here\n\t [[{{node conv}}]]")
-            compiled.train_on_batch = fail
-        return compiled
 
-    monkeypatch.setattr(training, "compile_for_training", compile_failing_in_bfloat16)
+        def rate(self, seconds):
+            return 10.0
+
+    monkeypatch.setattr(timing, "StepTimer", FailingInBfloat16)
     monkeypatch.setattr(timing, "convolution_slowdown", lambda policy, workload: 1.0)  # as on a bf16 CPU
     lines = []
     rates = timing.time_policies([FLOAT32, BFLOAT16], Workload("bn", 64, 2), seconds=0.2, log=lines.append)

@@ -41,11 +41,12 @@ class Probe:
 
     def ready(self):
         """`{precision: why}` of the precisions left out, once the process is warm.
-        Raises RuntimeError when it failed or loaded TensorFlow otherwise."""
-        found = self._message()
-        if self.setting.onednn is not None and found["onednn"] != self.setting.onednn:
-            raise RuntimeError(f"TensorFlow loaded with oneDNN {'on' if found['onednn'] else 'off'}")
-        return found["left_out"]
+        Raises RuntimeError when it failed or loaded TensorFlow otherwise (which it
+        says before it builds anything)."""
+        loaded = self._message()["onednn"]
+        if self.setting.onednn is not None and loaded != self.setting.onednn:
+            raise RuntimeError(f"TensorFlow loaded with oneDNN {'on' if loaded else 'off'}")
+        return self._message()["left_out"]
 
     def rate(self, policy, seconds):
         """images/s of a training step in `policy`, timed for at least `seconds`. Raises

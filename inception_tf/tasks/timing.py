@@ -164,9 +164,12 @@ def _timed(step):
 
 
 def probe_main(request):
-    """The probe process: warms up, prints `probes.RESULT_PREFIX {"left_out": ..., "onednn": ...}`,
-    then for each request line on stdin prints `probes.RESULT_PREFIX {"images_per_second": ...}`."""
+    """The probe process: prints `probes.RESULT_PREFIX {"onednn": ...}` as soon as TensorFlow
+    has loaded (a process that loaded it otherwise than its setting is refused before it
+    builds anything), warms up, prints `probes.RESULT_PREFIX {"left_out": ...}`, then for
+    each request line on stdin prints `probes.RESULT_PREFIX {"images_per_second": ...}`."""
     runtime.quiet_import_tensorflow()
+    _say({"onednn": runtime.onednn_enabled()})
     workload = precision_lib.Workload(**request["workload"])
     timers, left_out = {}, {}
     for policy in request["precisions"]:
@@ -180,7 +183,7 @@ def probe_main(request):
             left_out[policy] = f"cannot train here: {first_line(error)}"
     if not timers:
         raise SystemExit(f"no precision can train here: {left_out}")
-    _say({"left_out": left_out, "onednn": runtime.onednn_enabled()})
+    _say({"left_out": left_out})
     for line in sys.stdin:
         asked = json.loads(line)
         _say({"images_per_second": timers[asked["policy"]].rate(asked["seconds"])})

@@ -54,6 +54,10 @@ def compile_for_training(model, learning_rate=0.01, momentum=0.9, labels="sparse
     if weight_decay:
         optimizer.exclude_from_weight_decay(var_names=list(NO_WEIGHT_DECAY))
     model.compile(optimizer=optimizer, loss=losses, loss_weights=weights, metrics=metrics, jit_compile=jit_compile)
+    # Its variables now, eagerly: outside a strategy's scope Keras builds the optimizer in
+    # the first traced step, where every variable (a momentum, an average) is created
+    # under an initialisation guard of its own, which makes that first trace longer.
+    optimizer.build(model.trainable_variables)
     return model
 
 

@@ -18,7 +18,7 @@ def test_total_loss_is_main_plus_0_3_of_each_aux_head():
     model = compile_for_training(GoogLeNet(num_classes=4, input_shape=(64, 64, 3)))
     x, y = _batch()
     # Random weights give three heads with clearly different losses.
-    main, aux1, aux2 = model.predict(x, verbose=0)
+    main, aux1, aux2 = (np.asarray(o) for o in model(x, training=False))
     by_hand = [_cross_entropy(p, y) for p in (main, aux1, aux2)]
     assert len({round(v, 4) for v in by_hand}) == 3
     results = model.evaluate(x, labels_for_heads(model, y), verbose=0, return_dict=True)
@@ -41,7 +41,7 @@ def test_categorical_labels_with_smoothing_and_logits():
     model = GoogLeNet(num_classes=4, input_shape=(64, 64, 3), classifier_activation=None, aux_heads=False)
     compile_for_training(model, labels="categorical", label_smoothing=0.1)
     x, y = _batch()
-    logits = model.predict(x, verbose=0)
+    logits = np.asarray(model(x, training=False))
     smooth = np.full((len(y), 4), 0.1 / 4) + 0.9 * np.eye(4)[y]
     log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     expected = float(np.mean(-(smooth * log_p).sum(-1)))

@@ -27,6 +27,19 @@ def runtime_line():
     return runtime.choose_setting(precision.Workload("bn", 64, 128)).line
 
 
+def store_precision_answer(cache, workload, policy="float32"):
+    """A stored precision answer for `workload` in the store at `cache`, as if measured
+    here (`policy` timed, the other CPU precisions left out): a run that finds it times
+    nothing (the timing itself is tested in test_precision.py)."""
+    import dataclasses
+
+    from inception_tf.startup import machine, measured, precision
+
+    asked = measured.Question(pathlib.Path(cache) / precision.CACHE_FILE, machine.machine([]), dataclasses.asdict(workload))
+    left_out = {other: "faked" for other in precision.policies([]) if other != policy}
+    measured.store(asked.path, measured.new_entry(asked, {policy: 20.0}, policy, left_out=left_out))
+
+
 def env():
     return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 

@@ -14,7 +14,7 @@ from inception_tf import GoogLeNet
 from inception_tf.startup import machine, measured, precision, runtime
 from inception_tf.tasks.task import transfer_weights
 
-from runs import MINIMAL, ROOT, SMALL, env, history_epochs, train
+from runs import MINIMAL, ROOT, SMALL, env, history_epochs, store_precision_answer, train
 
 # The training writer's files: the graph's, written when the model is set, and one per `fit`.
 FIT_WRITER_FILES = 2
@@ -34,10 +34,7 @@ def run_dir(tmp_path_factory):
         runtime_answer, {"oneDNN off": 10.0, "oneDNN on": 20.0}, "oneDNN on",
         precisions={"oneDNN off": "float32", "oneDNN on": "float32"},
     ))
-    precision_answer = measured.Question(cache / precision.CACHE_FILE, machine.machine([]), dataclasses.asdict(workload))
-    measured.store(precision_answer.path, measured.new_entry(
-        precision_answer, {"float32": 20.0}, "float32", left_out={"mixed_bfloat16": "faked"},
-    ))
+    store_precision_answer(cache, workload)
     environ = {**env(), measured.CACHE_ENV: str(cache)}
     for name in (runtime.MODE, runtime.ONEDNN):  # the conftest's: no choice left to load
         environ.pop(name, None)

@@ -6,6 +6,10 @@ import pathlib
 import nbformat
 from nbclient import NotebookClient
 
+from inception_tf.startup import measured
+from inception_tf.startup.precision import Workload
+from runs import store_precision_answer
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "googlenet_walkthrough.ipynb"
 
@@ -16,7 +20,11 @@ def _parameters_cell(notebook):
     return cells[0]
 
 
-def test_notebook_runs_every_cell_with_small_parameters(tmp_path):
+def test_notebook_runs_every_cell_with_small_parameters(tmp_path, monkeypatch):
+    # The kernel finds its precision stored (the run's own is `precision="auto"`): the
+    # timing is test_precision.py's.
+    monkeypatch.setenv(measured.CACHE_ENV, str(tmp_path / "cache"))
+    store_precision_answer(tmp_path / "cache", Workload(variant="bn", image_size=49, batch_size=32))
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     cell = _parameters_cell(notebook)
     # Injected after the defaults, as papermill does: the cell itself stays as committed.

@@ -3,8 +3,6 @@
 import dataclasses
 import json
 import runpy
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -114,39 +112,41 @@ def test_another_configuration_is_refused(run_dir):
     assert "train.epochs: 2 -> 3" in result.stderr and "--overwrite" in result.stderr
 
 
-def test_evaluate_command_writes_the_same_report(run_dir, tmp_path):
-    import subprocess
-    import sys
+def _here(capsys, *argv):
+    """A command in this process (TensorFlow is loaded already: a process of its own
+    would spend its start on loading it again; test_runtime.py and test_registration.py
+    start fresh ones). `(exit code, stdout, stderr)`."""
+    from inception_tf import cli
 
-    from runs import env
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
 
+
+def test_evaluate_command_writes_the_same_report(run_dir, tmp_path, capsys):
     run_dir, _ = run_dir
     out = tmp_path / "eval"
-    result = subprocess.run(
-        [sys.executable, "-m", "inception_tf", "evaluate", "--model", str(run_dir / "model.keras"),
-         "--dataset", "fashion_mnist", "--limit", "2048", "--out", str(out)],
-        capture_output=True, text=True, env=env(), check=True,
-    )
+    code, stdout, stderr = _here(capsys, "evaluate", "--model", str(run_dir / "model.keras"), "--dataset", "fashion_mnist",
+                                 "--limit", "2048", "--out", str(out))
+    assert code == 0, stderr
     metrics = json.loads((out / "metrics.json").read_text())
     original = json.loads((run_dir / "metrics.json").read_text())
     # The run's 2 crops and its policy, read from the config.json beside the model.
     for key in ("test_accuracy", "test_single_crop_accuracy", "test_loss"):
         assert metrics[key] == pytest.approx(original[key], abs=1e-6), key
     assert (out / "confusion_matrix.png").is_file()
-    assert "weighted avg" in result.stdout
+    assert "weighted avg" in stdout
 
 
-def test_evaluate_names_its_figures_by_the_split(run_dir, tmp_path):
+def test_evaluate_names_its_figures_by_the_split(run_dir, tmp_path, capsys):
     run_dir, _ = run_dir
-    result = subprocess.run(
-        [sys.executable, "-m", "inception_tf", "evaluate", "--model", str(run_dir / "model.keras"), "--split",
-         "validation", "--validation-split", "0.5", "--limit", "256", "--test-crops", "1", "--out", str(tmp_path)],
-        capture_output=True, text=True, env=env(), check=True,
-    )
+    code, stdout, stderr = _here(capsys, "evaluate", "--model", str(run_dir / "model.keras"), "--split", "validation",
+                                 "--validation-split", "0.5", "--limit", "256", "--test-crops", "1", "--out", str(tmp_path))
+    assert code == 0, stderr
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["evaluated_split"] == "validation" and metrics["validation_examples"] == 128
     assert "validation_accuracy" in metrics and not any(key.startswith("test_") for key in metrics)
-    assert "validation accuracy" in result.stdout
+    assert "validation accuracy" in stdout
 
 
 def test_fine_tuning_replaces_the_heads_for_other_classes(run_dir):
@@ -169,22 +169,23 @@ def test_unknown_values_list_the_choices():
     assert result.returncode == 2 and "Received: image_size=40" in result.stderr
 
 
-def test_a_diverging_run_stops_with_a_clear_message(tmp_path):
-    result = train(*MINIMAL, "--epochs", "2", "--learning-rate", "1e12", "--run-dir", str(tmp_path / "nan"), check=False)
-    assert result.returncode == 3, result.stdout + result.stderr
-    assert "stopped being finite" in result.stderr
+def test_a_diverging_run_stops_with_a_clear_message(tmp_path, capsys):
+    code, out, err = _here(capsys, "train", *MINIMAL, "--epochs", "2", "--learning-rate", "1e12", "--run-dir", str(tmp_path / "nan"))
+    assert code == 3, out + err
+    assert "stopped being finite" in err
 
 
-def test_with_ema_the_averaged_weights_are_evaluated_and_exported(tmp_path):
+def test_with_ema_the_averaged_weights_are_evaluated_and_exported(tmp_path, capsys):
     """`--ema`: the run evaluates and exports the moving average, not the best epoch's
     weights (which best.weights.h5 still holds, from the epochs' validation)."""
     run_dir = tmp_path / "ema"
-    result = train(*MINIMAL, "--epochs", "2", "--test-crops", "1", "--ema", "0.9", "--run-dir", str(run_dir))
-    assert "weights: the moving average of the steps (momentum 0.9), evaluated and exported" in result.stdout
-    assert "best epoch:" not in result.stdout
+    code, out, err = _here(capsys, "train", *MINIMAL, "--epochs", "2", "--test-crops", "1", "--ema", "0.9", "--run-dir", str(run_dir))
+    assert code == 0, out + err
+    assert "weights: the moving average of the steps (momentum 0.9), evaluated and exported" in out
+    assert "best epoch:" not in out
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["best_epoch"] is None and json.loads((run_dir / "config.json").read_text())["train"]["ema"] == 0.9
-    exported = keras.models.load_model(run_dir / "model.keras")
-    best = keras.models.load_model(run_dir / "model.keras")
-    best.load_weights(run_dir / "best.weights.h5")
-    assert any(not np.array_equal(a, b) for a, b in zip(exported.get_weights(), best.get_weights()))
+    model = keras.models.load_model(run_dir / "model.keras")
+    exported = model.get_weights()
+    model.load_weights(run_dir / "best.weights.h5")
+    assert any(not np.array_equal(a, b) for a, b in zip(exported, model.get_weights()))

@@ -23,7 +23,7 @@ import keras
 found = {}
 for path, inputs in json.loads(sys.argv[1]).items():
     model = keras.models.load_model(path)
-    outputs = model.predict(np.load(inputs), verbose=0)
+    outputs = model(np.load(inputs), training=False)
     np.save(inputs + ".loaded.npy", np.concatenate([np.asarray(o).ravel() for o in (outputs if isinstance(outputs, list) else [outputs])]))
     found[path] = type(model).__name__
 print(json.dumps(found))
@@ -31,7 +31,7 @@ print(json.dumps(found))
 
 
 def _predictions(model, inputs):
-    outputs = model.predict(inputs, verbose=0)
+    outputs = model(inputs, training=False)  # eagerly: tracing a predict function per model costs more
     return np.concatenate([np.asarray(o).ravel() for o in (outputs if isinstance(outputs, list) else [outputs])])
 
 

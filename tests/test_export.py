@@ -116,10 +116,17 @@ def test_a_mixed_bfloat16_model_exports_to_float32(tmp_path):
         np.testing.assert_allclose(probabilities, _reference(model, images), atol=2e-2)  # bfloat16's own
 
 
-def test_saved_model_cli_lists_both_signatures(tmp_path):
+@pytest.fixture(scope="module")
+def headless(tmp_path_factory):
+    """A model without aux heads and its export, which the tests below only read."""
+    model = GoogLeNet(num_classes=5, input_shape=(64, 64, 3), aux_heads=False)
+    return model, export_saved_model(model, tmp_path_factory.mktemp("headless") / "saved_model", CLASSES)
+
+
+def test_saved_model_cli_lists_both_signatures(headless):
     cli = shutil.which("saved_model_cli", path=str(pathlib.Path(sys.executable).parent))
     assert cli, "TensorFlow's pip package installs saved_model_cli beside python; the README's serving line needs it"
-    export_dir = export_saved_model(GoogLeNet(num_classes=5, input_shape=(64, 64, 3), aux_heads=False), tmp_path / "e")
+    _, export_dir = headless
     shown = subprocess.run([cli, "show", "--dir", str(export_dir), "--all"], capture_output=True, text=True, env=env(), check=True).stdout
     assert "signature_def['serving_default']" in shown and "signature_def['preprocessed']" in shown
     assert "dtype: DT_UINT8" in shown and "shape: (-1, -1, -1, 3)" in shown
@@ -148,15 +155,15 @@ def test_export_rejects_wrong_class_names(tmp_path):
     assert not (tmp_path / "e").exists()
 
 
-def test_export_command(tmp_path):
+def test_export_command(tmp_path, capsys):
+    from inception_tf import cli
+
     model = GoogLeNet(num_classes=5, input_shape=(64, 64, 3))
     model.save(tmp_path / "model.keras")
     (tmp_path / "labels.txt").write_text("\n".join(CLASSES) + "\n")
-    done = subprocess.run(
-        [sys.executable, "-m", "inception_tf", "export", "--model", str(tmp_path / "model.keras"), "--out", str(tmp_path / "sm")],
-        check=True, capture_output=True, text=True, env=env(),
-    )
-    assert str(tmp_path / "sm") in done.stdout
+    # In this process: test_export_serves_without_the_package serves from a fresh one.
+    assert cli.main(["export", "--model", str(tmp_path / "model.keras"), "--out", str(tmp_path / "sm")]) == 0
+    assert str(tmp_path / "sm") in capsys.readouterr().out
     assert (tmp_path / "sm" / "assets" / "labels.txt").read_text().split() == CLASSES
     # The folder serves the saved model's main head, not a fresh one.
     import tensorflow as tf
@@ -173,13 +180,12 @@ def _readme_lines(prefix):
     return lines[0]
 
 
-def test_the_bytes_signature_serves_photos_of_two_sizes_as_serving_default_does(tmp_path):
+def test_the_bytes_signature_serves_photos_of_two_sizes_as_serving_default_does(headless, tmp_path):
     import matplotlib.cbook
     import tensorflow as tf
 
     photos = [pathlib.Path(matplotlib.cbook.get_sample_data(name, asfileobj=False)) for name in PHOTOS]
-    model = GoogLeNet(num_classes=5, input_shape=(64, 64, 3), aux_heads=False)
-    export_dir = export_saved_model(model, tmp_path / "saved_model", CLASSES)
+    _, export_dir = headless
     loaded = tf.saved_model.load(str(export_dir))
     encoded = [path.read_bytes() for path in photos]
     by_bytes = loaded.signatures["image_bytes"](image_bytes=tf.constant(encoded))

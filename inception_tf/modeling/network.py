@@ -293,5 +293,7 @@ def inference_model(model):
             f"`inference_model` expects a model with an output layer named {MAIN_HEAD!r}. "
             f"Received: outputs={[t.name for t in model.outputs]}"
         ) from None
-    return keras.Model(model.inputs, main, name=f"{model.name}_inference")
+    # `model.input`, not `.inputs`: a list of one would make Keras warn at every call on
+    # an image batch that the inputs' structure does not match.
+    return keras.Model(model.input, main, name=f"{model.name}_inference")
 

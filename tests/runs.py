@@ -40,6 +40,17 @@ def store_precision_answer(cache, workload, policy="float32"):
     measured.store(asked.path, measured.new_entry(asked, {policy: 20.0}, policy, left_out=left_out))
 
 
+def command_here(capsys, *args):
+    """`python -m inception_tf ARGS` in this process, which has TensorFlow loaded already
+    (a process of its own would spend its start loading it again): `(exit code, stdout,
+    stderr)`. Tests that need a fresh process start one."""
+    from inception_tf import cli
+
+    code = cli.main([str(arg) for arg in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
 def env():
     return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 

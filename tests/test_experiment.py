@@ -12,7 +12,7 @@ from inception_tf import GoogLeNet
 from inception_tf.startup import machine, measured, precision, runtime
 from inception_tf.tasks.task import transfer_weights
 
-from runs import MINIMAL, ROOT, SMALL, env, history_epochs, store_precision_answer, train
+from runs import MINIMAL, ROOT, SMALL, command_here, env, history_epochs, store_precision_answer, train
 
 # The training writer's files: the graph's, written when the model is set, and one per `fit`.
 FIT_WRITER_FILES = 2
@@ -112,21 +112,10 @@ def test_another_configuration_is_refused(run_dir):
     assert "train.epochs: 2 -> 3" in result.stderr and "--overwrite" in result.stderr
 
 
-def _here(capsys, *argv):
-    """A command in this process (TensorFlow is loaded already: a process of its own
-    would spend its start on loading it again; test_runtime.py and test_registration.py
-    start fresh ones). `(exit code, stdout, stderr)`."""
-    from inception_tf import cli
-
-    code = cli.main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_evaluate_command_writes_the_same_report(run_dir, tmp_path, capsys):
     run_dir, _ = run_dir
     out = tmp_path / "eval"
-    code, stdout, stderr = _here(capsys, "evaluate", "--model", str(run_dir / "model.keras"), "--dataset", "fashion_mnist",
+    code, stdout, stderr = command_here(capsys, "evaluate", "--model", str(run_dir / "model.keras"), "--dataset", "fashion_mnist",
                                  "--limit", "2048", "--out", str(out))
     assert code == 0, stderr
     metrics = json.loads((out / "metrics.json").read_text())
@@ -140,7 +129,7 @@ def test_evaluate_command_writes_the_same_report(run_dir, tmp_path, capsys):
 
 def test_evaluate_names_its_figures_by_the_split(run_dir, tmp_path, capsys):
     run_dir, _ = run_dir
-    code, stdout, stderr = _here(capsys, "evaluate", "--model", str(run_dir / "model.keras"), "--split", "validation",
+    code, stdout, stderr = command_here(capsys, "evaluate", "--model", str(run_dir / "model.keras"), "--split", "validation",
                                  "--validation-split", "0.5", "--limit", "256", "--test-crops", "1", "--out", str(tmp_path))
     assert code == 0, stderr
     metrics = json.loads((tmp_path / "metrics.json").read_text())
@@ -170,7 +159,7 @@ def test_unknown_values_list_the_choices():
 
 
 def test_a_diverging_run_stops_with_a_clear_message(tmp_path, capsys):
-    code, out, err = _here(capsys, "train", *MINIMAL, "--epochs", "2", "--learning-rate", "1e12", "--run-dir", str(tmp_path / "nan"))
+    code, out, err = command_here(capsys, "train", *MINIMAL, "--epochs", "2", "--learning-rate", "1e12", "--run-dir", str(tmp_path / "nan"))
     assert code == 3, out + err
     assert "stopped being finite" in err
 
@@ -179,7 +168,7 @@ def test_with_ema_the_averaged_weights_are_evaluated_and_exported(tmp_path, caps
     """`--ema`: the run evaluates and exports the moving average, not the best epoch's
     weights (which best.weights.h5 still holds, from the epochs' validation)."""
     run_dir = tmp_path / "ema"
-    code, out, err = _here(capsys, "train", *MINIMAL, "--epochs", "2", "--test-crops", "1", "--ema", "0.9", "--run-dir", str(run_dir))
+    code, out, err = command_here(capsys, "train", *MINIMAL, "--epochs", "2", "--test-crops", "1", "--ema", "0.9", "--run-dir", str(run_dir))
     assert code == 0, out + err
     assert "weights: the moving average of the steps (momentum 0.9), evaluated and exported" in out
     assert "best epoch:" not in out

@@ -14,6 +14,8 @@ from inception_tf.dataloaders import catalog, data
 from inception_tf.modeling import image_input, model_files
 from inception_tf.serving import litert
 
+from runs import command_here
+
 
 CLASSES = ["zero", "one", "two", "three"]
 SIZE = 64
@@ -123,15 +125,6 @@ def test_files_without_our_metadata_are_named(exported, tmp_path):
         litert.read_info(junk)
 
 
-def _command(capsys, *args):
-    """`python -m inception_tf ARGS` in this process: (exit code, stdout, stderr)."""
-    from inception_tf import cli
-
-    code = cli.main([str(arg) for arg in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def test_predict_runs_a_tflite_file_like_the_saved_model(exported, tmp_path, capsys):
     folder = tmp_path / "images"
     folder.mkdir()
@@ -139,7 +132,7 @@ def test_predict_runs_a_tflite_file_like_the_saved_model(exported, tmp_path, cap
         cv2.imwrite(str(folder / f"{i}.png"), image)
 
     def predict(model):
-        code, out, err = _command(capsys, "predict", "--model", model, "--json", "--batch-size", "4", folder)
+        code, out, err = command_here(capsys, "predict", "--model", model, "--json", "--batch-size", "4", folder)
         assert code == 0, err
         return [json.loads(line) for line in out.splitlines()]
 
@@ -154,12 +147,12 @@ def test_export_command_writes_the_files_and_refuses_int8_without_data(exported,
     model = tmp_path / "run" / "model.keras"
     model.parent.mkdir()
     shutil.copy(exported["root"] / "model.keras", model)
-    code, _, err = _command(capsys, "export", "--model", model, "--out", tmp_path / "m", "--tflite", "int8")
+    code, _, err = command_here(capsys, "export", "--model", model, "--out", tmp_path / "m", "--tflite", "int8")
     assert code == 2 and "Traceback" not in err
     assert "int8 calibration needs training images: name their data set with --dataset" in err
     assert not (tmp_path / "m").exists()  # refused before anything was written
     (model.parent / "config.json").write_text(json.dumps({"data": {"dataset": "fashion_mnist", "data_dir": None}}))
-    code, out, err = _command(
+    code, out, err = command_here(
         capsys, "export", "--model", model, "--out", tmp_path / "m", "--tflite", "int8", "--calibration-images", "16"
     )
     assert code == 0, err

@@ -13,7 +13,7 @@ from PIL import Image
 from inception_tf import GoogLeNet, export_saved_model
 from inception_tf.serving.predict import read_rgb
 
-from runs import env
+from runs import command_here, env
 
 CLASSES = ["zero", "one", "two", "three"]
 
@@ -112,12 +112,8 @@ def _predict(*args):
 
 
 def _predict_here(capsys, *args):
-    """The command line in this process (no second TensorFlow start): `(code, out, err)`."""
-    from inception_tf import cli
-
-    code = cli.main(["predict", *map(str, args)])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    """The predict command in this process: `(code, out, err)`."""
+    return command_here(capsys, "predict", *args)
 
 
 def test_batched_csv_has_one_row_per_image_and_matches_one_at_a_time(models, images, tmp_path, capsys):

@@ -14,7 +14,7 @@ from inception_tf import GoogLeNet, export_saved_model
 from inception_tf.modeling.image_input import preprocess_images
 from inception_tf.serving.export import as_float32
 
-from runs import env
+from runs import command_here, env
 
 CLASSES = ["zero", "one", "two", "three", "four"]
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -118,15 +118,15 @@ def test_a_mixed_bfloat16_model_exports_to_float32(tmp_path):
 
 @pytest.fixture(scope="module")
 def headless(tmp_path_factory):
-    """A model without aux heads and its export, which the tests below only read."""
+    """The export of a model without aux heads, which the tests below only read."""
     model = GoogLeNet(num_classes=5, input_shape=(64, 64, 3), aux_heads=False)
-    return model, export_saved_model(model, tmp_path_factory.mktemp("headless") / "saved_model", CLASSES)
+    return export_saved_model(model, tmp_path_factory.mktemp("headless") / "saved_model", CLASSES)
 
 
 def test_saved_model_cli_lists_both_signatures(headless):
     cli = shutil.which("saved_model_cli", path=str(pathlib.Path(sys.executable).parent))
     assert cli, "TensorFlow's pip package installs saved_model_cli beside python; the README's serving line needs it"
-    _, export_dir = headless
+    export_dir = headless
     shown = subprocess.run([cli, "show", "--dir", str(export_dir), "--all"], capture_output=True, text=True, env=env(), check=True).stdout
     assert "signature_def['serving_default']" in shown and "signature_def['preprocessed']" in shown
     assert "dtype: DT_UINT8" in shown and "shape: (-1, -1, -1, 3)" in shown
@@ -156,14 +156,13 @@ def test_export_rejects_wrong_class_names(tmp_path):
 
 
 def test_export_command(tmp_path, capsys):
-    from inception_tf import cli
-
     model = GoogLeNet(num_classes=5, input_shape=(64, 64, 3))
     model.save(tmp_path / "model.keras")
     (tmp_path / "labels.txt").write_text("\n".join(CLASSES) + "\n")
     # In this process: test_export_serves_without_the_package serves from a fresh one.
-    assert cli.main(["export", "--model", str(tmp_path / "model.keras"), "--out", str(tmp_path / "sm")]) == 0
-    assert str(tmp_path / "sm") in capsys.readouterr().out
+    code, out, err = command_here(capsys, "export", "--model", tmp_path / "model.keras", "--out", tmp_path / "sm")
+    assert code == 0, err
+    assert str(tmp_path / "sm") in out
     assert (tmp_path / "sm" / "assets" / "labels.txt").read_text().split() == CLASSES
     # The folder serves the saved model's main head, not a fresh one.
     import tensorflow as tf
@@ -185,7 +184,7 @@ def test_the_bytes_signature_serves_photos_of_two_sizes_as_serving_default_does(
     import tensorflow as tf
 
     photos = [pathlib.Path(matplotlib.cbook.get_sample_data(name, asfileobj=False)) for name in PHOTOS]
-    _, export_dir = headless
+    export_dir = headless
     loaded = tf.saved_model.load(str(export_dir))
     encoded = [path.read_bytes() for path in photos]
     by_bytes = loaded.signatures["image_bytes"](image_bytes=tf.constant(encoded))

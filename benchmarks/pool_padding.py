@@ -23,7 +23,6 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from inception_tf.modeling import model as model_lib  # noqa: E402
 from inception_tf.modeling import network  # noqa: E402
 from inception_tf.startup import machine, measured, precision  # noqa: E402
 from inception_tf.tasks import timing, training  # noqa: E402
@@ -41,7 +40,7 @@ def build(form, size):
     if form == "padded":
         network._max_pool = _padded_pool
     try:
-        return model_lib.GoogLeNet(10, (size, size, 3), variant="paper")
+        return network.GoogLeNet(10, (size, size, 3), variant="paper")
     finally:
         network._max_pool = same_pool
 

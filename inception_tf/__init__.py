@@ -9,15 +9,28 @@ every model file the package writes, without custom_objects.
 """
 
 import importlib
+import typing
 
 from inception_tf import registration
 
 registration.register_when_keras_loads()
 
+# Why not these imports at run time: they load TensorFlow, and `python -m inception_tf`,
+# `train.py` and `startup.runtime.configure()` import this package before they choose the
+# settings TensorFlow reads as it loads (oneDNN, threads). Static tools read them here.
+if typing.TYPE_CHECKING:
+    from inception_tf.modeling.imagenet import decode_predictions
+    from inception_tf.modeling.layers import LocalResponseNormalization
+    from inception_tf.modeling.network import GoogLeNet, inception_module, inference_model
+    from inception_tf.modeling.preprocessing import preprocess_input
+    from inception_tf.serving.export import export_saved_model
+    from inception_tf.tasks.schedules import CosineDecay, StepDecay, paper_schedule
+    from inception_tf.tasks.training import compile_for_training, labels_for_heads
+
 # Public name -> the module that defines it.
 _EXPORTS = {
     "CosineDecay": "tasks.schedules",
-    "GoogLeNet": "modeling.model",
+    "GoogLeNet": "modeling.network",
     "LocalResponseNormalization": "modeling.layers",
     "StepDecay": "tasks.schedules",
     "compile_for_training": "tasks.training",

@@ -6,7 +6,7 @@ import os
 import sys
 
 from inception_tf import choices
-from inception_tf.modeling.pretrained import DownloadError
+from inception_tf.modeling.weights import DownloadError
 from inception_tf.serving.litert import LiteRTMissing
 
 
@@ -37,10 +37,10 @@ def _add_summary(subparsers):
 
 
 def _run_summary(args):
-    from inception_tf.modeling import model as model_lib
+    from inception_tf.modeling import network
     from inception_tf.modeling import summary
 
-    model = model_lib.GoogLeNet(
+    model = network.GoogLeNet(
         num_classes=args.num_classes,
         input_shape=(args.image_size, args.image_size, 3),
         variant=args.variant,
@@ -184,12 +184,12 @@ def _run_evaluate(args):
 
     from inception_tf import config, files
     from inception_tf.dataloaders import augment, catalog
-    from inception_tf.modeling import model_files, pretrained
+    from inception_tf.modeling import convert, imagenet, model_files
     from inception_tf.tasks import evaluation
 
     # A report on BVLC's weights goes to the working folder, not into Keras's cache.
-    folder = pathlib.Path(".") if args.model == pretrained.NAME else pathlib.Path(args.model).parent
-    args.model = pretrained.resolve(args.model)
+    folder = pathlib.Path(".") if args.model == imagenet.WEIGHTS else pathlib.Path(args.model).parent
+    args.model = convert.resolve(args.model)
 
     source = catalog.load_source(args.dataset, data_dir=args.data_dir, validation_split=args.validation_split, limit=args.limit)
     args.split = args.split or ("test" if "test" in source.splits else "validation")
@@ -273,10 +273,10 @@ def _calibration(source, count, image_size, preprocessing):
 def _run_export(args):
     import keras
 
-    from inception_tf.modeling import model_files, pretrained
+    from inception_tf.modeling import convert, model_files
     from inception_tf.serving import export, litert
 
-    args.model = pretrained.resolve(args.model)
+    args.model = convert.resolve(args.model)
     # A missing data set fails before the model loads.
     source = _calibration_source(args) if "int8" in (args.tflite or ()) else None
     model = keras.models.load_model(args.model, compile=False)
@@ -317,11 +317,11 @@ def _add_predict(subparsers):
 
 
 def _run_predict(args):
-    from inception_tf.modeling import pretrained
+    from inception_tf.modeling import convert
     from inception_tf.serving import predict
 
     return predict.main(
-        pretrained.resolve(args.model), args.images, top_k=args.top_k, as_json=args.json, batch_size=args.batch_size,
+        convert.resolve(args.model), args.images, top_k=args.top_k, as_json=args.json, batch_size=args.batch_size,
         output=args.output, explain=args.explain,
     )
 
@@ -341,9 +341,9 @@ def _add_convert(subparsers):
 
 
 def _run_convert(args):
-    from inception_tf.modeling import caffe
+    from inception_tf.modeling import convert
 
-    caffe.convert_caffemodel(args.caffemodel, args.out, prototxt=args.prototxt, image_size=args.image_size)
+    convert.convert_caffemodel(args.caffemodel, args.out, prototxt=args.prototxt, image_size=args.image_size)
     return 0
 
 

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from inception_tf import GoogLeNet, decode_predictions, export_saved_model, inference_model, preprocess_input
 from inception_tf.modeling import image_input
-from inception_tf.modeling import caffe, imagenet, model_files
+from inception_tf.modeling import caffe, convert, imagenet, model_files
 from inception_tf.modeling.weights import WeightsError
 
 from caffe_files import bvlc_deploy_prototxt, random_blobs, write_caffemodel
@@ -158,7 +158,7 @@ def test_files_of_another_layout_name_the_first_layer_that_differs(bvlc, tmp_pat
     prototxt = tmp_path / "deploy.prototxt"
     prototxt.write_text(bvlc_deploy_prototxt().replace("num_output: 208", "num_output: 200"))
     with pytest.raises(caffe.CaffeFormatError, match=r"Layer 'inception_4a/3x3' .* is .*'num_output': 200"):
-        caffe.check_prototxt(prototxt)
+        convert.check_prototxt(prototxt)
 
 
 def test_convert_then_predict_prints_imagenet_names(bvlc, converted, tmp_path, capsys):

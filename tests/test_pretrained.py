@@ -11,11 +11,12 @@ import sys
 import threading
 
 import cv2
+import keras
 import numpy as np
 import pytest
 
-from inception_tf import GoogLeNet, cli
-from inception_tf.modeling import imagenet, model_files, pretrained, weights
+from inception_tf import GoogLeNet, cli, inference_model
+from inception_tf.modeling import convert, imagenet, model_files, weights
 
 from caffe_files import random_blobs, write_caffemodel
 from runs import ROOT, env
@@ -49,7 +50,7 @@ def serving(body, announced=None):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/{pretrained.CAFFEMODEL}", requests
+        yield f"http://127.0.0.1:{server.server_address[1]}/{weights.CAFFEMODEL}", requests
     finally:
         server.shutdown()
         server.server_close()
@@ -60,10 +61,10 @@ def mirror(monkeypatch, tmp_path, caffemodel):
     """A fresh Keras cache, and the environment pointing at the test's server."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
     path, sha1 = caffemodel
-    monkeypatch.setenv(pretrained.SHA1_VARIABLE, sha1)
+    monkeypatch.setenv(weights.SHA1_VARIABLE, sha1)
 
     def use(url):
-        monkeypatch.setenv(pretrained.URL_VARIABLE, url)
+        monkeypatch.setenv(weights.URL_VARIABLE, url)
 
     return use
 
@@ -79,22 +80,31 @@ def _heads(model, x):
 
 
 @pytest.mark.parametrize("aux_heads", [True, False])
-def test_imagenet_downloads_converts_and_caches_once(mirror, caffemodel, tmp_path, aux_heads):
+def test_imagenet_downloads_once_and_the_commands_convert_once(mirror, caffemodel, tmp_path, aux_heads):
+    """The factory loads the cached download; the commands that take a model file get its
+    `.keras` conversion, made once (`convert.resolve`)."""
     path, sha1 = caffemodel
     with serving(path.read_bytes()) as (url, requests):
         mirror(url)
         model = GoogLeNet(num_classes=1000, weights="imagenet", aux_heads=aux_heads)
-    assert requests == [f"/{pretrained.CAFFEMODEL}"]
-    assert _cache(tmp_path) == sorted([pretrained.CAFFEMODEL, f"bvlc_googlenet-{sha1[:12]}.keras"])
+    assert requests == [f"/{weights.CAFFEMODEL}"]
+    assert _cache(tmp_path) == [weights.CAFFEMODEL]
     again = GoogLeNet(num_classes=1000, weights="imagenet", aux_heads=aux_heads)  # the server is gone
     reference = GoogLeNet(num_classes=1000, weights=str(path), aux_heads=aux_heads)  # the caffemodel itself
+    converted = convert.resolve("imagenet")
+    assert _cache(tmp_path) == sorted([weights.CAFFEMODEL, f"bvlc_googlenet-{sha1[:12]}.keras"])
+    stamp = converted.stat().st_mtime_ns
+    assert convert.resolve("imagenet") == converted and converted.stat().st_mtime_ns == stamp  # not converted again
+    from_file = keras.models.load_model(converted, compile=False)
+    if not aux_heads:
+        from_file = inference_model(from_file)
     x = np.random.default_rng(0).uniform(-120, 130, (2, 224, 224, 3)).astype("float32")
     expected = _heads(reference, x)
     assert len(expected) == (3 if aux_heads else 1)
-    for built in (model, again):
+    for built in (model, again, from_file):
         for got, want in zip(_heads(built, x), expected, strict=True):
             np.testing.assert_allclose(got, want, atol=1e-5)
-    assert model_files.read_info(pretrained.resolve("imagenet")).preprocessing == "caffe"
+    assert model_files.read_info(converted).preprocessing == "caffe"
 
 
 def test_without_the_top_any_accepted_size_loads_and_new_classes_start_fresh(mirror, caffemodel):
@@ -125,7 +135,7 @@ def test_a_wrong_combination_fails_before_any_download(mirror, tmp_path, kwargs,
 def test_a_sha1_that_is_not_one_is_refused_before_any_download(mirror, tmp_path, monkeypatch):
     with serving(b"never fetched") as (url, requests):
         mirror(url)
-        monkeypatch.setenv(pretrained.SHA1_VARIABLE, "zzz")
+        monkeypatch.setenv(weights.SHA1_VARIABLE, "zzz")
         with pytest.raises(ValueError) as raised:
             GoogLeNet(weights="imagenet")
     assert str(raised.value) == ("INCEPTION_TF_IMAGENET_SHA1 must be a sha1: 40 hexadecimal digits. "
@@ -140,7 +150,7 @@ def _free_port():
 
 
 def test_a_cut_download_a_wrong_hash_and_a_refused_connection_leave_nothing(mirror, caffemodel, tmp_path):
-    path, sha1 = caffemodel
+    path, _ = caffemodel
     body = path.read_bytes()
     cases = [
         (body[: len(body) // 2], len(body), "the download stopped after"),
@@ -149,13 +159,13 @@ def test_a_cut_download_a_wrong_hash_and_a_refused_connection_leave_nothing(mirr
     for served, announced, reason in cases:
         with serving(served, announced) as (url, _):
             mirror(url)
-            with pytest.raises(pretrained.DownloadError) as raised:
+            with pytest.raises(weights.DownloadError) as raised:
                 GoogLeNet(weights="imagenet")
         assert reason in str(raised.value), str(raised.value)
         assert _cache(tmp_path) == [], _cache(tmp_path)
-    url = f"http://127.0.0.1:{_free_port()}/{pretrained.CAFFEMODEL}"
+    url = f"http://127.0.0.1:{_free_port()}/{weights.CAFFEMODEL}"
     mirror(url)
-    with pytest.raises(pretrained.DownloadError) as raised:
+    with pytest.raises(weights.DownloadError) as raised:
         GoogLeNet(weights="imagenet")
     message = str(raised.value)
     assert f"Could not download the ImageNet weights from {url}: " in message and "Connection refused" in message
@@ -164,26 +174,26 @@ def test_a_cut_download_a_wrong_hash_and_a_refused_connection_leave_nothing(mirr
     with serving(body) as (url, _):  # a later call, with the server back, completes
         mirror(url)
         GoogLeNet(weights="imagenet", aux_heads=False)
-    assert _cache(tmp_path) == sorted([pretrained.CAFFEMODEL, f"bvlc_googlenet-{sha1[:12]}.keras"])
+    assert _cache(tmp_path) == [weights.CAFFEMODEL]
 
 
 def test_a_corrupt_cached_download_is_fetched_again(mirror, caffemodel, tmp_path):
     path, _ = caffemodel
     cache = tmp_path / "keras-home" / "models"
     cache.mkdir(parents=True)
-    (cache / pretrained.CAFFEMODEL).write_bytes(path.read_bytes()[:1000])  # a copy cut short
+    (cache / weights.CAFFEMODEL).write_bytes(path.read_bytes()[:1000])  # a copy cut short
     with serving(path.read_bytes()) as (url, requests):
         mirror(url)
         GoogLeNet(weights="imagenet", aux_heads=False)
-    assert len(requests) == 1 and (cache / pretrained.CAFFEMODEL).read_bytes() == path.read_bytes()
+    assert len(requests) == 1 and (cache / weights.CAFFEMODEL).read_bytes() == path.read_bytes()
 
 
 def test_the_command_line_says_how_to_do_without_a_network(tmp_path, caffemodel):
-    url = f"http://127.0.0.1:{_free_port()}/{pretrained.CAFFEMODEL}"
+    url = f"http://127.0.0.1:{_free_port()}/{weights.CAFFEMODEL}"
     result = subprocess.run(
         [sys.executable, "-m", "inception_tf", "predict", "--model", "imagenet", str(tmp_path)],
         capture_output=True, text=True, cwd=ROOT, timeout=300,
-        env={**env(), "KERAS_HOME": str(tmp_path / "home"), pretrained.URL_VARIABLE: url},
+        env={**env(), "KERAS_HOME": str(tmp_path / "home"), weights.URL_VARIABLE: url},
     )
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith(f"error: Could not download the ImageNet weights from {url}")

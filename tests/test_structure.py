@@ -170,3 +170,15 @@ def test_one_idea_one_definition():
             defined.setdefault(node.name, []).append(name)
     twice = {name: modules for name, modules in defined.items() if len(modules) > 1}
     assert not twice, twice
+
+
+def test_static_tools_see_every_public_name_where_it_is_defined():
+    """The package loads its public names on first use (TensorFlow must not load with
+    `import inception_tf`); its `TYPE_CHECKING` imports give static tools the same names
+    from the same modules."""
+    import inception_tf
+
+    tree = ast.parse((PACKAGE / "__init__.py").read_text())
+    (block,) = [node for node in tree.body if isinstance(node, ast.If) and ast.unparse(node.test) == "typing.TYPE_CHECKING"]
+    static = {alias.name: node.module.removeprefix("inception_tf.") for node in block.body for alias in node.names}
+    assert static == inception_tf._EXPORTS

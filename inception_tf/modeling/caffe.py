@@ -11,8 +11,8 @@ Caffe stores a convolution's kernel as (out, in, height, width) and an inner pro
 product reads its 128x4x4 input flattened channel-first, Keras's Flatten is
 channel-last, so its rows are permuted (`_fc_after_chw`).
 
-`deploy_prototxt()` writes the network's Caffe description from `network.INCEPTION_TABLE`,
-aux heads included (BVLC's own deploy file leaves them out).
+Each Keras layer with weights has its Caffe layer by name (`caffe_layer`); `convert`
+writes the whole network's Caffe description and converts the file into a `.keras` model.
 """
 
 import pathlib
@@ -20,7 +20,7 @@ import re
 
 import numpy as np
 
-from inception_tf.modeling import geometry, network
+from inception_tf.modeling import geometry
 
 # caffe.proto field numbers.
 _NET_LAYER, _NET_LAYERS_V1 = 100, 2
@@ -135,31 +135,38 @@ def read_blobs(path):
 
 # --- the BVLC layout ----------------------------------------------------------------------
 
-def layout():
-    """[(Keras layer, Caffe layer, kind)] of every layer with weights, in network order.
-
-    kind: "conv", "fc", or "fc_chw" (an inner product after a channel-first flatten).
-    """
-    rows = [
-        ("conv1_7x7_conv", "conv1/7x7_s2", "conv"),
-        ("conv2_reduce_conv", "conv2/3x3_reduce", "conv"),
-        ("conv2_3x3_conv", "conv2/3x3", "conv"),
-    ]
-    for module, *_ in network.INCEPTION_TABLE:
-        rows += [(f"inception_{module}_{b}_conv", f"inception_{module}/{b}", "conv") for b in BRANCHES]
-        aux = network.AUX_AFTER.get(module)
-        if aux:
-            loss = AUX_CAFFE[aux]
-            rows += [
-                (f"{aux}_reduce_conv", f"{loss}/conv", "conv"),
-                (f"{aux}_fc", f"{loss}/fc", "fc_chw"),
-                (network.classifier_layer(aux), f"{loss}/classifier", "fc"),
-            ]
-    return rows + [(network.classifier_layer(network.MAIN_HEAD), "loss3/classifier", "fc")]
+_STEM = {"conv1_7x7_conv": "conv1/7x7_s2", "conv2_reduce_conv": "conv2/3x3_reduce", "conv2_3x3_conv": "conv2/3x3"}
+_MODULE_CONV = re.compile(rf"inception_(\w\w)_({'|'.join(BRANCHES)})_conv")
+_AUX = {"reduce_conv": ("conv", "conv"), "fc": ("fc", "fc_chw"), "classifier": ("classifier", "fc")}
 
 
-def _is_classifier(keras_name):
-    return keras_name in map(network.classifier_layer, network.HEADS)
+def caffe_layer(keras_name):
+    """`(Caffe layer, kind)` of a Keras layer with weights, or None for one BVLC's model
+    lacks. kind: "conv", "fc", or "fc_chw" (an inner product after a channel-first flatten)."""
+    if keras_name in _STEM:
+        return _STEM[keras_name], "conv"
+    if keras_name == "main_classifier":
+        return "loss3/classifier", "fc"
+    module = _MODULE_CONV.fullmatch(keras_name)
+    if module:
+        return f"inception_{module.group(1)}/{module.group(2)}", "conv"
+    head, _, part = keras_name.partition("_")
+    if head in AUX_CAFFE and part in _AUX:
+        suffix, kind = _AUX[part]
+        return f"{AUX_CAFFE[head]}/{suffix}", kind
+    return None
+
+
+def layout(model):
+    """[(Keras layer, Caffe layer, kind)] of every layer of `model` with weights, in its order."""
+    rows = []
+    for layer in model.layers:
+        if layer.weights:
+            found = caffe_layer(layer.name)
+            if found is None:
+                raise CaffeFormatError(f"BVLC GoogLeNet has no layer for {layer.name!r}. Received: layer={layer.name!r}")
+            rows.append((layer.name, *found))
+    return rows
 
 
 def _fc_after_chw(weights, channels=128, grid=geometry.AUX_GRID):
@@ -185,12 +192,13 @@ def _to_keras(kind, blobs, shapes):
     return [np.ascontiguousarray(kernel, np.float32), blobs[1].reshape(shapes[1]).astype(np.float32)]
 
 
-def load_into(model, path):
+def load_into(model, path, classifiers=()):
     """Sets the BVLC weights of a caffemodel into a paper-variant GoogLeNet, layer by layer.
 
-    Classifiers of another number of classes keep their fresh initialisation; a model
-    without top or aux heads takes what it has. Returns (layers copied, classifiers left
-    fresh). Raises `CaffeFormatError` naming the first layer that does not fit.
+    The layers named in `classifiers` keep their fresh initialisation where their number
+    of classes differs; a model without top or aux heads takes what it has. Returns
+    (layers copied, classifiers left fresh). Raises `CaffeFormatError` naming the first
+    layer that does not fit.
     """
     blobs = read_blobs(path)
     names = {layer.name for layer in model.layers}
@@ -199,9 +207,7 @@ def load_into(model, path):
             'The BVLC weights are for the paper variant (LRN, conv biases). Received: variant="bn"'
         )
     copied, fresh = 0, []
-    for keras_name, caffe_name, kind in layout():
-        if keras_name not in names:
-            continue
+    for keras_name, caffe_name, kind in layout(model):
         layer = model.get_layer(keras_name)
         if caffe_name not in blobs:
             raise CaffeFormatError(
@@ -210,7 +216,7 @@ def load_into(model, path):
             )
         shapes = [tuple(v.shape) for v in layer.weights]
         weights = _to_keras(kind, blobs[caffe_name], shapes)
-        if weights is None and _is_classifier(keras_name):
+        if weights is None and keras_name in classifiers:
             fresh.append(keras_name)
             continue
         if weights is None:
@@ -222,120 +228,3 @@ def load_into(model, path):
         layer.set_weights(weights)
         copied += 1
     return copied, fresh
-
-
-# --- the deploy description ---------------------------------------------------------------
-
-def _layer(name, kind, bottom, top=None, **params):
-    top = top or name
-    body = "".join(f"  {key} {{ {value} }}\n" for key, value in params.items())
-    return f'layer {{\n  name: "{name}"\n  type: "{kind}"\n  bottom: "{bottom}"\n  top: "{top}"\n{body}}}\n'
-
-
-def _conv(name, bottom, outputs, kernel=1, stride=1, pad=0):
-    spec = f"num_output: {outputs} pad: {pad} kernel_size: {kernel} stride: {stride}"
-    return _layer(name, "Convolution", bottom, convolution_param=spec) + _layer(f"{name}/relu", "ReLU", name, name)
-
-
-def _pool(name, bottom, pool, kernel, stride, pad=0):
-    return _layer(name, "Pooling", bottom, pooling_param=f"pool: {pool} kernel_size: {kernel} stride: {stride} pad: {pad}")
-
-
-def _lrn(name, bottom):
-    return _layer(name, "LRN", bottom, lrn_param="local_size: 5 alpha: 0.0001 beta: 0.75")
-
-
-def _inception(module, bottom, filters):
-    f1, f3r, f3, f5r, f5, fp = filters
-    p = f"inception_{module}"
-    text = _conv(f"{p}/1x1", bottom, f1)
-    text += _conv(f"{p}/3x3_reduce", bottom, f3r) + _conv(f"{p}/3x3", f"{p}/3x3_reduce", f3, 3, pad=1)
-    text += _conv(f"{p}/5x5_reduce", bottom, f5r) + _conv(f"{p}/5x5", f"{p}/5x5_reduce", f5, 5, pad=2)
-    text += _pool(f"{p}/pool", bottom, "MAX", 3, 1, pad=1) + _conv(f"{p}/pool_proj", f"{p}/pool", fp)
-    bottoms = "".join(f'  bottom: "{p}/{b}"\n' for b in ("1x1", "3x3", "5x5", "pool_proj"))
-    return text + f'layer {{\n  name: "{p}/output"\n  type: "Concat"\n{bottoms}  top: "{p}/output"\n}}\n'
-
-
-def _classifier(name, bottom, num_classes, prob):
-    return _layer(name, "InnerProduct", bottom, inner_product_param=f"num_output: {num_classes}") + _layer(
-        prob, "Softmax", name
-    )
-
-
-def _aux(loss, bottom, num_classes):
-    text = _pool(f"{loss}/ave_pool", bottom, "AVE", 5, 3)
-    text += _conv(f"{loss}/conv", f"{loss}/ave_pool", 128)
-    text += _layer(f"{loss}/fc", "InnerProduct", f"{loss}/conv", inner_product_param="num_output: 1024")
-    text += _layer(f"{loss}/relu_fc", "ReLU", f"{loss}/fc", f"{loss}/fc")
-    text += _layer(f"{loss}/drop_fc", "Dropout", f"{loss}/fc", f"{loss}/fc", dropout_param="dropout_ratio: 0.7")
-    return text + _classifier(f"{loss}/classifier", f"{loss}/fc", num_classes, f"{loss}/prob")
-
-
-def deploy_prototxt(input_size=INPUT_SIZE, num_classes=1000, aux_heads=True, include_top=True):
-    """BVLC GoogLeNet's network as a Caffe prototxt, with the aux heads' softmax outputs
-    `loss1/prob` and `loss2/prob` beside `prob` when `aux_heads`; without the top, it
-    ends at `inception_5b/output` (whose size any input gives)."""
-    text = (
-        'name: "GoogleNet"\nlayer {\n  name: "data"\n  type: "Input"\n  top: "data"\n'
-        f"  input_param {{ shape {{ dim: 1 dim: 3 dim: {input_size} dim: {input_size} }} }}\n}}\n"
-    )
-    text += _conv("conv1/7x7_s2", "data", 64, 7, 2, pad=3)
-    text += _pool("pool1/3x3_s2", "conv1/7x7_s2", "MAX", 3, 2) + _lrn("pool1/norm1", "pool1/3x3_s2")
-    text += _conv("conv2/3x3_reduce", "pool1/norm1", 64) + _conv("conv2/3x3", "conv2/3x3_reduce", 192, 3, pad=1)
-    text += _lrn("conv2/norm2", "conv2/3x3") + _pool("pool2/3x3_s2", "conv2/norm2", "MAX", 3, 2)
-    bottom = "pool2/3x3_s2"
-    for module, *filters in network.INCEPTION_TABLE:
-        if module in network.POOL_BEFORE:
-            pool = f"{network.POOL_BEFORE[module]}/3x3_s2"
-            text += _pool(pool, bottom, "MAX", 3, 2)
-            bottom = pool
-        text += _inception(module, bottom, filters)
-        bottom = f"inception_{module}/output"
-        if include_top and aux_heads and module in network.AUX_AFTER:
-            text += _aux(AUX_CAFFE[network.AUX_AFTER[module]], bottom, num_classes)
-    if not include_top:
-        return text
-    text += _pool("pool5/7x7_s1", bottom, "AVE", 7, 1)
-    text += _layer("pool5/drop_7x7_s1", "Dropout", "pool5/7x7_s1", "pool5/7x7_s1", dropout_param="dropout_ratio: 0.4")
-    return text + _classifier("loss3/classifier", "pool5/7x7_s1", num_classes, "prob")
-
-
-def _layer_params(text):
-    """{layer name: "param text"} of a prototxt, for the layers in `layout()`'s terms."""
-    params = {}
-    for block in re.split(r"\blayers?\s*\{", text)[1:]:
-        name = re.search(r'name:\s*"([^"]+)"', block)
-        sizes = re.findall(r"\b(num_output|kernel_size|stride|pad):\s*(\d+)", block)
-        if name:
-            params[name.group(1)] = {key: int(value) for key, value in sizes}
-    return params
-
-
-def check_prototxt(path):
-    """Compares a deploy prototxt with BVLC GoogLeNet's; raises naming the first layer that
-    differs (the aux heads, absent from BVLC's deploy file, may be missing)."""
-    expected = _layer_params(deploy_prototxt())
-    given = _layer_params(pathlib.Path(path).read_text())
-    for _, caffe_name, _ in layout():
-        if caffe_name not in given:
-            if caffe_name.startswith(tuple(AUX_CAFFE.values())):
-                continue
-            raise CaffeFormatError(f"{path} has no layer {caffe_name!r}: not BVLC GoogLeNet. Received: prototxt={str(path)!r}")
-        want = expected[caffe_name]
-        got = {key: given[caffe_name].get(key, {"stride": 1, "pad": 0}.get(key)) for key in want}
-        if got != want:
-            raise CaffeFormatError(f"Layer {caffe_name!r} of {path} is {got}, BVLC GoogLeNet's is {want}")
-
-
-def convert_caffemodel(caffemodel, out, prototxt=None, image_size=INPUT_SIZE, log=print):
-    """BVLC's caffemodel -> a `.keras` GoogLeNet (paper variant, three heads, 1000 ImageNet
-    classes) that records its "caffe" preprocessing and the class names."""
-    from inception_tf.modeling import imagenet, model_files
-
-    if prototxt is not None:
-        check_prototxt(prototxt)
-    model = network.build(num_classes=imagenet.NUM_CLASSES, input_shape=(image_size, image_size, 3), variant="paper")
-    load_into(model, caffemodel)
-    path = model_files.save_keras(model, out, imagenet.class_names(), preprocessing="caffe")
-    log(f"{caffemodel} -> {path}: {len(layout())} layers, {model.count_params():,} parameters, input {image_size}x{image_size}")
-    return path

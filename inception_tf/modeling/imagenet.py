@@ -8,6 +8,7 @@ import numpy as np
 
 CLASSES_FILE = "imagenet_classes.txt"  # "wnid lemma, lemma, ..." per line
 NUM_CLASSES = 1000
+WEIGHTS = "imagenet"  # BVLC's weights: the word every place that takes weights or a model file takes too
 
 
 @functools.cache

@@ -13,6 +13,7 @@ import pathlib
 import zipfile
 
 from inception_tf import files, keras_fixes
+from inception_tf.modeling import imagenet
 from inception_tf.modeling import preprocessing as preprocessing_lib
 
 INFO_ENTRY = "inception_tf.json"
@@ -48,14 +49,10 @@ def save_keras(model, path, class_names=None, preprocessing="tf"):
 
 
 def read_info(path):
-    """The `ModelInfo` of a .keras file, a SavedModel folder (class names in assets) or
-    BVLC's caffemodel (ImageNet's classes, "caffe"). For "imagenet", pass
-    `pretrained.resolve("imagenet")`: this module is below `pretrained`, whose converter
-    writes through `save_keras`."""
+    """The `ModelInfo` of a .keras file, a SavedModel folder (class names in assets), or
+    BVLC's weights ("imagenet" or a caffemodel: ImageNet's classes, "caffe")."""
     path = pathlib.Path(path)
-    if path.suffix == ".caffemodel":
-        from inception_tf.modeling import imagenet
-
+    if str(path) == imagenet.WEIGHTS or path.suffix == ".caffemodel":
         return ModelInfo(imagenet.class_names(), "caffe")
     info = ModelInfo()
     if path.is_dir():

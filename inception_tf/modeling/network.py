@@ -1,6 +1,6 @@
-"""GoogLeNet (Inception v1), Szegedy et al. 2014, "Going Deeper with Convolutions".
-
-The builder reads like the paper's Table 1. Known deviations from other ports:
+"""GoogLeNet (Inception v1), Szegedy et al. 2014, "Going Deeper with Convolutions": the
+paper's Table 1, the blocks, and the factory `GoogLeNet(weights=)` as `keras.applications`
+has it (the weights' sources are `weights`). Known deviations from other ports:
 
 - The third branch of every module is a true 5x5 convolution, as in the paper and the
   Caffe reference model. torchvision's `googlenet` and TF-slim's `inception_v1` use a 3x3
@@ -18,9 +18,13 @@ The builder reads like the paper's Table 1. Known deviations from other ports:
   the same at 224x224 only.
 """
 
+import functools
+
 import keras
 
 from inception_tf import choices
+from inception_tf.modeling import imagenet
+from inception_tf.modeling import weights as weights_lib
 from inception_tf.modeling.geometry import aux_pool_geometry, caffe_pool_padding, min_input_size
 from inception_tf.modeling.layers import FusedBatchNormalization, LocalResponseNormalization
 
@@ -71,10 +75,7 @@ def _conv_block(x, filters, kernel_size, variant, name, **conv):
 
 def _check_filters(**filters):
     for key, value in filters.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(
-                f"`{key}` must be a positive integer. Received: {key}={value!r}"
-            )
+        _check_positive_int(key, value)
 
 
 def inception_module(x, filters_1x1, filters_3x3_reduce, filters_3x3, filters_5x5_reduce, filters_5x5,
@@ -131,7 +132,7 @@ def inception_module(x, filters_1x1, filters_3x3_reduce, filters_3x3, filters_5x
     )
 
 
-def _aux_head(x, num_classes, variant, dropout_rate, classifier_activation, name):
+def _aux_head(x, name, num_classes, variant, dropout_rate, classifier_activation):
     """avg pool to 4x4 -> conv 1x1 (128) -> fc 1024 -> dropout 0.7 -> fc -> softmax."""
     (kh, sh), (kw, sw) = aux_pool_geometry(x.shape[1]), aux_pool_geometry(x.shape[2])
     x = keras.layers.AveragePooling2D((kh, kw), strides=(sh, sw), name=f"{name}_pool")(x)  # 4x4
@@ -184,59 +185,64 @@ def _check_variant(variant):
         raise ValueError(f"`variant` must be one of {VARIANTS}. Received: variant={variant!r}")
 
 
-def check_arguments(
-    num_classes, input_shape, variant, aux_heads, include_top, pooling, dropout_rate, aux_dropout_rate
-):
-    _check_variant(variant)
-    if include_top and (
-        not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1
-    ):
-        raise ValueError(
-            f"`num_classes` must be a positive integer. Received: num_classes={num_classes!r}"
-        )
-    if pooling not in POOLINGS:
-        raise ValueError(f"`pooling` must be one of {POOLINGS}. Received: pooling={pooling!r}")
-    for key, rate in (("dropout_rate", dropout_rate), ("aux_dropout_rate", aux_dropout_rate)):
-        if not isinstance(rate, (int, float)) or not 0 <= rate < 1:
-            raise ValueError(f"`{key}` must be in [0, 1). Received: {key}={rate!r}")
+def _check_positive_int(key, value):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"`{key}` must be a positive integer. Received: {key}={value!r}")
+
+
+def _check_input_shape(input_shape, variant, with_aux):
+    """`input_shape` as a tuple of three integers, at least the network's smallest input."""
     shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else input_shape
-    if (
-        not isinstance(shape, tuple)
-        or len(shape) != 3
-        or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape)
-    ):
-        raise ValueError(
-            "`input_shape` must be three integers (height, width, channels). "
-            f"Received: input_shape={input_shape!r}"
-        )
+    if not isinstance(shape, tuple) or len(shape) != 3 or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
+        raise ValueError(f"`input_shape` must be three integers (height, width, channels). Received: input_shape={input_shape!r}")
     height, width, channels = shape
-    with_aux = include_top and aux_heads
     minimum = min_input_size(variant, with_aux)
     if height < minimum or width < minimum:
         why = f" (variant {variant!r}, aux_heads=True)" if with_aux else ""
-        raise ValueError(
-            f"GoogLeNet needs inputs of at least {minimum}x{minimum}{why}. "
-            f"Received: input_shape={shape}"
-        )
+        raise ValueError(f"GoogLeNet needs inputs of at least {minimum}x{minimum}{why}. Received: input_shape={shape}")
     if channels < 1:
-        raise ValueError(
-            "`input_shape` needs at least one channel (channels last). "
-            f"Received: input_shape={shape}"
-        )
+        raise ValueError(f"`input_shape` needs at least one channel (channels last). Received: input_shape={shape}")
     return shape
 
 
-def build(num_classes=1000, input_shape=(224, 224, 3), variant="paper", aux_heads=True, include_top=True,
-          pooling="avg", dropout_rate=0.4, aux_dropout_rate=0.7, classifier_activation="softmax", name="googlenet"):
-    """The network `model.GoogLeNet` builds, from the same arguments but `weights`, and
-    without weights: the Caffe converter builds through this, below `weights`."""
-    height, width, channels = check_arguments(
-        num_classes, input_shape, variant, aux_heads, include_top, pooling, dropout_rate, aux_dropout_rate
-    )
-    paper = variant == "paper"
-    inputs = keras.Input(shape=(height, width, channels), name="image")
+def _check_weights(weights, variant, include_top, num_classes):
+    """The rules of `keras.applications` for `weights="imagenet"`, before anything is fetched."""
+    if weights != weights_lib.IMAGENET:
+        return
+    if variant != "paper":
+        raise ValueError(
+            f'`weights="imagenet"` are BVLC\'s, for the paper variant (LRN, conv biases); variant "bn" has none. '
+            f"Received: variant={variant!r}"
+        )
+    if include_top and num_classes != imagenet.NUM_CLASSES:
+        raise ValueError(
+            f'With `weights="imagenet"` and include_top=True, `num_classes` must be {imagenet.NUM_CLASSES} (to '
+            f"fine-tune on other classes, build without weights and load them with `--init-from imagenet`, or "
+            f"include_top=False). Received: num_classes={num_classes!r}"
+        )
 
-    # Stem.                                                        # 224x224x3
+
+def _check_arguments(arguments):
+    """Every argument of `GoogLeNet` (a dict of them), before anything is built or fetched;
+    returns the input shape as a tuple."""
+    _check_variant(arguments["variant"])
+    if arguments["include_top"]:
+        _check_positive_int("num_classes", arguments["num_classes"])
+    if arguments["pooling"] not in POOLINGS:
+        raise ValueError(f"`pooling` must be one of {POOLINGS}. Received: pooling={arguments['pooling']!r}")
+    for key in ("dropout_rate", "aux_dropout_rate"):
+        rate = arguments[key]
+        if not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+            raise ValueError(f"`{key}` must be in [0, 1). Received: {key}={rate!r}")
+    with_aux = arguments["include_top"] and arguments["aux_heads"]
+    shape = _check_input_shape(arguments["input_shape"], arguments["variant"], with_aux)
+    _check_weights(arguments["weights"], arguments["variant"], arguments["include_top"], arguments["num_classes"])
+    return shape
+
+
+def _stem(inputs, variant):
+    """conv 7x7/2, max pool, (LRN), conv 1x1, conv 3x3, (LRN), max pool."""  # 224x224x3
+    paper = variant == "paper"
     if paper:
         x = keras.layers.ZeroPadding2D(3, name="conv1_7x7_pad")(inputs)
         x = _conv_block(x, 64, 7, strides=2, variant=variant, name="conv1_7x7", padding="valid")
@@ -249,33 +255,93 @@ def build(num_classes=1000, input_shape=(224, 224, 3), variant="paper", aux_head
     x = _conv_block(x, 192, 3, variant=variant, name="conv2_3x3")  # 56x56x192
     if paper:
         x = LocalResponseNormalization(name="lrn2")(x)
-    x = _max_pool(x, variant, "pool2")  # 28x28x192
+    return _max_pool(x, variant, "pool2")  # 28x28x192
 
-    # Inception stages 3, 4, 5 (shapes in INCEPTION_TABLE).
+
+def _inception_stages(x, variant, aux_head=None):
+    """Stages 3, 4 and 5 (shapes in INCEPTION_TABLE): the 5b map, and the aux heads'
+    outputs (`aux_head(x, name)` after 4a and 4d; none without it)."""
     aux_outputs = []
     for module, *filters in INCEPTION_TABLE:
         if module in POOL_BEFORE:
             x = _max_pool(x, variant, POOL_BEFORE[module])
         x = inception_module(x, *filters, name=f"inception_{module}", variant=variant)
-        if include_top and aux_heads and module in AUX_AFTER:
-            aux_outputs.append(
-                _aux_head(
-                    x, num_classes, variant, aux_dropout_rate, classifier_activation, AUX_AFTER[module]
-                )
-            )
+        if aux_head is not None and module in AUX_AFTER:
+            aux_outputs.append(aux_head(x, AUX_AFTER[module]))
+    return x, aux_outputs
 
-    if include_top:
+
+def _top(x, arguments):
+    """The main head (global average pool, dropout, classifier), or without the top the
+    `pooling` of the 5b map."""
+    if arguments["include_top"]:
         x = keras.layers.GlobalAveragePooling2D(name="pool5")(x)  # 1024
-        x = keras.layers.Dropout(dropout_rate, name="main_dropout")(x)
-        main = _classifier(x, num_classes, classifier_activation, MAIN_HEAD)
-        outputs = [main, *aux_outputs] if aux_outputs else main
-    elif pooling == "avg":
-        outputs = keras.layers.GlobalAveragePooling2D(name="pool5")(x)
-    elif pooling == "max":
-        outputs = keras.layers.GlobalMaxPooling2D(name="pool5")(x)
-    else:
-        outputs = x
-    model = keras.Model(inputs, outputs, name=name)
+        x = keras.layers.Dropout(arguments["dropout_rate"], name="main_dropout")(x)
+        return _classifier(x, arguments["num_classes"], arguments["classifier_activation"], MAIN_HEAD)
+    if arguments["pooling"] == "avg":
+        return keras.layers.GlobalAveragePooling2D(name="pool5")(x)
+    if arguments["pooling"] == "max":
+        return keras.layers.GlobalMaxPooling2D(name="pool5")(x)
+    return x
+
+
+def GoogLeNet(
+    num_classes=1000,
+    input_shape=(224, 224, 3),
+    variant="paper",
+    aux_heads=True,
+    include_top=True,
+    pooling="avg",
+    dropout_rate=0.4,
+    aux_dropout_rate=0.7,
+    classifier_activation="softmax",
+    name="googlenet",
+    weights=None,
+):
+    """Builds GoogLeNet (Inception v1) as a functional `keras.Model`.
+
+    Args:
+        num_classes: number of classes of the classifier (and of the aux heads).
+        input_shape: `(height, width, channels)`, channels last. At least 32x32, and with
+            aux heads, whose pool needs a 4x4 map after stage 4a, 49x49 ("bn") or 63x63
+            ("paper": Caffe's pools round down at odd sizes).
+        variant: "paper" (conv with bias 0.2, ReLU, LocalResponseNormalization in the stem,
+            Glorot-uniform weights) or "bn" (conv without bias + BatchNormalization + ReLU,
+            no LRN: the torchvision / TF-slim style).
+        aux_heads: add the two auxiliary classifiers after 4a and 4d. The model then has
+            three outputs, in this order: `main`, `aux1`, `aux2`. Only used with
+            `include_top=True`.
+        include_top: end with the classifier. False gives a feature extractor.
+        pooling: with `include_top=False`: "avg" or "max" global pooling of the 5b map
+            (1024 features), or None for the map itself.
+        dropout_rate: dropout before the main classifier (paper: 0.4).
+        aux_dropout_rate: dropout in the aux heads (paper: 0.7).
+        classifier_activation: activation of the classifiers ("softmax", or None for
+            logits). Computed in float32 under mixed precision.
+        name: the model's name.
+        weights: None (random initialisation), "imagenet" (BVLC's ImageNet weights,
+            downloaded once and cached: `weights`; paper variant, and 1000 classes with
+            the top), or the path of a `.keras` model, a `.weights.h5` file or BVLC's
+            `bvlc_googlenet.caffemodel`. BVLC's input is
+            `preprocess_input(images, mode="caffe")`. Layers are matched by name:
+            classifiers of another `num_classes` start fresh, the rest must fit (any
+            input size does), else the error names the first layer that does not.
+
+    Returns:
+        A `keras.Model`.
+    """
+    arguments = dict(locals())
+    shape = _check_arguments(arguments)
+    inputs = keras.Input(shape=shape, name="image")
+    aux_head = None
+    if include_top and aux_heads:
+        aux_head = functools.partial(_aux_head, num_classes=num_classes, variant=variant,
+                                     dropout_rate=aux_dropout_rate, classifier_activation=classifier_activation)
+    x, aux_outputs = _inception_stages(_stem(inputs, variant), variant, aux_head)
+    main = _top(x, arguments)
+    model = keras.Model(inputs, [main, *aux_outputs] if aux_outputs else main, name=name)
+    if weights is not None:
+        weights_lib.load(model, weights)
     return model
 
 

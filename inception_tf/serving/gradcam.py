@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from inception_tf import files
-from inception_tf.modeling import network
+from inception_tf.modeling import image_input, network
 
 LAST_MODULE = "inception_5b"
 MIN_SIDE = 224  # overlays of small images (28x28 Fashion-MNIST) are enlarged to be seen
@@ -103,8 +103,6 @@ class Explainer:
 
     def write(self, entries):
         """`entries`: `(path, uint8 RGB image)` pairs."""
-        from inception_tf.modeling import image_input
-
         inputs = image_input.preprocess_each([image for _, image in entries], self.size, self.preprocessing)
         maps, classes, scores = heatmaps(self.probe, inputs)
         for (source, image), heatmap, index, score in zip(entries, maps, classes, scores):

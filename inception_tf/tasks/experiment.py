@@ -28,7 +28,7 @@ import pathlib
 from inception_tf import config as config_lib
 from inception_tf import files
 from inception_tf.dataloaders import data as data_lib
-from inception_tf.modeling import model_files, pretrained
+from inception_tf.modeling import model_files
 from inception_tf.startup import cluster, measured, runtime
 from inception_tf.startup import precision as precision_lib
 from inception_tf.tasks import callbacks as callbacks_lib
@@ -70,7 +70,7 @@ def resolve(config, strategy, overwrite=False, log=print, **choose_kwargs):
     t = config.train
     preprocessing = config.model.preprocessing
     if preprocessing == "auto" and config.init_from:
-        preprocessing = model_files.read_info(pretrained.resolve(config.init_from)).preprocessing
+        preprocessing = model_files.read_info(config.init_from).preprocessing
         log(f"preprocessing: {preprocessing} (the input {config.init_from} expects)")
     elif preprocessing == "auto":
         preprocessing = "tf"

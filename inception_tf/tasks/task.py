@@ -24,7 +24,7 @@ from inception_tf.dataloaders import catalog
 from inception_tf.dataloaders import data as data_lib
 from inception_tf.modeling import model_files
 from inception_tf.modeling import weights as weights_lib
-from inception_tf.modeling.model import GoogLeNet
+from inception_tf.modeling.network import GoogLeNet
 from inception_tf.serving import export
 from inception_tf.startup import runtime
 from inception_tf.tasks import callbacks as callbacks_lib

@@ -38,7 +38,7 @@ class StepTimer:
         import keras
         import numpy as np
 
-        from inception_tf.modeling.model import GoogLeNet
+        from inception_tf.modeling.network import GoogLeNet
         from inception_tf.tasks.training import compile_for_training, labels_for_heads
 
         previous = keras.config.dtype_policy()

@@ -12,7 +12,7 @@ First, per setting, one process calls the same gradient step `--calls` times on 
 weights and batch (the aux heads' dropout set to 0) and names the variables whose gradient
 ever differs from the first call's, the one nearest the loss first: where the sums stop
 being fixed. Then, in turns (`--rounds`), one process per setting builds the bn variant
-with seed 0, compiles it as `train.py` does (`training.compile_for_training`), fits
+with seed 0, compiles it as `train.py` does (`compiling.compile_for_training`), fits
 `--warmup` steps on a fixed batch of noise, times `--steps` more, and prints the training
 rate (the batch over the median step), its peak resident memory and the sha256 of its
 final weights. Ends with one line per setting: its median rate, its ratio to "tf", its
@@ -86,9 +86,9 @@ def fit_child(args):
     import numpy as np
     import tensorflow as tf
 
-    from inception_tf.tasks import training
+    from inception_tf.tasks import compiling
 
-    model = training.compile_for_training(model, learning_rate=0.01)
+    model = compiling.compile_for_training(model, learning_rate=0.01)
     dataset = tf.data.Dataset.from_tensors((images, (labels, labels, labels))).repeat()
     model.fit(dataset, steps_per_epoch=args.warmup, epochs=1, verbose=0)
     times = []

@@ -103,7 +103,7 @@ def figure(request):
     from throughput import timed_training
 
     from inception_tf import GoogLeNet
-    from inception_tf.tasks import training
+    from inception_tf.tasks import compiling
 
     size, batch = request["image_size"], request["batch_size"]
     keras.utils.set_random_seed(0)
@@ -113,12 +113,12 @@ def figure(request):
         workload = precision.Workload(variant=request["model"], image_size=size, batch_size=batch)
         policy = precision.choose_policy(request["precision"], workload, timing.time_policies, log=lambda _: None).value
         keras.config.set_dtype_policy(policy)
-        model = training.compile_for_training(
+        model = compiling.compile_for_training(
             GoogLeNet(10, (size, size, 3), variant=request["model"]), jit_compile=request["jit_compile"]
         )
     rng = np.random.default_rng(0)
     images = rng.uniform(-1, 1, (batch, size, size, 3)).astype("float32")
-    labels = training.labels_for_heads(model, rng.integers(0, 10, batch))
+    labels = compiling.labels_for_heads(model, rng.integers(0, 10, batch))
     data = tf.data.Dataset.from_tensors((images, labels)).repeat()
     rate = timed_training(model, data, batch, 1, request["seconds"])[0]
     print(RESULT + json.dumps({"images_per_second": rate, "precision": policy, "onednn": runtime.onednn_enabled()}))

@@ -25,7 +25,7 @@ import tensorflow as tf  # noqa: E402
 
 from inception_tf.modeling import network  # noqa: E402
 from inception_tf.startup import machine, measured, precision  # noqa: E402
-from inception_tf.tasks import timing, training  # noqa: E402
+from inception_tf.tasks import compiling, timing  # noqa: E402
 
 
 def _padded_pool(x, variant, name):
@@ -84,8 +84,8 @@ def main(argv=None):
     images = rng.uniform(-1, 1, (batch, size, size, 3)).astype("float32")
     steps = {}
     for form in models:
-        model = training.compile_for_training(build(form, size), jit_compile=runtime.jit_compile())
-        labels = training.labels_for_heads(model, rng.integers(0, 10, batch))
+        model = compiling.compile_for_training(build(form, size), jit_compile=runtime.jit_compile())
+        labels = compiling.labels_for_heads(model, rng.integers(0, 10, batch))
         steps[form] = lambda model=model, labels=labels: model.train_on_batch(images, labels)
         steps[form]()
     times = {form: [] for form in steps}

@@ -26,7 +26,7 @@ import tensorflow as tf  # noqa: E402
 from tensorflow.tsl.profiler.protobuf import xplane_pb2  # noqa: E402
 from throughput import synthetic_training  # noqa: E402  (this script's folder is on sys.path)
 
-from inception_tf.modeling.network import VARIANTS  # noqa: E402
+from inception_tf.choices import VARIANTS  # noqa: E402
 from inception_tf.startup import machine  # noqa: E402
 from inception_tf.startup import precision as precision_lib  # noqa: E402
 from inception_tf.tasks import timing  # noqa: E402

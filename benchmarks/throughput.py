@@ -39,10 +39,11 @@ import tensorflow as tf  # noqa: E402
 
 from inception_tf import GoogLeNet, native_stderr  # noqa: E402
 from inception_tf.modeling import summary  # noqa: E402
-from inception_tf.modeling.network import VARIANTS, inference_model  # noqa: E402
+from inception_tf.choices import VARIANTS  # noqa: E402
+from inception_tf.modeling.network import inference_model  # noqa: E402
 from inception_tf.serving import export  # noqa: E402
 from inception_tf.startup import machine, precision  # noqa: E402
-from inception_tf.tasks import timing, training  # noqa: E402
+from inception_tf.tasks import compiling, timing  # noqa: E402
 
 
 def timed(run, images_per_call, repeats, seconds):
@@ -100,10 +101,10 @@ def synthetic_training(variant, policy, size, batch):
     and that batch repeated as a data set, so that a timed step is the model's alone."""
     keras.config.set_dtype_policy(policy)
     keras.utils.set_random_seed(0)
-    model = training.compile_for_training(GoogLeNet(10, (size, size, 3), variant=variant))
+    model = compiling.compile_for_training(GoogLeNet(10, (size, size, 3), variant=variant))
     rng = np.random.default_rng(0)
     images = rng.uniform(-1, 1, (batch, size, size, 3)).astype("float32")
-    labels = training.labels_for_heads(model, rng.integers(0, 10, batch))
+    labels = compiling.labels_for_heads(model, rng.integers(0, 10, batch))
     return model, images, tf.data.Dataset.from_tensors((images, labels)).repeat()
 
 

@@ -19,13 +19,13 @@ registration.register_when_keras_loads()
 # `train.py` and `startup.runtime.configure()` import this package before they choose the
 # settings TensorFlow reads as it loads (oneDNN, threads). Static tools read them here.
 if typing.TYPE_CHECKING:
-    from inception_tf.modeling.imagenet import decode_predictions
-    from inception_tf.modeling.layers import LocalResponseNormalization
-    from inception_tf.modeling.network import GoogLeNet, inception_module, inference_model
-    from inception_tf.modeling.preprocessing import preprocess_input
-    from inception_tf.serving.export import export_saved_model
-    from inception_tf.tasks.schedules import CosineDecay, StepDecay, paper_schedule
-    from inception_tf.tasks.training import compile_for_training, labels_for_heads
+    from inception_tf.modeling.imagenet import decode_predictions  # noqa: F401
+    from inception_tf.modeling.layers import LocalResponseNormalization  # noqa: F401
+    from inception_tf.modeling.network import GoogLeNet, inception_module, inference_model  # noqa: F401
+    from inception_tf.modeling.preprocessing import preprocess_input  # noqa: F401
+    from inception_tf.serving.export import export_saved_model  # noqa: F401
+    from inception_tf.tasks.compiling import compile_for_training, labels_for_heads  # noqa: F401
+    from inception_tf.tasks.schedules import CosineDecay, StepDecay, paper_schedule  # noqa: F401
 
 # Public name -> the module that defines it.
 _EXPORTS = {
@@ -33,12 +33,12 @@ _EXPORTS = {
     "GoogLeNet": "modeling.network",
     "LocalResponseNormalization": "modeling.layers",
     "StepDecay": "tasks.schedules",
-    "compile_for_training": "tasks.training",
+    "compile_for_training": "tasks.compiling",
     "decode_predictions": "modeling.imagenet",
     "export_saved_model": "serving.export",
     "inception_module": "modeling.network",
     "inference_model": "modeling.network",
-    "labels_for_heads": "tasks.training",
+    "labels_for_heads": "tasks.compiling",
     "paper_schedule": "tasks.schedules",
     "preprocess_input": "modeling.preprocessing",
 }

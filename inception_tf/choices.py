@@ -7,6 +7,8 @@ theirs from here. "auto" is the configuration's, added where it offers it.
 """
 
 VARIANTS = ("paper", "bn")
+POOLINGS = ("avg", "max", None)  # GoogLeNet(include_top=False)
+LABEL_MODES = ("sparse", "categorical")  # compile_for_training(labels=)
 SMALL_IMAGE_SOURCES = ("fashion_mnist", "mnist", "cifar10", "cifar100")  # 28-32 px
 SOURCES = SMALL_IMAGE_SOURCES + ("folder", "tfrecord")
 EVALUATION_SOURCES = SOURCES + ("imagenet",)  # the ILSVRC-2012 validation set: evaluation only

@@ -28,8 +28,6 @@ from inception_tf.modeling import weights as weights_lib
 from inception_tf.modeling.geometry import aux_pool_geometry, caffe_pool_padding, min_input_size
 from inception_tf.modeling.layers import FusedBatchNormalization, LocalResponseNormalization
 
-VARIANTS = choices.VARIANTS
-POOLINGS = ("avg", "max", None)
 
 # Paper Table 1: (module, #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj).
 # A 3x3/2 max pool comes before the first module of stages 4 and 5.
@@ -181,8 +179,8 @@ def _max_pool(x, variant, name):
 
 
 def _check_variant(variant):
-    if variant not in VARIANTS:
-        raise ValueError(f"`variant` must be one of {VARIANTS}. Received: variant={variant!r}")
+    if variant not in choices.VARIANTS:
+        raise ValueError(f"`variant` must be one of {choices.VARIANTS}. Received: variant={variant!r}")
 
 
 def _check_positive_int(key, value):
@@ -228,8 +226,8 @@ def _check_arguments(arguments):
     _check_variant(arguments["variant"])
     if arguments["include_top"]:
         _check_positive_int("num_classes", arguments["num_classes"])
-    if arguments["pooling"] not in POOLINGS:
-        raise ValueError(f"`pooling` must be one of {POOLINGS}. Received: pooling={arguments['pooling']!r}")
+    if arguments["pooling"] not in choices.POOLINGS:
+        raise ValueError(f"`pooling` must be one of {choices.POOLINGS}. Received: pooling={arguments['pooling']!r}")
     for key in ("dropout_rate", "aux_dropout_rate"):
         rate = arguments[key]
         if not isinstance(rate, (int, float)) or not 0 <= rate < 1:

@@ -75,10 +75,9 @@ class Setting:
         return ", ".join(parts)
 
 
-# oneDNN both ways. One inter-op thread and XLA were candidates too, and lost every
-# workload on the two CPUs measured (results/machine_d/peers-runtime.json; machine C in
-# issue #35). `jit_compile` stays False, said explicitly to Keras, whose "auto" would
-# compile with XLA.
+# oneDNN both ways. One inter-op thread and XLA were candidates too, until measurements
+# dropped them (results/machine_d/peers-runtime.json). `jit_compile` stays False, said
+# explicitly to Keras, whose "auto" would compile with XLA.
 CANDIDATES = (
     Setting(onednn=False),
     Setting(onednn=True),

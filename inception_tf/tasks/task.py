@@ -28,7 +28,7 @@ from inception_tf.modeling.network import GoogLeNet
 from inception_tf.serving import export
 from inception_tf.startup import runtime
 from inception_tf.tasks import callbacks as callbacks_lib
-from inception_tf.tasks import budget, distribute, evaluation, preemption, schedules, training
+from inception_tf.tasks import budget, compiling, distribute, evaluation, preemption, schedules
 
 
 class TrainingDiverged(RuntimeError):
@@ -162,7 +162,7 @@ class TrainingTask:
         )
         if init and self.config.init_from:
             transfer_weights(self.config.init_from, model, self.log)
-        return training.compile_for_training(
+        return compiling.compile_for_training(
             model, learning_rate=t.learning_rate, momentum=t.momentum,
             labels="categorical" if t.label_smoothing else "sparse", label_smoothing=t.label_smoothing,
             weight_decay=t.weight_decay, jit_compile=runtime.jit_compile(), ema_momentum=t.ema or None,

@@ -20,10 +20,10 @@ from inception_tf.startup import precision as precision_lib
 from inception_tf.startup import probes, runtime
 from inception_tf.startup.precision import FLOAT32
 
-# The convolution check only screens out a precision the CPU emulates: bfloat16's 3x3
-# convolution ran 15-19x float32's on an AVX2 CPU, but a small one ran 1.6-1.7x longer
-# on an AMX CPU whose whole training step was 1.45x faster in bfloat16. Anything under
-# this is left to the timed training step.
+# The convolution check only screens out a precision the CPU emulates, an order of
+# magnitude slower: one whose small convolution is merely slower can still win the whole
+# step (an AMX CPU's bfloat16 did, results/machine_e/precision/), so anything under this
+# is left to the timed training step.
 EMULATED = 4.0
 
 
@@ -39,7 +39,7 @@ class StepTimer:
         import numpy as np
 
         from inception_tf.modeling.network import GoogLeNet
-        from inception_tf.tasks.training import compile_for_training, labels_for_heads
+        from inception_tf.tasks.compiling import compile_for_training, labels_for_heads
 
         previous = keras.config.dtype_policy()
         keras.config.set_dtype_policy(policy)

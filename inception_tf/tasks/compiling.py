@@ -1,11 +1,12 @@
-"""Compiling and training GoogLeNet with the paper's recipe."""
+"""GoogLeNet compiled for training with the paper's recipe: the three heads' losses and
+metrics, SGD with decoupled weight decay, and the weights' moving average."""
 
 import keras
 
+from inception_tf import choices
 from inception_tf.modeling import network
 
 AUX_LOSS_WEIGHT = 0.3  # the paper's weight of each auxiliary loss
-LABEL_MODES = ("sparse", "categorical")
 # Variable names left out of weight decay: shrinking a bias or a BatchNorm scale towards
 # zero regularises nothing and only fights the normalisation.
 NO_WEIGHT_DECAY = ("bias", "gamma", "beta")
@@ -75,8 +76,8 @@ def _check_rates(learning_rate, momentum, aux_loss_weight, weight_decay, ema_mom
 
 
 def _check_labels(labels, label_smoothing):
-    if labels not in LABEL_MODES:
-        raise ValueError(f"`labels` must be one of {LABEL_MODES}. Received: labels={labels!r}")
+    if labels not in choices.LABEL_MODES:
+        raise ValueError(f"`labels` must be one of {choices.LABEL_MODES}. Received: labels={labels!r}")
     if not 0 <= label_smoothing < 1:
         raise ValueError(f"`label_smoothing` must be in [0, 1). Received: label_smoothing={label_smoothing!r}")
     if label_smoothing and labels == "sparse":

@@ -5,7 +5,7 @@ and built eagerly by `compile_for_training` ("eager"),
 in turns, each in a fresh Keras session of one process, with and without `--ema`'s
 moving average. Run from the repository root:
 
-    .venv/bin/python results/machine_d/first-step/first_step.py
+    .venv/bin/python benchmarks/first_step.py > results/machine_d/first-step/output.txt
 """
 
 import subprocess
@@ -21,7 +21,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from inception_tf import GoogLeNet  # noqa: E402
-from inception_tf.tasks.training import compile_for_training  # noqa: E402
+from inception_tf.tasks.compiling import compile_for_training  # noqa: E402
 
 print(subprocess.run("lscpu | grep -E '^(Model name|CPU family|Model|CPU\\(s\\)):'", shell=True,
                      capture_output=True, text=True).stdout.strip())

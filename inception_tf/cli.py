@@ -1,11 +1,12 @@
 """Command line: `python -m inception_tf SUBCOMMAND ...` and the `inception-tf` script."""
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import sys
 
-from inception_tf import choices
+from inception_tf import choices, files
 from inception_tf.modeling.weights import DownloadError
 from inception_tf.serving.litert import LiteRTMissing
 
@@ -131,7 +132,6 @@ def config_from_args(args):
 
 
 def _run_train(args):
-    from inception_tf import files
     from inception_tf.tasks import experiment, preemption, task
 
     run_config = args.run_config  # resolved before TensorFlow loaded (`_load_tensorflow`)
@@ -150,7 +150,7 @@ def _run_train(args):
         print(f"\n{error}", file=sys.stderr)
         return preemption.EXIT_CODE
     except KeyboardInterrupt:  # outside training, where nothing is lost
-        run_dir = run_config.run_dir or experiment.default_run_dir(run_config)
+        run_dir = run_config.resolved_run_dir()
         print(f"\nInterrupted. Run the same command again to resume {run_dir}.", file=sys.stderr)
         return 130
     return 0
@@ -182,7 +182,7 @@ def _run_evaluate(args):
 
     import keras
 
-    from inception_tf import config, files
+    from inception_tf import config
     from inception_tf.dataloaders import augment, catalog
     from inception_tf.modeling import convert, imagenet, model_files
     from inception_tf.tasks import evaluation
@@ -366,8 +366,12 @@ def build_parser(train_prog=None):
 def main(argv=None, train_prog=None):
     args = build_parser(train_prog).parse_args(argv)
     try:
-        _load_tensorflow(args)
-        return args.handler(args)
+        with contextlib.ExitStack() as held:
+            _load_tensorflow(args, held)
+            return args.handler(args)
+    except files.LockHeld as error:
+        print(f"error: {error}. Wait for it to finish, or choose another --run-dir.", file=sys.stderr)
+        return 2
     except (ValueError, FileNotFoundError, LiteRTMissing) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -379,14 +383,18 @@ def main(argv=None, train_prog=None):
         return 130
 
 
-def _load_tensorflow(args):
-    """Training chooses its runtime first (`runtime.configure`, from the resolved flags);
-    every command then loads TensorFlow without its start-up lines."""
+def _load_tensorflow(args, held):
+    """Training takes its run directory's lock (in `held`, until the command ends), then
+    chooses its runtime (`runtime.configure`, from the resolved flags): a second process on
+    the run directory is refused before it loads or times anything. Every command then
+    loads TensorFlow without its start-up lines."""
     from inception_tf.startup import cluster, runtime
 
     if args.command == "train":
         args.run_config = config_from_args(args)
         cluster.check_tf_config()  # before the runtime's timings, which a bad cluster would waste
+        if cluster.writes_run_dir(args.run_config.train.strategy):
+            held.enter_context(files.exclusive_lock(args.run_config.resolved_run_dir()))
     if args.command == "train" and "tensorflow" in sys.modules:
         # Called in a process that loaded TensorFlow already (a notebook, a test).
         print("runtime: as TensorFlow was loaded before this command", flush=True)

@@ -196,6 +196,14 @@ class RunConfig:
             raise ValueError(f"`image_size` must be at least {minimum}. Received: image_size={self.data.image_size}")
         return self
 
+    def resolved_run_dir(self):
+        """`run_dir`, else `runs/fashion_mnist-bn-64px-30ep`: the same command finds its run
+        again, and a --preset quick run does not collide with the full one."""
+        if self.run_dir:
+            return self.run_dir
+        limit = f"-limit{self.data.limit}" if self.data.limit else ""
+        return f"runs/{self.data.dataset}-{self.model.variant}-{self.data.image_size}px-{self.train.epochs}ep{limit}"
+
     def resolved_augment(self):
         if self.data.augment != "auto":
             return self.data.augment

@@ -112,6 +112,9 @@ def remove(path):
         path.unlink(missing_ok=True)
 
 
+_HELD = set()  # the lock files this process holds
+
+
 @contextlib.contextmanager
 def exclusive_lock(folder):
     """Holds `folder/.lock` (creating the folder) for one process at a time.
@@ -119,10 +122,16 @@ def exclusive_lock(folder):
     The lock is the kernel's (`flock`), not the file's existence: it goes with its process
     however that ends, SIGKILL included, so a lock file left behind is simply taken over.
     The file records the holder's PID for the message another process gets (LockHeld).
+    A process that holds it already holds it again (the command line takes it before the
+    run's start-up measurements, the run itself takes it too).
     """
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_FILE
+    key = str(path.resolve())
+    if key in _HELD:  # released by the outer hold
+        yield path
+        return
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -133,6 +142,8 @@ def exclusive_lock(folder):
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        _HELD.add(key)
         yield path
     finally:
+        _HELD.discard(key)
         os.close(fd)

@@ -68,6 +68,8 @@ def test_a_second_process_on_the_run_dir_exits_naming_the_lock(uninterrupted):
     assert uninterrupted["first_still_training"], "the second process should be refused while the first still trains"
     assert second.returncode == 2 and "Traceback" not in second.stderr, second.stderr
     assert f"{run_dir} is in use by process {uninterrupted['pid']} (it holds {run_dir / '.lock'})" in second.stderr
+    # Refused before it chose a runtime or loaded TensorFlow (the lock comes first).
+    assert "runtime:" not in second.stdout and "strategy:" not in second.stdout, second.stdout
     # The refused process left the run alone: it ended complete.
     assert (run_dir / "metrics.json").is_file() and (run_dir / "saved_model" / "saved_model.pb").is_file()
 

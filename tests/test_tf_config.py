@@ -46,6 +46,28 @@ def test_a_good_tf_config_passes_and_unset_is_none():
         cluster.check_tf_config("{cluster")
 
 
+TWO_WORKERS = {"worker": ["10.0.0.1:2222", "10.0.0.2:2222"]}
+WITH_CHIEF = {"chief": ["10.0.0.1:2222"], "worker": ["10.0.0.2:2222"]}
+
+
+@pytest.mark.parametrize("tf_config, strategy, writes", [
+    (None, "auto", True),  # a process of its own
+    ({"cluster": TWO_WORKERS, "task": {"type": "worker", "index": 0}}, "auto", True),  # worker 0 is the chief
+    ({"cluster": TWO_WORKERS, "task": {"type": "worker", "index": 1}}, "auto", False),
+    ({"cluster": WITH_CHIEF, "task": {"type": "chief", "index": 0}}, "auto", True),
+    ({"cluster": WITH_CHIEF, "task": {"type": "worker", "index": 0}}, "multi_worker", False),  # the chief is another
+    ({"cluster": TWO_WORKERS, "task": {"type": "worker", "index": 1}}, "default", True),  # trains alone
+    ({"cluster": {"worker": ["10.0.0.1:2222"]}, "task": {"type": "worker", "index": 0}}, "auto", True),
+])
+def test_the_run_directory_writer_is_known_before_tensorflow_loads(monkeypatch, tf_config, strategy, writes):
+    """The chief as `distribute.WorkerRole.is_chief` names it once the strategy exists."""
+    if tf_config is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
+    assert cluster.writes_run_dir(strategy) is writes
+
+
 @pytest.mark.parametrize("config, problem", [BAD[0], BAD[2]])
 def test_train_refuses_a_bad_tf_config_with_exit_2_and_one_line(tmp_path, config, problem):
     result = subprocess.run(

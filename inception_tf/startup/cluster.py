@@ -58,6 +58,19 @@ def tf_config_workers():
     return sum(len(addresses) for addresses in config["cluster"].values()) if config else 0
 
 
+def writes_run_dir(strategy="auto"):
+    """Whether this process writes the run directory, from TF_CONFIG alone (before
+    TensorFlow loads): a process of its own, or a cluster's chief (its "chief" task, else
+    worker 0, as `distribute.WorkerRole.is_chief` has it)."""
+    config = check_tf_config()
+    several = config is not None and (strategy == "multi_worker" or (strategy == "auto" and tf_config_workers() > 1))
+    if not several:
+        return True
+    task = config["task"]
+    first = "chief" if "chief" in config["cluster"] else "worker"
+    return task["type"] == first and task.get("index", 0) == 0
+
+
 def resolve_strategy(strategy="auto", gpus=None):
     """`(name, reason)` of the tf.distribute strategy to use.
 

@@ -45,14 +45,6 @@ class RunDirError(RuntimeError):
     """The run directory holds another run."""
 
 
-def default_run_dir(config):
-    """`runs/fashion_mnist-paper-64px-15ep`: the same command finds its run again, and
-    a --preset quick run does not collide with the full one."""
-    d = config.data
-    limit = f"-limit{d.limit}" if d.limit else ""
-    return f"runs/{d.dataset}-{config.model.variant}-{d.image_size}px-{config.train.epochs}ep{limit}"
-
-
 def resolve(config, strategy, overwrite=False, log=print, **choose_kwargs):
     """The configuration with every "auto" replaced, logging why each was chosen.
 
@@ -66,7 +58,7 @@ def resolve(config, strategy, overwrite=False, log=print, **choose_kwargs):
     config.validate()
     if distribute.worker_role(strategy).count > 1:
         distribute.check_same_runtime(strategy, runtime.loaded_setting().name)
-    run_dir = config.run_dir or default_run_dir(config)
+    run_dir = config.resolved_run_dir()
     t = config.train
     preprocessing = config.model.preprocessing
     if preprocessing == "auto" and config.init_from:
@@ -143,7 +135,7 @@ def run(config, overwrite=False, log=print):
     strategy = distribute.make_strategy(strategy_name)
     log(f"strategy: {strategy_name} ({reason}), {strategy.num_replicas_in_sync} replica(s)")
     role = distribute.worker_role(strategy)
-    run_dir = config.run_dir or default_run_dir(config)
+    run_dir = config.resolved_run_dir()
     config = config.replace(**{"train.strategy": strategy_name, "run_dir": run_dir})
     # One writer per run directory: the chief, which writes it (other workers only read).
     with _run_dir_lock(run_dir) if role.is_chief else contextlib.nullcontext():
@@ -161,7 +153,7 @@ def _run_dir_lock(run_dir):
         with files.exclusive_lock(run_dir):
             yield
     except files.LockHeld as error:
-        raise RunDirError(f"{error}. Wait for it to finish, or choose another --run-dir.") from None
+        raise RunDirError(f"{error}. Wait for it to finish, or choose another run_dir.") from None
 
 
 def _disk_full(error, config, role):

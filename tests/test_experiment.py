@@ -98,18 +98,19 @@ def test_the_epochs_share_one_fit_and_the_table_reads_the_run(run_dir):
     assert "epochs=2" in row["settings"] and "image_size" not in row["settings"]  # 64: the default
 
 
-def test_the_same_command_again_finds_the_run_complete(run_dir):
+def test_the_same_command_again_finds_the_run_complete(run_dir, capsys):
     run_dir, _ = run_dir
-    result = train(*SMALL, "--epochs", "2", "--learning-rate", "0.05", "--test-crops", "2", "--run-dir", str(run_dir))
-    assert "is complete" in result.stdout
+    code, stdout, stderr = command_here(capsys, "train", *SMALL, "--epochs", "2", "--learning-rate", "0.05", "--test-crops", "2",
+                                        "--run-dir", run_dir)
+    assert code == 0 and "is complete" in stdout, stderr
     assert history_epochs(run_dir) == [0, 1]
 
 
-def test_another_configuration_is_refused(run_dir):
+def test_another_configuration_is_refused(run_dir, capsys):
     run_dir, _ = run_dir
-    result = train(*SMALL, "--epochs", "3", "--learning-rate", "0.02", "--run-dir", str(run_dir), check=False)
-    assert result.returncode == 2
-    assert "train.epochs: 2 -> 3" in result.stderr and "--overwrite" in result.stderr
+    code, _, stderr = command_here(capsys, "train", *SMALL, "--epochs", "3", "--learning-rate", "0.02", "--run-dir", run_dir)
+    assert code == 2
+    assert "train.epochs: 2 -> 3" in stderr and "--overwrite" in stderr
 
 
 def test_evaluate_command_writes_the_same_report(run_dir, tmp_path, capsys):

@@ -16,11 +16,11 @@ import pytest
 from inception_tf import files
 from runs import history_without_times, kill, start_train, train, weights_digest
 
-# 15 steps an epoch (461 training images, batch 32): room for a stop well inside epoch 2;
+# 15 steps an epoch (461 training images, batch 32): room for a stop well inside epoch 1;
 # the smallest input the aux heads take. The precision is named, not measured
 # (test_experiment.py runs the measured choice): a stop proves the same either way.
 ARGS = ["--dataset", "fashion_mnist", "--image-size", "49", "--batch-size", "32", "--limit", "512",
-        "--variant", "bn", "--epochs", "3", "--test-crops", "1",
+        "--variant", "bn", "--epochs", "2", "--test-crops", "1",
         "--precision", "float32"]
 STEPS = 15
 
@@ -78,39 +78,40 @@ def test_sigterm_mid_epoch_then_sigkill_after_a_step_backup_resume_exactly(tmp_p
     run_dir = tmp_path / "stopped"
     args = [*ARGS, "--run-dir", str(run_dir), "--backup-every", "2"]
     process = start_train(*args)
-    # A random step of epoch 2 (a backup's), drawn from a seed that is printed: rerun a
+    # A random step of epoch 1 (a backup's), drawn from a seed that is printed: rerun a
     # failure with INCEPTION_TF_TEST_SEED=that seed.
     seed = int(os.environ.get("INCEPTION_TF_TEST_SEED") or random.randrange(2**32))
     wanted = random.Random(seed).randrange(4, STEPS - 8, 2)
-    print(f"stop step {wanted} of epoch 2 (INCEPTION_TF_TEST_SEED={seed})")
-    _wait_for_step(run_dir, 1, wanted, process)
+    print(f"stop step {wanted} of epoch 1 (INCEPTION_TF_TEST_SEED={seed})")
+    _wait_for_step(run_dir, 0, wanted, process)
     started = time.monotonic()
     returncode, output = kill(process, signal.SIGTERM)
     grace = time.monotonic() - started
     assert returncode == 75, output
-    match = re.search(rf"Stopped by SIGTERM at epoch 2 of 3, step (\d+) of {STEPS}, backed up in (\S+): run the same command again", output)
+    match = re.search(rf"Stopped by SIGTERM at epoch 1 of 2, step (\d+) of {STEPS}, backed up in (\S+): run the same command again", output)
     assert match, output
     stopped = int(match.group(1))
     assert wanted <= stopped < STEPS and match.group(2) == str(run_dir / "backup")
-    assert (_state(run_dir)["epoch"], _state(run_dir)["step"]) == (1, stopped)
+    assert (_state(run_dir)["epoch"], _state(run_dir)["step"]) == (0, stopped)
     assert grace < 60, f"{grace:.1f} s from SIGTERM to exit"
     assert "Traceback" not in output
 
-    # The rerun resumes at that step; a SIGKILL in epoch 3 while a step backup is being
-    # written leaves its file half-written under its temporary name ...
+    # The rerun resumes at that step, and finishes epoch 1 (its history row); a SIGKILL in
+    # epoch 2 while a step backup is being written leaves its file half-written under its
+    # temporary name ...
     process = start_train(*args)
-    _wait_for_step(run_dir, 2, 4, process)
+    _wait_for_step(run_dir, 1, 4, process)
     backup = run_dir / "backup"
     deadline = time.monotonic() + 300
     while not any(files.TMP_MARK in path.name for path in backup.iterdir()):  # no sleep: a write is short
-        assert process.poll() is None and time.monotonic() < deadline, "no backup write in epoch 3"
+        assert process.poll() is None and time.monotonic() < deadline, "no backup write in epoch 2"
     returncode, output = kill(process, signal.SIGKILL)
     assert returncode == -signal.SIGKILL
-    assert f"resuming from epoch 2 of 3, step {stopped} of {STEPS}" in output, output
+    assert f"resuming from epoch 1 of 2, step {stopped} of {STEPS}" in output, output
     half_written = [path for path in backup.iterdir() if files.TMP_MARK in path.name]
     assert half_written, "the kill came after the backup's rename: nothing was left half-written"
     killed_at = _state(run_dir)
-    assert killed_at["epoch"] == 2 and killed_at["step"] >= 4
+    assert killed_at["epoch"] == 1 and killed_at["step"] >= 4
     # ... as a kill during the run's last writes would leave these (files.atomic_path's names) ...
     planted = [run_dir / ".metrics.json.tmp-99999-0a1b2c", run_dir / ".saved_model.tmp-99999-0a1b2c" / "variables"]
     for path in planted:
@@ -121,7 +122,7 @@ def test_sigterm_mid_epoch_then_sigkill_after_a_step_backup_resume_exactly(tmp_p
     result = train(*args)
     assert f"removed {len(half_written) + len(planted)} unfinished file(s) a killed run left" in result.stdout
     assert not list(run_dir.rglob("*.tmp-*"))
-    assert f"resuming from epoch 3 of 3, step {killed_at['step']} of {STEPS}" in result.stdout
+    assert f"resuming from epoch 2 of 2, step {killed_at['step']} of {STEPS}" in result.stdout
     digest, history = uninterrupted["digest"], uninterrupted["history"]
     assert history_without_times(run_dir) == history
     assert weights_digest(result.stdout) == digest
@@ -133,7 +134,7 @@ def test_a_second_sigterm_during_the_backup_write_keeps_the_previous_backup(tmp_
     run_dir = tmp_path / "twice"
     args = [*ARGS, "--run-dir", str(run_dir), "--backup-every", "2"]
     process = start_train(*args)
-    previous = _wait_for_step(run_dir, 1, 4, process)
+    previous = _wait_for_step(run_dir, 0, 4, process)
     process.send_signal(signal.SIGTERM)
     backup = run_dir / "backup"
     deadline = time.monotonic() + 120
@@ -147,7 +148,7 @@ def test_a_second_sigterm_during_the_backup_write_keeps_the_previous_backup(tmp_
     assert (state["epoch"], state["step"]) == (previous["epoch"], previous["step"])
     assert (backup / state["weights"]).is_file()
     result = train(*args)
-    assert f"resuming from epoch 2 of 3, step {state['step']} of {STEPS}" in result.stdout
+    assert f"resuming from epoch 1 of 2, step {state['step']} of {STEPS}" in result.stdout
     assert "removed 1 unfinished file(s)" in result.stdout
     digest, history = uninterrupted["digest"], uninterrupted["history"]
     assert weights_digest(result.stdout) == digest and history_without_times(run_dir) == history
@@ -161,6 +162,6 @@ def test_ctrl_c_stops_after_the_step_and_says_how_to_resume(tmp_path, uninterrup
     _wait_for_step(run_dir, 1, 0, process)  # epoch 1 backed up: epoch 2 is starting
     returncode, output = kill(process, signal.SIGINT)
     assert returncode == 75, output
-    assert re.search(rf"Stopped by SIGINT at epoch 2 of 3, step \d+ of {STEPS}", output), output
+    assert re.search(rf"Stopped by SIGINT at epoch 2 of 2, step \d+ of {STEPS}", output), output
     result = train(*args)
     assert weights_digest(result.stdout) == uninterrupted["digest"]

@@ -13,7 +13,7 @@ import pytest
 
 from inception_tf import files
 
-from runs import MINIMAL, ROOT, env, history_epochs, train
+from runs import MINIMAL, ROOT, command_here, env, history_epochs
 
 # Each weights file holds the weights and the optimizer's state (~83 MB for the bn
 # variant): one epoch's best + backup fit in 220 MB, a second epoch's next file does not.
@@ -73,7 +73,7 @@ def small_disk(tmp_path):
         subprocess.run(["umount", str(mount)], check=True)
 
 
-def test_a_full_disk_stops_the_run_cleanly_and_a_rerun_resumes(tmp_path):
+def test_a_full_disk_stops_the_run_cleanly_and_a_rerun_resumes(tmp_path, capsys):
     with small_disk(tmp_path) as disk:
         run_dir = disk / "run"
         args = [*ARGS, "--run-dir", str(run_dir)]
@@ -94,7 +94,8 @@ def test_a_full_disk_stops_the_run_cleanly_and_a_rerun_resumes(tmp_path):
 
         # room for the rest
         subprocess.run(["mount", "-o", "remount,size=1g", str(disk)], check=True)
-        rerun = train(*args)
-        assert "resuming" in rerun.stdout and "Epoch 2/2" in rerun.stdout and "Epoch 1/2" not in rerun.stdout
+        code, stdout, stderr = command_here(capsys, "train", *args)  # in this process: it has TensorFlow loaded
+        assert code == 0, stderr
+        assert "resuming" in stdout and "Epoch 2/2" in stdout and "Epoch 1/2" not in stdout
         assert history_epochs(run_dir) == [0, 1]
         assert (run_dir / "metrics.json").is_file()

@@ -1,7 +1,7 @@
 """Stopped by a signal at any step, a run resumes exactly: the same history and the same
 final weights as the same run uninterrupted (`callbacks.TrainingBackup`,
 `preemption.stop_on_signals`, `data.make_dataset(epoch=, skip=)`); and while that
-uninterrupted run trains, a second process on its run directory is refused (`files.RunLock`).
+uninterrupted run trains, a second process on its run directory is refused (`files.exclusive_lock`).
 `test_disk_full.py` has the full disk and a resume at an epoch's start."""
 
 import json

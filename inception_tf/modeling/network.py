@@ -239,7 +239,7 @@ def _check_arguments(arguments):
 
 
 def _stem(inputs, variant):
-    """conv 7x7/2, max pool, (LRN), conv 1x1, conv 3x3, (LRN), max pool."""  # 224x224x3
+    """conv 7x7/2, max pool, (LRN), conv 1x1, conv 3x3, (LRN), max pool: 224x224x3 -> 28x28x192."""
     paper = variant == "paper"
     if paper:
         x = keras.layers.ZeroPadding2D(3, name="conv1_7x7_pad")(inputs)

@@ -63,8 +63,9 @@ def writes_run_dir(strategy="auto"):
     TensorFlow loads): a process of its own, or a cluster's chief (its "chief" task, else
     worker 0, as `distribute.WorkerRole.is_chief` has it)."""
     config = check_tf_config()
-    several = config is not None and (strategy == "multi_worker" or (strategy == "auto" and tf_config_workers() > 1))
-    if not several:
+    # Several workers exactly where `resolve_strategy` makes a multi-worker run; the GPUs it
+    # would also look at decide nothing between one process and several (none loads here).
+    if config is None or resolve_strategy(strategy, gpus=[])[0] != "multi_worker":
         return True
     task = config["task"]
     first = "chief" if "chief" in config["cluster"] else "worker"

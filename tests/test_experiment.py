@@ -163,19 +163,3 @@ def test_a_diverging_run_stops_with_a_clear_message(tmp_path, capsys):
     code, out, err = command_here(capsys, "train", *MINIMAL, "--epochs", "2", "--learning-rate", "1e12", "--run-dir", str(tmp_path / "nan"))
     assert code == 3, out + err
     assert "stopped being finite" in err
-
-
-def test_with_ema_the_averaged_weights_are_evaluated_and_exported(tmp_path, capsys):
-    """`--ema`: the run evaluates and exports the moving average, not the best epoch's
-    weights (which best.weights.h5 still holds, from the epochs' validation)."""
-    run_dir = tmp_path / "ema"
-    code, out, err = command_here(capsys, "train", *MINIMAL, "--epochs", "2", "--test-crops", "1", "--ema", "0.9", "--run-dir", str(run_dir))
-    assert code == 0, out + err
-    assert "weights: the moving average of the steps (momentum 0.9), evaluated and exported" in out
-    assert "best epoch:" not in out
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["best_epoch"] is None and json.loads((run_dir / "config.json").read_text())["train"]["ema"] == 0.9
-    model = keras.models.load_model(run_dir / "model.keras")
-    exported = model.get_weights()
-    model.load_weights(run_dir / "best.weights.h5")
-    assert any(not np.array_equal(a, b) for a, b in zip(exported, model.get_weights()))

@@ -1,8 +1,9 @@
 """Stopped by a signal at any step, a run resumes exactly: the same history and the same
 final weights as the same run uninterrupted (`callbacks.TrainingBackup`,
-`preemption.stop_on_signals`, `data.make_dataset(epoch=, skip=)`); and while that
-uninterrupted run trains, a second process on its run directory is refused (`files.exclusive_lock`).
-`test_disk_full.py` has the full disk and a resume at an epoch's start."""
+`preemption.stop_on_signals`, `data.make_dataset(epoch=, skip=)`), its moving average of
+the weights (`--ema`) included; while that uninterrupted run trains, a second process on
+its run directory is refused (`files.exclusive_lock`); and it evaluates and exports the
+average. `test_disk_full.py` has the full disk and a resume at an epoch's start."""
 
 import json
 import os
@@ -11,16 +12,19 @@ import re
 import signal
 import time
 
+import keras
+import numpy as np
 import pytest
 
 from inception_tf import files
-from runs import history_without_times, kill, start_train, train, weights_digest
+from runs import command_here, history_without_times, kill, start_train, train, weights_digest
 
-# 15 steps an epoch (461 training images, batch 32): room for a stop well inside epoch 1;
+# 15 steps an epoch (230 training images, batch 16): room for a stop well inside epoch 1;
 # the smallest input the aux heads take. The precision is named, not measured
-# (test_experiment.py runs the measured choice): a stop proves the same either way.
-ARGS = ["--dataset", "fashion_mnist", "--image-size", "49", "--batch-size", "32", "--limit", "512",
-        "--variant", "bn", "--epochs", "2", "--test-crops", "1",
+# (test_experiment.py runs the measured choice): a stop proves the same either way. The
+# moving average is the optimizer's state that a resume must restore besides the weights.
+ARGS = ["--dataset", "fashion_mnist", "--image-size", "49", "--batch-size", "16", "--limit", "256",
+        "--variant", "bn", "--epochs", "2", "--test-crops", "1", "--ema", "0.9",
         "--precision", "float32"]
 STEPS = 15
 
@@ -60,7 +64,7 @@ def uninterrupted(tmp_path_factory):
     output, _ = first.communicate(timeout=900)
     assert first.returncode == 0, output
     return {"digest": weights_digest(output), "history": history_without_times(run_dir), "run_dir": run_dir,
-            "pid": first.pid, "second": second, "first_still_training": first_still_training}
+            "pid": first.pid, "second": second, "first_still_training": first_still_training, "output": output}
 
 
 def test_a_second_process_on_the_run_dir_exits_naming_the_lock(uninterrupted):
@@ -74,7 +78,7 @@ def test_a_second_process_on_the_run_dir_exits_naming_the_lock(uninterrupted):
     assert (run_dir / "metrics.json").is_file() and (run_dir / "saved_model" / "saved_model.pb").is_file()
 
 
-def test_sigterm_mid_epoch_then_sigkill_after_a_step_backup_resume_exactly(tmp_path, uninterrupted):
+def test_sigterm_mid_epoch_then_sigkill_after_a_step_backup_resume_exactly(tmp_path, uninterrupted, capsys):
     run_dir = tmp_path / "stopped"
     args = [*ARGS, "--run-dir", str(run_dir), "--backup-every", "2"]
     process = start_train(*args)
@@ -118,15 +122,32 @@ def test_sigterm_mid_epoch_then_sigkill_after_a_step_backup_resume_exactly(tmp_p
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"half")
 
-    # ... and the one after it: the same history and weights as the run never stopped.
-    result = train(*args)
-    assert f"removed {len(half_written) + len(planted)} unfinished file(s) a killed run left" in result.stdout
+    # ... and the one after it (in this process, which has TensorFlow loaded already): the
+    # same history, and the same weights (the average, that --ema exports) as the run never
+    # stopped.
+    code, stdout, stderr = command_here(capsys, "train", *args)
+    assert code == 0, stdout + stderr
+    assert f"removed {len(half_written) + len(planted)} unfinished file(s) a killed run left" in stdout
     assert not list(run_dir.rglob("*.tmp-*"))
-    assert f"resuming from epoch 2 of 2, step {killed_at['step']} of {STEPS}" in result.stdout
+    assert f"resuming from epoch 2 of 2, step {killed_at['step']} of {STEPS}" in stdout
     digest, history = uninterrupted["digest"], uninterrupted["history"]
     assert history_without_times(run_dir) == history
-    assert weights_digest(result.stdout) == digest
+    assert weights_digest(stdout) == digest
     assert json.loads((run_dir / "metrics.json").read_text())["weights_sha256"] == digest
+
+
+def test_with_ema_the_averaged_weights_are_evaluated_and_exported(uninterrupted):
+    """`--ema`: the run evaluates and exports the moving average, not the best epoch's
+    weights (which best.weights.h5 still holds, from the epochs' validation)."""
+    run_dir, output = uninterrupted["run_dir"], uninterrupted["output"]
+    assert "weights: the moving average of the steps (momentum 0.9), evaluated and exported" in output
+    assert "best epoch:" not in output
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["best_epoch"] is None and json.loads((run_dir / "config.json").read_text())["train"]["ema"] == 0.9
+    model = keras.models.load_model(run_dir / "model.keras")
+    exported = model.get_weights()
+    model.load_weights(run_dir / "best.weights.h5")
+    assert any(not np.array_equal(a, b) for a, b in zip(exported, model.get_weights()))
 
 
 @pytest.mark.slow  # the first test covers the exact resume; this adds the second signal

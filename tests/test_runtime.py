@@ -215,7 +215,9 @@ def test_the_probe_processes_load_tensorflow_under_the_setting_they_time():
     TensorFlow reports another oneDNN state than its setting refused before it builds."""
     tiny = precision.Workload(variant="bn", image_size=49, batch_size=4)
     unbuildable = precision.Workload(variant="bn", image_size=8, batch_size=4)
-    started = off, on = [probes.Probe(OFF, tiny, [F32]), probes.Probe(ON, tiny, [F32, BF16])]
+    # All four start at once: each spends most of its life loading TensorFlow.
+    started = off, on, broken, lying = [probes.Probe(OFF, tiny, [F32]), probes.Probe(ON, tiny, [F32, BF16]),
+                                        probes.Probe(OFF, unbuildable, [F32]), probes.Probe(OFF, unbuildable, [F32])]
     try:
         assert off.ready() == {} and off.rate(F32, 0.2) > 0
         left_out = on.ready()
@@ -224,20 +226,16 @@ def test_the_probe_processes_load_tensorflow_under_the_setting_they_time():
             assert "longer than float32's" in left_out[BF16] or "cannot train here" in left_out[BF16]
         else:
             assert on.rate(BF16, 0.2) > 0
+        with pytest.raises(RuntimeError, match="exit code 1: .*no precision can train here"):
+            broken.ready()
+        # TensorFlow told to load otherwise than the setting says is caught, before the
+        # model that cannot be built is tried.
+        lying.setting = ON  # started under TF_ENABLE_ONEDNN_OPTS=0
+        with pytest.raises(RuntimeError, match="TensorFlow loaded with oneDNN off"):
+            lying.ready()
     finally:
         for probe in started:
             probe.close()
-    broken = probes.Probe(OFF, unbuildable, [F32])
-    with pytest.raises(RuntimeError, match="exit code 1: .*no precision can train here"):
-        broken.ready()
-    broken.close()
-    # TensorFlow told to load otherwise than the setting says is caught, before the
-    # model that cannot be built is tried.
-    lying = probes.Probe(OFF, unbuildable, [F32])
-    lying.setting = ON  # started under TF_ENABLE_ONEDNN_OPTS=0
-    with pytest.raises(RuntimeError, match="TensorFlow loaded with oneDNN off"):
-        lying.ready()
-    lying.close()
 
 
 def _run(*args, env=None):

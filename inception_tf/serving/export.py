@@ -58,8 +58,10 @@ class _Serving(tf.Module):
         self.image_size = height
         self.class_names = list(class_names)
         self.top_k = min(top_k, len(self.class_names))
+        # The one function that runs the model: the other signatures call it, so the
+        # model is traced and stored once, not once per signature.
         self.classify = tf.function(
-            lambda inputs: {"probabilities": self._probabilities(inputs)},
+            lambda inputs: {"probabilities": tf.cast(self.served.model(inputs, training=False), tf.float32)},
             input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32, name=PREPROCESSED_INPUT)],
             autograph=False,
         )
@@ -81,7 +83,7 @@ class _Serving(tf.Module):
         return self._ranked(image_input.to_model_input(images, self.preprocessing))
 
     def _ranked(self, inputs):
-        probabilities = self._probabilities(inputs)
+        probabilities = self.classify(inputs)["probabilities"]
         scores, indices = tf.math.top_k(probabilities, k=self.top_k)
         return {
             "probabilities": probabilities,
@@ -89,9 +91,6 @@ class _Serving(tf.Module):
             "top_k_scores": scores,
             "top_k_classes": tf.gather(tf.constant(self.class_names), indices),
         }
-
-    def _probabilities(self, inputs):
-        return tf.cast(self.served.model(inputs, training=False), tf.float32)
 
 
 def export_saved_model(model, path, class_names=None, top_k=5, float32=True, preprocessing="tf"):

@@ -30,12 +30,13 @@ def _probes(rates, left_out=None, fail=()):
     """Fake probe processes: `rates[setting]` is images/s (or `{precision: images/s}`, or
     an iterator of them); `left_out[setting]` what a process leaves out; a setting in
     `fail` fails to start. Records the processes started and each timed step."""
-    started, calls = [], []
+    started, calls, built = [], [], []
 
     class Fake:
-        def __init__(self, setting, workload, precisions):
+        def __init__(self, setting, workload, precisions, screen=None):
             self.setting, self.precisions = setting, precisions
             started.append(setting)
+            built.append((setting, list(precisions), screen))
 
         def ready(self):
             if self.setting in fail:
@@ -51,18 +52,20 @@ def _probes(rates, left_out=None, fail=()):
         def close(self):
             pass
 
-    Fake.started, Fake.calls = started, calls
+    Fake.started, Fake.calls, Fake.built = started, calls, built
     return Fake
 
 
-def _never(setting, workload, precisions):
+def _never(setting, workload, precisions, screen=None):
     raise AssertionError("timed again where the stored answer should have served")
 
 
-def _choose(start, environ=NO_USER_VARIABLES, lines=None, precision="float32", **workload):
+def _choose(start, environ=NO_USER_VARIABLES, lines=None, precision="float32", cpu_features=("avx2", "fma"), **workload):
+    """`choose_setting` on an AVX2 CPU (machine C's class) unless `cpu_features` say otherwise."""
     log = (lines if lines is not None else []).append
     asked = runtime.precision_lib.Workload(**{**WORKLOAD, **workload})
-    return runtime.choose_setting(asked, precision, start=start, log=log, environ=environ, gpu=False)
+    return runtime.choose_setting(asked, precision, start=start, log=log, environ=environ, gpu=False,
+                                  cpu_features=list(cpu_features))
 
 
 def test_an_avx2_cpu_where_onednn_pays_trains_with_it_and_says_why():
@@ -95,12 +98,15 @@ def test_a_near_tie_goes_to_the_setting_that_changes_less():
     assert _choose(_probes({OFF: 30.0, ON: 31.5}), image_size=96).value == ON
 
 
-def test_auto_precision_picks_the_fastest_pair_and_stores_the_precisions_answer_under_it():
-    """Machine D's case: bfloat16 pays under oneDNN, and is left out unbuilt without it."""
+def test_auto_precision_picks_the_fastest_pair_and_stores_the_precisions_answer_under_it(monkeypatch):
+    """bfloat16 pays under oneDNN, and is left out unbuilt without it; four processes
+    would outnumber the 2 cores, so each setting builds both precisions in one."""
+    monkeypatch.setattr(runtime, "_cores", lambda: 2)
     lines = []
     start = _probes({OFF: {F32: 150.0}, ON: {F32: 380.0, BF16: 550.0}},
                     left_out={OFF: {BF16: "its 3x3 convolution runs 9.0x longer than float32's here"}})
     choice = _choose(start, lines=lines, precision="auto")
+    assert start.built == [(OFF, [F32, BF16], True), (ON, [F32, BF16], True)]
     assert choice.value == ON
     assert choice.line == ("runtime: oneDNN on (measured here: oneDNN on 550.0 images/s in mixed_bfloat16, "
                            "oneDNN off 150.0 images/s in float32)")
@@ -109,6 +115,37 @@ def test_auto_precision_picks_the_fastest_pair_and_stores_the_precisions_answer_
     found = precision.choose_policy("auto", precision.Workload(**WORKLOAD), _never_precision, gpus=[], log=print)
     assert found.value == BF16 and found.rates == {F32: 380.0, BF16: 550.0}
     assert "float32 380.0 images/s" in found.reason and "stored in" in found.reason
+
+
+def test_on_a_cpu_with_bfloat16_only_onednn_on_is_timed_each_precision_in_a_process(monkeypatch):
+    """Machines D's and E's class (`ONEDNN_KNOWN_FASTER_ON`): oneDNN off is not timed, and
+    oneDNN on's two precisions trace side by side, a process each, both screened."""
+    monkeypatch.setattr(runtime, "_cores", lambda: 2)
+    lines = []
+    start = _probes({ON: {F32: 380.0, BF16: 550.0}})
+    choice = _choose(start, lines=lines, precision="auto", cpu_features=["avx2", "avx512_bf16"])
+    assert start.built == [(ON, [F32], True), (ON, [BF16], True)]
+    assert choice.value == ON
+    assert choice.line == ("runtime: oneDNN on (measured here: oneDNN on 550.0 images/s in mixed_bfloat16, "
+                           "oneDNN off left out (not timed: known slower on CPUs with avx512_bf16))")
+    assert any("(oneDNN off not timed: known slower on CPUs with avx512_bf16), 2 processes warming up" in line
+               for line in lines)
+    found = precision.choose_policy("auto", precision.Workload(**WORKLOAD), _never_precision, gpus=[], log=print)
+    assert found.value == BF16 and found.rates == {F32: 380.0, BF16: 550.0}
+    again = _choose(_never, precision="auto", cpu_features=["avx512_bf16"])
+    assert again.value == ON and "oneDNN off left out (not timed" in again.reason
+
+
+def test_where_the_known_answer_fails_or_onednn_is_limited_the_rest_is_timed():
+    lines = []
+    start = _probes({OFF: 50.0}, fail=(ON,))
+    choice = _choose(start, lines=lines, cpu_features=["amx_bf16"])
+    assert start.started == [ON, OFF] and choice.value == OFF
+    assert "runtime: timing oneDNN off after all" in lines and "not timed" not in choice.line
+    # oneDNN held to AVX2 (ONEDNN_MAX_CPU_ISA) does not run this CPU's bfloat16: both timed.
+    start = _probes({OFF: 50.0, ON: 70.0})
+    _choose(start, environ={"ONEDNN_MAX_CPU_ISA": "AVX2"}, cpu_features=["avx512_bf16"], image_size=96)
+    assert start.started == [OFF, ON]
 
 
 def test_a_precision_left_out_is_stored_with_why_and_a_second_run_reuses_both_answers():
@@ -263,7 +300,8 @@ def test_a_bad_runtime_variable_stops_train_before_tensorflow_loads_with_one_lin
 
 
 def test_the_convolution_check_screens_candidates_never_a_named_precision(monkeypatch, capsys):
-    """A probe timing several precisions leaves out one whose convolution is emulated
+    """A probe screening precisions (the run asked for the fastest: its own or a sibling's
+    process builds the others) leaves out one whose convolution is emulated
     (`timing.EMULATED`); a probe for the one precision a run names builds it whatever
     the check would say (it once refused bfloat16 on a CPU where it trained 1.45x faster)."""
     import io
@@ -274,11 +312,13 @@ def test_the_convolution_check_screens_candidates_never_a_named_precision(monkey
     monkeypatch.setattr(timing, "StepTimer", lambda policy, workload, jit_compile: built.append(policy))
     tiny = {"variant": "bn", "image_size": 49, "batch_size": 2, "aux_heads": True}
 
-    def report(precisions):
+    def report(precisions, screen):
         built.clear()
-        timing.probe_main({"workload": tiny, "precisions": precisions, "jit_compile": False})
+        timing.probe_main({"workload": tiny, "precisions": precisions, "screen": screen, "jit_compile": False})
         lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith(probes.RESULT_PREFIX)]
         return json.loads(lines[-1][len(probes.RESULT_PREFIX):])["left_out"], built
 
-    assert report([F32, BF16]) == ({BF16: "its 3x3 convolution runs 40.0x longer than float32's here"}, [F32])
-    assert report([BF16]) == ({}, [BF16])
+    emulated = {BF16: "its 3x3 convolution runs 40.0x longer than float32's here"}
+    assert report([F32, BF16], screen=True) == (emulated, [F32])
+    assert report([BF16], screen=True) == (emulated, [])  # bfloat16's own process, screened
+    assert report([BF16], screen=False) == ({}, [BF16])

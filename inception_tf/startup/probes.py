@@ -21,16 +21,17 @@ PROBE_MODULE = "inception_tf.tasks.timing"
 
 class Probe:
     """A Python process that loads TensorFlow under `setting`, builds and traces the
-    workload's training step in each of `precisions` (when there are several, one whose
-    3x3 convolution is over `tasks.timing.EMULATED` times slower than float32's is left out
-    unbuilt; a precision the run names is always built) and then times a step
-    on request. Its lines on stdout start with RESULT_PREFIX; stderr goes to a file,
-    shown only when the process fails."""
+    workload's training step in each of `precisions` and then times a step on request.
+    With `screen` (by default when there are several precisions: the run asked for the
+    fastest), a precision whose 3x3 convolution is over `tasks.timing.EMULATED` times
+    slower than float32's is left out unbuilt; a precision the run names is always built.
+    Its lines on stdout start with RESULT_PREFIX; stderr goes to a file, shown only when
+    the process fails."""
 
-    def __init__(self, setting, workload, precisions):
+    def __init__(self, setting, workload, precisions, screen=None):
         self.setting = setting
         request = {"workload": dataclasses.asdict(workload), "precisions": list(precisions),
-                   "jit_compile": setting.jit_compile}
+                   "screen": len(precisions) > 1 if screen is None else screen, "jit_compile": setting.jit_compile}
         self._stderr = tempfile.TemporaryFile()
         self._process = subprocess.Popen(
             [sys.executable, "-m", PROBE_MODULE, json.dumps(request)],
@@ -81,16 +82,14 @@ class Probe:
         return f"exit code {code}: {lines[-1] if lines else '(nothing)'}"
 
     def close(self):
-        """Ends the process (it leaves when its stdin closes)."""
+        """Ends the process at once: it holds nothing to save, and TensorFlow's own exit
+        takes seconds the run would wait for."""
         try:
             self._process.stdin.close()
         except OSError:
             pass
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        self._process.kill()
+        self._process.wait()
         self._stderr.close()
 
 

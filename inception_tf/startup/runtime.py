@@ -4,12 +4,14 @@ TensorFlow reads `TF_ENABLE_ONEDNN_OPTS`, `TF_NUM_INTEROP_THREADS` and
 `TF_NUM_INTRAOP_THREADS` once, as it loads, and turns oneDNN on by itself only on CPUs
 with AVX-512 VNNI, bfloat16 or AMX: on an AVX2 CPU it leaves it off, although training
 there is much faster with it, and on some CPUs oneDNN is slower. So, as for the
-precision, a flag in /proc/cpuinfo decides nothing: `choose_setting` starts one process
-per candidate (`tasks.probe`), all at once, each loading TensorFlow under its setting and
-building and tracing the run's model in each candidate precision (the costly part, done
-side by side); then it times their training steps in turns (`measured.measure`), keeps
-the fastest pair of runtime and precision, and stores both answers per machine and
-workload, so that the run's own `precision.choose_policy` finds its answer stored.
+precision, a flag in /proc/cpuinfo decides nothing by itself: `choose_setting` starts a
+process per candidate (`probes.Probe`; per candidate and precision where the cores allow),
+all at once, each loading TensorFlow under its setting and building and tracing the run's
+model in its precisions (the costly part, done side by side); then it times their
+training steps in turns (`measured.measure`), keeps the fastest pair of runtime and
+precision, and stores both answers per machine and workload, so that the run's own
+`precision.choose_policy` finds its answer stored. Where an answer is known for the CPU's
+class (`ONEDNN_KNOWN_FASTER_ON`), only it is timed, and the rest only if it fails.
 
 The entry points (`train.py`, `python -m inception_tf train`, the benchmarks) call
 `configure` before TensorFlow loads; a user's own script does the same:
@@ -44,7 +46,7 @@ LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL"
 MODE = "INCEPTION_TF_RUNTIME"
 MODES = ("auto", "default")
 CACHE_FILE = "runtime.json"  # beside precision.json
-PROBE_SECONDS = 2.5  # timed training per candidate and turn (one step at least)
+PROBE_SECONDS = 1.0  # timed training per candidate and turn (one step at least; the median step counts)
 # Rates this close to the fastest are a tie (between processes they differ by more), won
 # by the candidate that changes less: the earlier one in CANDIDATES.
 TIE = 0.03
@@ -82,6 +84,11 @@ CANDIDATES = (
     Setting(onednn=False),
     Setting(onednn=True),
 )
+# A known answer for a known class of CPU, checked by timing it: on CPUs with bfloat16
+# arithmetic, oneDNN off trained 2.6 to 4.4 times slower than on in every workload
+# measured (machines D and E, results/README.md "Runtime"), so there only oneDNN on is
+# timed (each precision in a process of its own, side by side), and off only if on fails.
+ONEDNN_KNOWN_FASTER_ON = ("avx512_bf16", "amx_bf16")
 
 
 # --- What the user set, and what is left to time -------------------------------------------
@@ -138,31 +145,52 @@ def question(workload, precision, given):
 
 # --- Timing: processes that warm up side by side, then take turns ---------------------------
 
-def time_settings(settings, workload, precisions, start=probes.Probe, log=print):
+def time_settings(settings, workload, precisions, start=probes.Probe, log=print, cores=None):
     """`({(setting, precision): images/s}, {setting: {precision: why left out}})`.
 
-    Every setting's process (`start(setting, workload, precisions)`, a `Probe` unless a
-    test fakes it) warms up at once; then one process works at a time, in the turns of
-    `measured.measure`. A setting whose process fails is left out with a line saying why."""
-    probes, left_out, timers = {}, {}, {}
+    Every setting's process (`start(setting, workload, precisions, screen=...)`, a `Probe`
+    unless a test fakes it) warms up at once; where the cores outnumber the processes a
+    process per precision would need (`cores`: this machine's), each precision gets its
+    own, so that their models trace side by side. Then one process works at a time, in
+    the turns of `measured.measure`. A process that fails is left out with a line saying
+    why."""
+    groups = _groups(settings, precisions, cores)
+    started, left_out, timers = [], {setting: {} for setting in settings}, {}
     try:
         for setting in settings:
-            probes[setting] = start(setting, workload, precisions)
-        for setting in settings:
+            for group in groups:
+                started.append((setting, group, start(setting, workload, group, screen=len(precisions) > 1)))
+        for setting, group, probe in started:
             try:
-                left_out[setting] = probes[setting].ready()
+                left_out[setting].update(probe.ready())
             except RuntimeError as error:
-                log(f"runtime: {setting.name} failed, left out ({error})")
+                what = setting.name if len(group) == len(precisions) else f"{setting.name} in {', '.join(group)}"
+                log(f"runtime: {what} failed, left out ({error})")
+                left_out[setting].update({policy: f"failed ({error})" for policy in group})
                 continue
-            for policy in precisions:
+            for policy in group:
                 if policy not in left_out[setting]:
-                    timers[setting, policy] = functools.partial(probes[setting].rate, policy)
+                    timers[setting, policy] = functools.partial(probe.rate, policy)
         rates = measured.measure(timers, seconds=PROBE_SECONDS, log=lambda line: log(f"runtime: {line}"),
                                  label=lambda pair: pair[0].name)
     finally:
-        for probe in probes.values():
+        for *_, probe in started:
             probe.close()
     return rates, left_out
+
+
+def _groups(settings, precisions, cores=None):
+    """The precisions each setting's processes build: one each where the cores
+    outnumber the processes that takes (`cores`: this machine's), else all in one."""
+    cores = _cores() if cores is None else cores
+    return [[policy] for policy in precisions] if len(settings) * len(precisions) <= cores else [list(precisions)]
+
+
+def _cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def onednn_enabled():
@@ -178,14 +206,16 @@ def _given_text(given):
     return ", ".join(f"{name}={value}" for name, value in given.items())
 
 
-def choose_setting(workload, precision="float32", start=probes.Probe, log=print, environ=None, gpu=None):
+def choose_setting(workload, precision="float32", start=probes.Probe, log=print, environ=None, gpu=None,
+                   cpu_features=None):
     """The `measured.Choice` of runtime for training `workload` (a `precision.Workload`) here.
 
     `precision`: the one the run trains in, or "auto": then every CPU precision is timed
     under every setting, the runtime is the one of the fastest pair, and the precision's
     answer (its rates under that runtime) is stored for `precision.choose_policy` to find.
     `start(setting, workload, precisions)` is `Probe` unless a test fakes it; `environ`
-    is os.environ unless a test gives its own. A stored answer for this machine and
+    is os.environ and `cpu_features` this CPU's (`machine.cpu_info`) unless a test gives
+    its own. A stored answer for this machine and
     workload is reused; co-located processes (the workers of a cluster on one machine)
     measure once, the others wait for its answer.
     """
@@ -207,10 +237,23 @@ def choose_setting(workload, precision="float32", start=probes.Probe, log=print,
     asked, names = question(workload, precision, given), {setting.name: setting for setting in found}
     in_precision = {}
 
+    features = machine_lib.cpu_info()[1] if cpu_features is None else cpu_features
+    known = _known_winner(found, environ, features)
+    not_timed = {setting.name: f"not timed: known slower on CPUs with {' and '.join(f for f in ONEDNN_KNOWN_FASTER_ON if f in features)}"
+                 for setting in found if setting != known} if known else {}
+
     def timed():
-        log(f"runtime: timing {' and '.join(names)} in {' and '.join(precisions)} on this machine, "
-            f"{len(found)} processes warming up at once, then timed in turns (once; the answer is stored in {asked.path})")
-        pairs, left_out = time_settings(found, workload, precisions, start=start, log=log)
+        first = [known] if known else found
+        processes = len(first) * len(_groups(first, precisions))
+        log(f"runtime: timing {' and '.join(s.name for s in first)} in {' and '.join(precisions)} on this machine"
+            + "".join(f" ({name} {why})" for name, why in not_timed.items())
+            + f", {processes} processes warming up at once, then timed in turns (once; the answer is stored in {asked.path})")
+        pairs, left_out = time_settings(first, workload, precisions, start=start, log=log)
+        if known and not pairs:
+            not_timed.clear()
+            rest = [setting for setting in found if setting != known]
+            log(f"runtime: timing {' and '.join(s.name for s in rest)} after all")
+            pairs, left_out = time_settings(rest, workload, precisions, start=start, log=log)
         best = {}  # each setting's fastest precision and its rate
         for (setting, policy), rate in pairs.items():
             if rate > best.get(setting.name, (None, 0.0))[1]:
@@ -226,15 +269,24 @@ def choose_setting(workload, precision="float32", start=probes.Probe, log=print,
         entry, rates, where = measured.choose(
             asked, timed, lambda rates: _fastest(rates, names), lambda entry: entry.get("choice") in names,
             log=lambda error: log(f"runtime: {error}"),
-            extra=lambda: {"precisions": in_precision} if precision == "auto" else {},
+            extra=lambda: {**({"precisions": in_precision} if precision == "auto" else {}),
+                           **({"left_out": dict(not_timed)} if not_timed else {})},
         )
     if entry is None:
         return _choice(Setting(), "every probe failed", given=given)
     rates = entry["rates"]
-    reason = f"{where}: {measured.format_rates(rates, ran_in=entry.get('precisions') if precision == 'auto' else None)}"
+    reason = f"{where}: {measured.format_rates(rates, entry.get('left_out'), entry.get('precisions') if precision == 'auto' else None)}"
     if given:
         reason = f"{_given_text(given)} set by you; {reason}"
     return _choice(names[entry["choice"]], reason, dict(rates), given)
+
+
+def _known_winner(found, environ, features):
+    """The oneDNN-on setting of `found` on a CPU with ONEDNN_KNOWN_FASTER_ON, else None
+    (oneDNN limited to older instruction sets by ONEDNN_MAX_CPU_ISA is not that CPU)."""
+    if len(found) < 2 or environ.get(machine_lib.ONEDNN_ISA) or not set(features) & set(ONEDNN_KNOWN_FASTER_ON):
+        return None
+    return next((setting for setting in found if setting.onednn), None)
 
 
 def _choice(setting, reason, rates=None, given=None):

@@ -171,17 +171,18 @@ def probe_main(request):
     runtime.quiet_import_tensorflow()
     _say({"onednn": runtime.onednn_enabled()})
     workload = precision_lib.Workload(**request["workload"])
-    timers, left_out = {}, {}
+    timers, screened, failed = {}, {}, {}
     for policy in request["precisions"]:
         try:
-            slowdown = len(request["precisions"]) > 1 and emulated(policy, workload)
+            slowdown = request["screen"] and emulated(policy, workload)
             if slowdown:
-                left_out[policy] = f"its 3x3 convolution runs {slowdown:.1f}x longer than float32's here"
+                screened[policy] = f"its 3x3 convolution runs {slowdown:.1f}x longer than float32's here"
                 continue
             timers[policy] = StepTimer(policy, workload, jit_compile=request["jit_compile"])
         except Exception as error:  # whatever the kernels raise: the policy cannot train here
-            left_out[policy] = f"cannot train here: {first_line(error)}"
-    if not timers:
+            failed[policy] = f"cannot train here: {first_line(error)}"
+    left_out = {**screened, **failed}
+    if not timers and not screened:  # screened out alone is an answer (its sibling process builds float32)
         raise SystemExit(f"no precision can train here: {left_out}")
     _say({"left_out": left_out})
     for line in sys.stdin:

@@ -215,9 +215,8 @@ def choose_setting(workload, precision="float32", start=probes.Probe, log=print,
     answer (its rates under that runtime) is stored for `precision.choose_policy` to find.
     `start(setting, workload, precisions)` is `Probe` unless a test fakes it; `environ`
     is os.environ and `cpu_features` this CPU's (`machine.cpu_info`) unless a test gives
-    its own. A stored answer for this machine and
-    workload is reused; co-located processes (the workers of a cluster on one machine)
-    measure once, the others wait for its answer.
+    its own. A stored answer for this machine and workload is reused; co-located
+    processes (a cluster's workers on one machine) measure once, the others wait for it.
     """
     environ = os.environ if environ is None else environ
     mode = environ.get(MODE) or "auto"
@@ -237,27 +236,18 @@ def choose_setting(workload, precision="float32", start=probes.Probe, log=print,
     asked, names = question(workload, precision, given), {setting.name: setting for setting in found}
     in_precision = {}
 
-    features = machine_lib.cpu_info()[1] if cpu_features is None else cpu_features
-    known = _known_winner(found, environ, features)
-    not_timed = {setting.name: f"not timed: known slower on CPUs with {' and '.join(f for f in ONEDNN_KNOWN_FASTER_ON if f in features)}"
-                 for setting in found if setting != known} if known else {}
+    known, not_timed = _known_answer(found, environ, cpu_features)
 
     def timed():
         first = [known] if known else found
-        processes = len(first) * len(_groups(first, precisions))
-        log(f"runtime: timing {' and '.join(s.name for s in first)} in {' and '.join(precisions)} on this machine"
-            + "".join(f" ({name} {why})" for name, why in not_timed.items())
-            + f", {processes} processes warming up at once, then timed in turns (once; the answer is stored in {asked.path})")
+        log(_timing_line(first, precisions, not_timed, asked.path))
         pairs, left_out = time_settings(first, workload, precisions, start=start, log=log)
-        if known and not pairs:
+        if known and not pairs:  # the known answer failed: the rest after all
             not_timed.clear()
             rest = [setting for setting in found if setting != known]
             log(f"runtime: timing {' and '.join(s.name for s in rest)} after all")
             pairs, left_out = time_settings(rest, workload, precisions, start=start, log=log)
-        best = {}  # each setting's fastest precision and its rate
-        for (setting, policy), rate in pairs.items():
-            if rate > best.get(setting.name, (None, 0.0))[1]:
-                best[setting.name] = (policy, rate)
+        best = _best_by_setting(pairs)
         rates = {name: rate for name, (_, rate) in best.items()}
         in_precision.update({name: policy for name, (policy, _) in best.items()})
         if precision == "auto" and rates:
@@ -274,19 +264,36 @@ def choose_setting(workload, precision="float32", start=probes.Probe, log=print,
         )
     if entry is None:
         return _choice(Setting(), "every probe failed", given=given)
-    rates = entry["rates"]
-    reason = f"{where}: {measured.format_rates(rates, entry.get('left_out'), entry.get('precisions') if precision == 'auto' else None)}"
-    if given:
-        reason = f"{_given_text(given)} set by you; {reason}"
-    return _choice(names[entry["choice"]], reason, dict(rates), given)
+    reason = f"{where}: {measured.format_rates(entry['rates'], entry.get('left_out'), entry.get('precisions') if precision == 'auto' else None)}"
+    return _choice(names[entry["choice"]], (f"{_given_text(given)} set by you; " if given else "") + reason, dict(entry["rates"]), given)
 
 
-def _known_winner(found, environ, features):
-    """The oneDNN-on setting of `found` on a CPU with ONEDNN_KNOWN_FASTER_ON, else None
-    (oneDNN limited to older instruction sets by ONEDNN_MAX_CPU_ISA is not that CPU)."""
-    if len(found) < 2 or environ.get(machine_lib.ONEDNN_ISA) or not set(features) & set(ONEDNN_KNOWN_FASTER_ON):
-        return None
-    return next((setting for setting in found if setting.onednn), None)
+def _known_answer(found, environ, cpu_features):
+    """`(setting, {name: why})`: the oneDNN-on setting of `found` on a CPU with
+    ONEDNN_KNOWN_FASTER_ON, and the others it leaves untimed; else `(None, {})`. oneDNN
+    limited to older instruction sets by ONEDNN_MAX_CPU_ISA is not that CPU."""
+    features = machine_lib.cpu_info()[1] if cpu_features is None else cpu_features
+    which = [feature for feature in ONEDNN_KNOWN_FASTER_ON if feature in features]
+    known = next((setting for setting in found if setting.onednn), None)
+    if len(found) < 2 or environ.get(machine_lib.ONEDNN_ISA) or not which or known is None:
+        return None, {}
+    return known, {s.name: f"not timed: known slower on CPUs with {' and '.join(which)}" for s in found if s != known}
+
+
+def _timing_line(settings, precisions, not_timed, path):
+    processes = len(settings) * len(_groups(settings, precisions))
+    return (f"runtime: timing {' and '.join(s.name for s in settings)} in {' and '.join(precisions)} on this machine"
+            + "".join(f" ({name} {why})" for name, why in not_timed.items())
+            + f", {processes} processes warming up at once, then timed in turns (once; the answer is stored in {path})")
+
+
+def _best_by_setting(pairs):
+    """`{setting name: (its fastest precision, that rate)}` of `{(setting, precision): rate}`."""
+    best = {}
+    for (setting, policy), rate in pairs.items():
+        if rate > best.get(setting.name, (None, 0.0))[1]:
+            best[setting.name] = (policy, rate)
+    return best
 
 
 def _choice(setting, reason, rates=None, given=None):

@@ -142,6 +142,8 @@ def test_where_the_known_answer_fails_or_onednn_is_limited_the_rest_is_timed():
     choice = _choose(start, lines=lines, cpu_features=["amx_bf16"])
     assert start.started == [ON, OFF] and choice.value == OFF
     assert "runtime: timing oneDNN off after all" in lines and "not timed" not in choice.line
+    assert any(line.startswith("runtime: timing oneDNN on in float32 on this machine (oneDNN off not timed: known slower "
+                               "on CPUs with amx_bf16), 1 process warming up, then timed (once;") for line in lines)
     # oneDNN held to AVX2 (ONEDNN_MAX_CPU_ISA) does not run this CPU's bfloat16: both timed.
     start = _probes({OFF: 50.0, ON: 70.0})
     _choose(start, environ={"ONEDNN_MAX_CPU_ISA": "AVX2"}, cpu_features=["avx512_bf16"], image_size=96)

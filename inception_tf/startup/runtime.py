@@ -284,7 +284,8 @@ def _timing_line(settings, precisions, not_timed, path):
     processes = len(settings) * len(_groups(settings, precisions))
     return (f"runtime: timing {' and '.join(s.name for s in settings)} in {' and '.join(precisions)} on this machine"
             + "".join(f" ({name} {why})" for name, why in not_timed.items())
-            + f", {processes} processes warming up at once, then timed in turns (once; the answer is stored in {path})")
+            + (f", {processes} processes warming up at once, then timed in turns" if processes > 1 else ", 1 process warming up, then timed")
+            + f" (once; the answer is stored in {path})")
 
 
 def _best_by_setting(pairs):

@@ -255,8 +255,9 @@ def test_the_probe_processes_load_tensorflow_under_the_setting_they_time():
     tiny = precision.Workload(variant="bn", image_size=49, batch_size=4)
     unbuildable = precision.Workload(variant="bn", image_size=8, batch_size=4)
     # All four start at once: each spends most of its life loading TensorFlow.
-    started = off, on, broken, lying = [probes.Probe(OFF, tiny, [F32]), probes.Probe(ON, tiny, [F32, BF16]),
-                                        probes.Probe(OFF, unbuildable, [F32]), probes.Probe(OFF, unbuildable, [F32])]
+    started = off, on, broken, lying = [probes.Probe(OFF, tiny, [F32], False), probes.Probe(ON, tiny, [F32, BF16], True),
+                                        probes.Probe(OFF, unbuildable, [F32], False),
+                                        probes.Probe(OFF, unbuildable, [F32], False)]
     try:
         assert off.ready() == {} and off.rate(F32, 0.2) > 0
         left_out = on.ready()

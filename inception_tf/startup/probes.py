@@ -22,16 +22,16 @@ PROBE_MODULE = "inception_tf.tasks.timing"
 class Probe:
     """A Python process that loads TensorFlow under `setting`, builds and traces the
     workload's training step in each of `precisions` and then times a step on request.
-    With `screen` (by default when there are several precisions: the run asked for the
-    fastest), a precision whose 3x3 convolution is over `tasks.timing.EMULATED` times
-    slower than float32's is left out unbuilt; a precision the run names is always built.
+    With `screen` (when there are several precisions: the run asked for the fastest), a
+    precision whose 3x3 convolution is over `tasks.timing.EMULATED` times slower than
+    float32's is left out unbuilt; a precision the run names is always built.
     Its lines on stdout start with RESULT_PREFIX; stderr goes to a file, shown only when
     the process fails."""
 
-    def __init__(self, setting, workload, precisions, screen=None):
+    def __init__(self, setting, workload, precisions, screen):
         self.setting = setting
         request = {"workload": dataclasses.asdict(workload), "precisions": list(precisions),
-                   "screen": len(precisions) > 1 if screen is None else screen, "jit_compile": setting.jit_compile}
+                   "screen": screen, "jit_compile": setting.jit_compile}
         self._stderr = tempfile.TemporaryFile()
         self._process = subprocess.Popen(
             [sys.executable, "-m", PROBE_MODULE, json.dumps(request)],

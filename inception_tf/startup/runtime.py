@@ -214,7 +214,7 @@ def choose_setting(workload, precision="float32", start=probes.Probe, log=print,
     under every setting, the runtime is the one of the fastest pair, and the precision's
     answer (its rates under that runtime) is stored for `precision.choose_policy` to find.
     `start(setting, workload, precisions)` is `Probe` unless a test fakes it; `environ`
-    is os.environ and `cpu_features` this CPU's (`machine.cpu_info`) unless a test gives
+    is os.environ and `cpu_features` this CPU's (as `question` read them) unless a test gives
     its own. A stored answer for this machine and workload is reused; co-located
     processes (a cluster's workers on one machine) measure once, the others wait for it.
     """
@@ -236,7 +236,7 @@ def choose_setting(workload, precision="float32", start=probes.Probe, log=print,
     asked, names = question(workload, precision, given), {setting.name: setting for setting in found}
     in_precision = {}
 
-    known, not_timed = _known_answer(found, environ, cpu_features)
+    known, not_timed = _known_answer(found, environ, asked.machine["cpu_features"] if cpu_features is None else cpu_features)
 
     def timed():
         first = [known] if known else found
@@ -268,11 +268,10 @@ def choose_setting(workload, precision="float32", start=probes.Probe, log=print,
     return _choice(names[entry["choice"]], (f"{_given_text(given)} set by you; " if given else "") + reason, dict(entry["rates"]), given)
 
 
-def _known_answer(found, environ, cpu_features):
+def _known_answer(found, environ, features):
     """`(setting, {name: why})`: the oneDNN-on setting of `found` on a CPU with
     ONEDNN_KNOWN_FASTER_ON, and the others it leaves untimed; else `(None, {})`. oneDNN
     limited to older instruction sets by ONEDNN_MAX_CPU_ISA is not that CPU."""
-    features = machine_lib.cpu_info()[1] if cpu_features is None else cpu_features
     which = [feature for feature in ONEDNN_KNOWN_FASTER_ON if feature in features]
     known = next((setting for setting in found if setting.onednn), None)
     if len(found) < 2 or environ.get(machine_lib.ONEDNN_ISA) or not which or known is None:

@@ -5,8 +5,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
-# Two workers, one test file each (module fixtures train once); the 15 slowest printed.
-PYTEST_ARGS ?= -n 2 --dist loadfile --durations=15
+# Two workers, one test file each (module fixtures train once), the files in the order
+# tests/conftest.py gives them (xdist's own order is by test count); the 15 slowest printed.
+PYTEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 .PHONY: train test install clean
 

@@ -25,7 +25,7 @@ def run_dir(tmp_path_factory):
     stored answer, faked to say oneDNN on and float32, is what it must load TensorFlow with."""
     run_dir = tmp_path_factory.mktemp("run") / "run"
     cache = tmp_path_factory.mktemp("cache")
-    workload = precision.Workload(variant="bn", image_size=64, batch_size=64)
+    workload = precision.Workload(variant="bn", image_size=49, batch_size=32)
     runtime_answer = measured.Question(cache / runtime.CACHE_FILE, machine.cpu_machine(),
                                        {**dataclasses.asdict(workload), "precision": "auto", "given": {}})
     measured.store(runtime_answer.path, measured.new_entry(
@@ -55,7 +55,7 @@ def test_a_run_leaves_every_artifact(run_dir):
     assert metrics["test_accuracy"] > 0.3  # chance is 0.1
     assert metrics["test_top5_accuracy"] >= metrics["test_accuracy"]
     assert metrics["test_examples"] == 2048 and metrics["epochs"] == 2
-    assert metrics["epoch_equivalents"] == pytest.approx(2.0)  # 2 epochs at 64x64
+    assert metrics["epoch_equivalents"] == pytest.approx(2 * (49 / 64) ** 2)  # 2 epochs at 49x49
     assert metrics["test_crops"] == 2 and metrics["test_single_crop_accuracy"] > 0.3
     # Training time is the epochs' wall time as history.csv has it (not the evaluation's or
     # the process's), and the rate counts each training image once per epoch.
@@ -93,9 +93,10 @@ def test_the_epochs_share_one_fit_and_the_table_reads_the_run(run_dir):
     table = runpy.run_path(str(ROOT / "benchmarks" / "accuracy_vs_compute.py"))
     metrics = json.loads((run_dir / "metrics.json").read_text())
     row = table["row"](run_dir, 88.0)
-    assert row["run"] == str(run_dir) and row["epoch_equivalents"] == 2.0 and row["test_accuracy"] == metrics["test_accuracy"]
-    assert row["projected_hours"] == pytest.approx(2 * 1843 / 88 / 3600)
-    assert "epochs=2" in row["settings"] and "image_size" not in row["settings"]  # 64: the default
+    assert row["run"] == str(run_dir) and row["epoch_equivalents"] == round(2 * (49 / 64) ** 2, 2)
+    assert row["test_accuracy"] == metrics["test_accuracy"]
+    assert row["projected_hours"] == pytest.approx(2 * 1843 * (49 / 64) ** 2 / 88 / 3600)
+    assert "epochs=2" in row["settings"] and "image_size=49" in row["settings"]
 
 
 def test_the_same_command_again_finds_the_run_complete(run_dir, capsys):

@@ -1,5 +1,5 @@
 """Two identical training processes end with the same weights, bit for bit, while a third
-loads every core (`keras_fixes.deterministic_gradient_sums`: without it, TensorFlow sums a
+loads a core (`keras_fixes.deterministic_gradient_sums`: without it, TensorFlow sums a
 tensor's gradients in the order the thread scheduling delivers them, and the same
 processes end apart)."""
 
@@ -15,8 +15,12 @@ RESULT = runpy.run_path(str(SCRIPT))["RESULT"]  # the line its processes report 
 # bn at 64x64, batch 64 (the sums are large enough there for TensorFlow to reorder them),
 # as the package loads TensorFlow ("fixed"), under the tests' runtime (conftest.py).
 CHILD = ["--child", "fixed", "--image-size", "64", "--batch-size", "64", "--warmup", "2", "--steps", "4"]
-# A third process keeping the cores busy with multi-threaded matrix products until killed.
+# A third process keeping a core busy with matrix products until killed. One thread is
+# enough to set the trainings' threads apart (without the fix, the two ended apart in 3
+# rounds of 3); a thread per core made the test a third longer and slowed the suite's
+# other worker for as long.
 LOAD = "import numpy as np\na = np.ones((1024, 1024), np.float32)\nwhile True:\n    a = (a @ a) * (1 / 1024)\n"
+LOAD_THREADS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
 
 
 def _digest(output):
@@ -26,7 +30,7 @@ def _digest(output):
 
 
 def test_two_identical_trainings_under_load_end_with_the_same_weights():
-    load = subprocess.Popen([sys.executable, "-c", LOAD])
+    load = subprocess.Popen([sys.executable, "-c", LOAD], env={**env(), **LOAD_THREADS})
     try:
         runs = [subprocess.Popen([sys.executable, str(SCRIPT), *CHILD], stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, text=True, env=env()) for _ in range(2)]

@@ -5,9 +5,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
-# Two workers, one test file each (module fixtures train once), the files in the order
-# tests/conftest.py gives them (xdist's own order is by test count); the 15 slowest printed.
-PYTEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder --durations=15
+# Three workers, chosen on 2 cores (while a worker waits on the processes its test started,
+# the third takes the core; each worker holds a TensorFlow of its own, 1-3 GB: more cores
+# may take more, `make test WORKERS=N`), one test file each (module fixtures train once),
+# the files in the order tests/conftest.py gives them (xdist's own order is by test
+# count); the 15 slowest printed.
+WORKERS ?= 3
+PYTEST_ARGS ?= -n $(WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
 .PHONY: train test install clean
 

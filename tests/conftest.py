@@ -36,8 +36,8 @@ def _fresh_keras_state():
 
 
 # The longest files first (`--durations=0` summed per file). Under the Makefile's
-# `-n 2 --dist loadfile --no-loadscope-reorder` a worker takes a whole file at a time, in
-# this order; a long file taken last would leave the other worker idle at the end.
+# `--dist loadfile --no-loadscope-reorder` a worker takes a whole file at a time, in this
+# order; a long file taken last would leave the other workers idle at the end.
 LONGEST_FILES = (
     "test_preemption.py", "test_experiment.py", "test_training.py", "test_determinism.py", "test_export.py",
     "test_model.py", "test_runtime.py", "test_notebook.py", "test_disk_full.py", "test_benchmarks.py", "test_data.py",

@@ -7,7 +7,6 @@ import shutil
 import cv2
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from inception_tf import GoogLeNet, export_saved_model
 from inception_tf.dataloaders import catalog, data

@@ -16,6 +16,8 @@ from runs import MINIMAL, ROOT, SMALL, command_here, env, history_epochs, store_
 
 # The training writer's files: the graph's, written when the model is set, and one per `fit`.
 FIT_WRITER_FILES = 2
+# The run's compute: 2 epochs of 49x49 images, in epochs of 64x64 (issue #35's unit).
+EPOCH_EQUIVALENTS = 2 * (49 / 64) ** 2
 RUN_FILES = ["config.json", "history.csv", "metrics.json", "curves.png", "confusion_matrix.png", "mistakes.png", "model.keras", "saved_model", "labels.txt"]
 
 
@@ -55,7 +57,7 @@ def test_a_run_leaves_every_artifact(run_dir):
     assert metrics["test_accuracy"] > 0.3  # chance is 0.1
     assert metrics["test_top5_accuracy"] >= metrics["test_accuracy"]
     assert metrics["test_examples"] == 2048 and metrics["epochs"] == 2
-    assert metrics["epoch_equivalents"] == pytest.approx(2 * (49 / 64) ** 2)  # 2 epochs at 49x49
+    assert metrics["epoch_equivalents"] == pytest.approx(EPOCH_EQUIVALENTS)
     assert metrics["test_crops"] == 2 and metrics["test_single_crop_accuracy"] > 0.3
     # Training time is the epochs' wall time as history.csv has it (not the evaluation's or
     # the process's), and the rate counts each training image once per epoch.
@@ -93,9 +95,9 @@ def test_the_epochs_share_one_fit_and_the_table_reads_the_run(run_dir):
     table = runpy.run_path(str(ROOT / "benchmarks" / "accuracy_vs_compute.py"))
     metrics = json.loads((run_dir / "metrics.json").read_text())
     row = table["row"](run_dir, 88.0)
-    assert row["run"] == str(run_dir) and row["epoch_equivalents"] == round(2 * (49 / 64) ** 2, 2)
+    assert row["run"] == str(run_dir) and row["epoch_equivalents"] == round(EPOCH_EQUIVALENTS, 2)
     assert row["test_accuracy"] == metrics["test_accuracy"]
-    assert row["projected_hours"] == pytest.approx(2 * 1843 * (49 / 64) ** 2 / 88 / 3600)
+    assert row["projected_hours"] == pytest.approx(EPOCH_EQUIVALENTS * 1843 / 88 / 3600)
     assert "epochs=2" in row["settings"] and "image_size=49" in row["settings"]
 
 

@@ -1,6 +1,8 @@
 """Choosing TensorFlow's runtime by timing it: the choice, the stored answer, the user's
 own variables, co-located processes, the real probe process, and a quiet start."""
 
+import atexit
+import gc
 import json
 import os
 import subprocess
@@ -277,6 +279,18 @@ def test_the_probe_processes_load_tensorflow_under_the_setting_they_time():
     finally:
         for probe in started:
             probe.close()
+
+
+def test_a_process_that_loaded_tensorflow_here_freezes_its_objects_at_exit_once(monkeypatch):
+    """Python's finalisation would collect the objects TensorFlow and Keras hold, a second
+    or two of every command's exit: `quiet_import_tensorflow` leaves `gc.freeze` as one
+    exit handler, however often it is called."""
+    handlers = []
+    monkeypatch.setattr(atexit, "register", handlers.append)
+    monkeypatch.setattr(atexit, "unregister", lambda handler: handlers.remove(handler) if handler in handlers else None)
+    runtime.quiet_import_tensorflow()
+    runtime.quiet_import_tensorflow()
+    assert handlers == [gc.freeze]
 
 
 def _run(*args, env=None):

@@ -24,10 +24,12 @@ A variable the user set is kept, and only the settings it leaves open are timed.
 this module loads neither TensorFlow nor Keras.
 """
 
+import atexit
 import contextlib
 import dataclasses
 import fcntl
 import functools
+import gc
 import os
 import sys
 
@@ -375,7 +377,13 @@ def quiet_import_tensorflow():
     TF_CPP_MIN_LOG_LEVEL says. A level of 0 or 1 asks for them, and gets them; unset, the
     level becomes 2 (later C++ messages below warnings stay off too). On a failed import
     the lines are shown with the error. Training steps then sum their gradients in a fixed
-    order (`keras_fixes.deterministic_gradient_sums`): a rerun gives the same bits."""
+    order (`keras_fixes.deterministic_gradient_sums`): a rerun gives the same bits.
+
+    The process then exits without collecting the garbage of every object still alive:
+    Python's finalisation scans the hundreds of thousands that TensorFlow and Keras hold,
+    for a second or two, only to free memory the process is giving back. Frozen by an exit
+    handler (`gc.freeze`), they are skipped; files are closed where they are written, never
+    left to a collector."""
     os.environ.setdefault(LOG_LEVEL, "2")
     if "tensorflow" in sys.modules or os.environ[LOG_LEVEL] in ("0", "1"):
         import tensorflow  # noqa: F401
@@ -388,6 +396,8 @@ def quiet_import_tensorflow():
     from inception_tf import keras_fixes  # imports Keras: only once TensorFlow is loaded
 
     keras_fixes.deterministic_gradient_sums()
+    atexit.unregister(gc.freeze)  # once, however many calls
+    atexit.register(gc.freeze)
 
 
 def configure(variant="bn", image_size=64, batch_size=128, aux_heads=True, precision="float32", log=print,

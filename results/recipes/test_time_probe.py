@@ -29,13 +29,14 @@ BATCH = 128
 
 def accuracies(model, split, size, views):
     probabilities, labels, _ = evaluation.predict(model, split, size, 500, views=views)
-    main = probabilities["main"]
+    main_head = probabilities["main"].mean(1)
     aux = probabilities["aux1"].mean(1) + probabilities["aux2"].mean(1)
+    # argmax, as `evaluation.evaluate` scores a run (a tie goes to the first class)
     return {
-        "single crop": (main[:, 0].argmax(-1) == labels).mean(),
-        f"{len(views)} crops": (main.mean(1).argmax(-1) == labels).mean(),
-        "+ 0.3 x aux heads": ((main.mean(1) + 0.3 * aux).argmax(-1) == labels).mean(),
-        "+ aux heads": ((main.mean(1) + aux).argmax(-1) == labels).mean(),
+        name: float(np.mean(averaged.argmax(-1) == labels)) for name, averaged in (
+            ("single crop", probabilities["main"][:, 0]), (f"{len(views)} crops", main_head),
+            ("+ 0.3 x aux heads", main_head + 0.3 * aux), ("+ aux heads", main_head + aux),
+        )
     }
 
 
@@ -55,16 +56,18 @@ def recompute_batchnorm(model, dataset, batches):
 
 
 def main(run_dir, batches=200):
-    config = json.load(open(os.path.join(run_dir, "config.json")))
-    size, split = config["data"]["image_size"], config["data"]["validation_split"]
+    with open(os.path.join(run_dir, "config.json")) as file:
+        data = json.load(file)["data"]
+    size, split = data["image_size"], data["validation_split"]
     print(f"run: {run_dir} ({size} px, validation split {split}); recomputing over {batches} batches of {BATCH}")
     source = catalog.load_source("fashion_mnist", validation_split=split)
     model = keras.models.load_model(os.path.join(run_dir, "model.keras"), compile=False)
-    views = evaluation.test_views("fashion_mnist", config["data"]["test_crops"], "standard")
+    views = evaluation.test_views("fashion_mnist", data["test_crops"], data["augment"])
     train, test = source.splits["train"], source.splits["test"]
     plain = data_lib.make_dataset(train, size, BATCH, heads=None).shuffle(64, seed=1)
+    # The run's own training augmentation, as `tasks.task` builds it.
     augmented = data_lib.make_dataset(train, size, BATCH, training=True, heads=None, seed=3, epoch=0,
-                                      augment=augment.AugmentConfig(policy="standard", photometric=False))
+                                      augment=augment.AugmentConfig(policy=data["augment"], erasing=data["random_erasing"]))
     for name, dataset in (("as trained", None), ("BatchNorm from plain images", plain),
                           ("BatchNorm from augmented images", augmented)):
         start = time.perf_counter()

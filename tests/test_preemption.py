@@ -5,18 +5,22 @@ the weights (`--ema`) included; while that uninterrupted run trains, a second pr
 its run directory is refused (`files.exclusive_lock`); and it evaluates and exports the
 average. `test_disk_full.py` has the full disk and a resume at an epoch's start."""
 
+import concurrent.futures
+import contextlib
+import io
 import json
 import os
 import random
 import re
 import signal
+import threading
 import time
 
 import keras
 import numpy as np
 import pytest
 
-from inception_tf import files
+from inception_tf import cli, files
 from runs import command_here, history_without_times, kill, start_train, train, weights_digest
 
 # 15 steps an epoch (230 training images, batch 16): room for a stop well inside epoch 1;
@@ -49,26 +53,43 @@ def _wait_for_step(run_dir, epoch, step, process, timeout=600):
     raise AssertionError(f"no backup of epoch {epoch + 1}, step {step} within {timeout} s")
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
-    """The run never stopped; while it trains, the same command on its run directory."""
-    run_dir = tmp_path_factory.mktemp("preemption") / "uninterrupted"
-    first = start_train(*ARGS, "--run-dir", str(run_dir))
+def _refused_while_training(run_dir, finished):
+    """Once the run in this process holds `run_dir`'s lock: the same command in a second
+    process, and whether this one was still training when that process ended."""
     lock = run_dir / ".lock"
     deadline = time.monotonic() + 600
     while not (lock.is_file() and lock.read_text().strip()):
-        assert first.poll() is None and time.monotonic() < deadline, first.stdout.read()
-        time.sleep(0.2)
+        if finished.is_set() or time.monotonic() > deadline:
+            return None, False
+        time.sleep(0.05)
     second = train(*ARGS, "--run-dir", str(run_dir), check=False)
-    first_still_training = first.poll() is None
-    output, _ = first.communicate(timeout=900)
-    assert first.returncode == 0, output
+    return second, not finished.is_set()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The run never stopped, in this process (which has TensorFlow loaded already); while
+    it trains, the same command on its run directory in a second process."""
+    run_dir = tmp_path_factory.mktemp("preemption") / "uninterrupted"
+    finished = threading.Event()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        refused = pool.submit(_refused_while_training, run_dir, finished)
+        stdout, stderr = io.StringIO(), io.StringIO()
+        try:
+            with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+                code = cli.main(["train", *ARGS, "--run-dir", str(run_dir)])
+        finally:
+            finished.set()
+        second, first_still_training = refused.result()
+    output = stdout.getvalue()
+    assert code == 0, output + stderr.getvalue()
     return {"digest": weights_digest(output), "history": history_without_times(run_dir), "run_dir": run_dir,
-            "pid": first.pid, "second": second, "first_still_training": first_still_training, "output": output}
+            "pid": os.getpid(), "second": second, "first_still_training": first_still_training, "output": output}
 
 
 def test_a_second_process_on_the_run_dir_exits_naming_the_lock(uninterrupted):
     run_dir, second = uninterrupted["run_dir"], uninterrupted["second"]
+    assert second is not None, "the run ended before it held its lock"
     assert uninterrupted["first_still_training"], "the second process should be refused while the first still trains"
     assert second.returncode == 2 and "Traceback" not in second.stderr, second.stderr
     assert f"{run_dir} is in use by process {uninterrupted['pid']} (it holds {run_dir / '.lock'})" in second.stderr

@@ -6,14 +6,13 @@ import errno
 import json
 import os
 import subprocess
-import sys
 
 import h5py
 import pytest
 
 from inception_tf import files
 
-from runs import MINIMAL, ROOT, command_here, env, history_epochs
+from runs import MINIMAL, command_here, history_epochs
 
 # Each weights file holds the weights and the optimizer's state (~83 MB for the bn
 # variant): one epoch's best + backup fit in 220 MB, a second epoch's next file does not.
@@ -77,14 +76,13 @@ def test_a_full_disk_stops_the_run_cleanly_and_a_rerun_resumes(tmp_path, capsys)
     with small_disk(tmp_path) as disk:
         run_dir = disk / "run"
         args = [*ARGS, "--run-dir", str(run_dir)]
-        result = subprocess.run(
-            [sys.executable, str(ROOT / "train.py"), *args], capture_output=True, text=True, env=env(), timeout=900
-        )
-        output = result.stdout + result.stderr
-        assert result.returncode == 1, output
-        assert "Traceback" not in result.stderr
-        assert f"error: No space left on the device to write {run_dir}" in result.stderr
-        assert f"The state at the end of epoch 1 of 2 is saved in {run_dir / 'backup'}" in result.stderr
+        # In this process, which has TensorFlow loaded already: a failed run must also let go
+        # of every file it opened there, or the disk could not be unmounted below.
+        code, stdout, stderr = command_here(capsys, "train", *args)
+        assert code == 1, stdout + stderr
+        assert "Traceback" not in stderr
+        assert f"error: No space left on the device to write {run_dir}" in stderr
+        assert f"The state at the end of epoch 1 of 2 is saved in {run_dir / 'backup'}" in stderr
         assert not list(run_dir.rglob("*.tmp-*")), sorted(run_dir.rglob("*"))
 
         state = json.loads((run_dir / "backup" / "state.json").read_text())

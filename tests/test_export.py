@@ -31,22 +31,22 @@ STANDALONE = textwrap.dedent(
     sys.meta_path.insert(0, Refuse())
     import numpy as np
     import tensorflow as tf
-    export, inputs, out = sys.argv[1:4]
-    loaded = tf.saved_model.load(export)
-    serve = loaded.signatures["serving_default"]
-    batches = np.load(inputs)
-    results = {}
-    for key in batches.files:
-        if key == "preprocessed":
-            continue
-        result = serve(images=tf.constant(batches[key]))
-        for name, value in result.items():
-            value = value.numpy()
-            results[f"{key}/{name}"] = value.astype(str) if value.dtype == object else value
-    pre = loaded.signatures["preprocessed"]
-    results["preprocessed"] = pre(inputs=tf.constant(batches["preprocessed"]))["probabilities"].numpy()
-    results["labels"] = np.array(open(export + "/assets/labels.txt").read().split())
-    np.savez(out, **results)
+    batches = np.load(sys.argv[1])
+    for export, out in zip(sys.argv[2::2], sys.argv[3::2]):
+        loaded = tf.saved_model.load(export)
+        serve = loaded.signatures["serving_default"]
+        results = {}
+        for key in batches.files:
+            if key == "preprocessed":
+                continue
+            result = serve(images=tf.constant(batches[key]))
+            for name, value in result.items():
+                value = value.numpy()
+                results[f"{key}/{name}"] = value.astype(str) if value.dtype == object else value
+        pre = loaded.signatures["preprocessed"]
+        results["preprocessed"] = pre(inputs=tf.constant(batches["preprocessed"]))["probabilities"].numpy()
+        results["labels"] = np.array(open(export + "/assets/labels.txt").read().split())
+        np.savez(out, **results)
     """
 )
 
@@ -64,26 +64,40 @@ def _batches():
     }
 
 
-def _serve_elsewhere(export_dir, tmp_path):
-    inputs, out = tmp_path / "inputs.npz", tmp_path / "out.npz"
+def _serve_elsewhere(export_dirs, tmp_path):
+    """What each SavedModel in `export_dirs` serves in one fresh process, by folder."""
+    inputs = tmp_path / "inputs.npz"
     np.savez(inputs, **_batches(), preprocessed=_preprocessed())
     script = tmp_path / "serve.py"
     script.write_text(STANDALONE)
+    outs = {export_dir: tmp_path / f"served-{i}.npz" for i, export_dir in enumerate(export_dirs)}
     subprocess.run(
-        [sys.executable, str(script), str(export_dir), str(inputs), str(out)],
+        [sys.executable, str(script), str(inputs), *[str(arg) for pair in outs.items() for arg in pair]],
         check=True, capture_output=True, text=True, env=env(), cwd=tmp_path,
     )
-    return dict(np.load(out))
+    return {export_dir: dict(np.load(out)) for export_dir, out in outs.items()}
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A float32 and a mixed-bfloat16 GoogLeNet, exported, and what their exports serve in
+    one process without the package (a process each would load TensorFlow twice)."""
+    root = tmp_path_factory.mktemp("served")
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    mixed = GoogLeNet(num_classes=5, input_shape=(64, 64, 3))
+    keras.config.set_dtype_policy("float32")
+    models = {"float32": GoogLeNet(num_classes=5, input_shape=(64, 64, 3)), "mixed_bfloat16": mixed}
+    exports = {name: export_saved_model(model, root / name, CLASSES) for name, model in models.items()}
+    outputs = _serve_elsewhere(list(exports.values()), root)
+    return {name: (models[name], exports[name], outputs[exports[name]]) for name in models}
 
 
 def _reference(model, images):
     return np.asarray(model(preprocess_images(images, 64), training=False)[0], np.float32)
 
 
-def test_export_serves_without_the_package(tmp_path):
-    model = GoogLeNet(num_classes=5, input_shape=(64, 64, 3))
-    export_dir = export_saved_model(model, tmp_path / "export", CLASSES)
-    served = _serve_elsewhere(export_dir, tmp_path)
+def test_export_serves_without_the_package(served):
+    model, export_dir, served = served["float32"]
     for key, images in _batches().items():
         probabilities = served[f"{key}/probabilities"]
         assert probabilities.shape == (len(images), 5) and probabilities.dtype == np.float32
@@ -101,15 +115,11 @@ def test_export_serves_without_the_package(tmp_path):
     assert 4 * model.count_params() * 0.5 < stored < 4 * GoogLeNet(num_classes=5, input_shape=(64, 64, 3), aux_heads=False).count_params() * 1.05
 
 
-def test_a_mixed_bfloat16_model_exports_to_float32(tmp_path):
-    keras.config.set_dtype_policy("mixed_bfloat16")
-    model = GoogLeNet(num_classes=5, input_shape=(64, 64, 3))
-    keras.config.set_dtype_policy("float32")
+def test_a_mixed_bfloat16_model_exports_to_float32(served):
+    model, _, served = served["mixed_bfloat16"]
     assert model.get_layer("inception_3a_1x1_conv").compute_dtype == "bfloat16"
     float_model = as_float32(model)
     assert {layer.compute_dtype for layer in float_model.layers} == {"float32"}
-    export_dir = export_saved_model(model, tmp_path / "export", CLASSES)
-    served = _serve_elsewhere(export_dir, tmp_path)
     for key, images in _batches().items():
         probabilities = served[f"{key}/probabilities"]
         np.testing.assert_allclose(probabilities, _reference(float_model, images), atol=1e-5)

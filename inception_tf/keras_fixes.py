@@ -25,13 +25,16 @@ def seed_generator_states(model):
 
 
 def build_metrics(model, element_spec):
-    """Creates the variables of a compiled model's metrics and per-head losses, from the
-    `element_spec` of its training data, before any step.
+    """Creates the variables of a compiled model's optimizer, metrics and per-head losses,
+    from the `element_spec` of its training data, before any step.
 
     Keras 3.15 creates them in the first training step (`Trainer._symbolic_build` runs
-    before it only under a tf.distribute strategy), too late for an epoch resumed mid-way
-    to set them to the backup's. Internal: `Trainer._symbolic_build`, which reads only
-    the shapes and dtypes of the batch it is given.
+    before it only under a tf.distribute strategy). That is too late for an epoch resumed
+    mid-way to set them to the backup's, and a `tf.function` whose first trace creates
+    variables is traced again before it runs (tensorflow/tensorflow#48851): the training
+    step, the costliest trace of a run, was traced twice. Internal:
+    `Trainer._symbolic_build`, which reads only the shapes and dtypes of the batch it is
+    given and does nothing once everything is built.
     """
     model._symbolic_build(data_batch=element_spec)
 

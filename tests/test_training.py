@@ -50,14 +50,22 @@ def test_categorical_labels_with_smoothing_and_logits():
     assert set(results) >= {"accuracy", "top4_accuracy"}
 
 
-@pytest.mark.parametrize("variant", ["paper", "bn"])
-def test_a_few_steps_lower_the_loss_on_a_fixed_batch(variant):
+@pytest.mark.parametrize("variant, labels", [("paper", "sparse"), ("bn", "categorical")])
+def test_a_few_steps_trace_once_and_lower_the_loss_on_a_fixed_batch(variant, labels):
+    """Compiled, the model has every variable training creates (the optimizer's, the
+    metrics', each head's loss tracker): a `tf.function` whose first trace creates
+    variables is traced twice, and the training step is a run's costliest trace."""
     model = compile_for_training(
         GoogLeNet(num_classes=4, input_shape=(64, 64, 3), variant=variant, dropout_rate=0.0, aux_dropout_rate=0.0),
-        learning_rate=0.01,
+        learning_rate=0.01, labels=labels,
     )
+    variables = lambda: {v.path for v in model.variables + model.optimizer.variables + model.metrics_variables}
+    compiled, traced, step = variables(), [], model.train_step
+    model.train_step = lambda data: traced.append(data) or step(data)  # runs once per trace
     x, y = _batch(8)
+    y = y if labels == "sparse" else np.eye(4)[y]
     history = model.fit(x, labels_for_heads(model, y), epochs=8, batch_size=8, verbose=0)
+    assert variables() == compiled and len(traced) == 1
     losses = history.history["loss"]
     assert np.all(np.isfinite(losses))
     assert losses[-1] < losses[0]

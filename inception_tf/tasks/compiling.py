@@ -3,7 +3,7 @@ metrics, SGD with decoupled weight decay, and the weights' moving average."""
 
 import keras
 
-from inception_tf import choices
+from inception_tf import choices, keras_fixes
 from inception_tf.modeling import network
 
 AUX_LOSS_WEIGHT = 0.3  # the paper's weight of each auxiliary loss
@@ -45,7 +45,8 @@ def compile_for_training(model, learning_rate=0.01, momentum=0.9, labels="sparse
             into the model when it ends (see `keras_fixes.weight_average_held`).
 
     Returns:
-        The model, compiled.
+        The model, compiled, with the variables of its optimizer, metrics and losses
+        (which a resumed epoch sets to a backup's before its first step).
     """
     _check_rates(learning_rate, momentum, aux_loss_weight, weight_decay, ema_momentum)
     _check_labels(labels, label_smoothing)
@@ -55,11 +56,20 @@ def compile_for_training(model, learning_rate=0.01, momentum=0.9, labels="sparse
     if weight_decay:
         optimizer.exclude_from_weight_decay(var_names=list(NO_WEIGHT_DECAY))
     model.compile(optimizer=optimizer, loss=losses, loss_weights=weights, metrics=metrics, jit_compile=jit_compile)
-    # Its variables now, eagerly: outside a strategy's scope Keras builds the optimizer in
-    # the first traced step, where every variable (a momentum, an average) is created
-    # under an initialisation guard of its own, which makes that first trace longer.
-    optimizer.build(model.trainable_variables)
+    keras_fixes.build_metrics(model, _batch_spec(model, labels))
     return model
+
+
+def _batch_spec(model, labels):
+    """The shapes and dtypes of a training batch as `fit` takes it: the images, and the
+    labels of each head (`labels_for_heads`)."""
+    images = keras.KerasTensor((None, *model.input_shape[1:]), model.inputs[0].dtype)
+    if labels == "sparse":
+        label = keras.KerasTensor((None,), "int32")
+    else:
+        label = keras.KerasTensor((None, model.outputs[0].shape[-1]), "float32")
+    names = list(model.output_names)
+    return images, label if len(names) == 1 else {name: label for name in names}
 
 
 def _check_rates(learning_rate, momentum, aux_loss_weight, weight_decay, ema_momentum):

@@ -265,9 +265,6 @@ class TrainingTask:
             skip = position.step if epoch == position.epoch else 0
             span = range(epoch, epoch + 1) if skip or steps is None else range(epoch, epochs)
             train_data = self.training_data(model, span, skip)
-            if skip:
-                with self.strategy.scope():
-                    keras_fixes.build_metrics(model, train_data.element_spec)
             callbacks.begin_epoch(steps, skip, metrics if skip else None, position.epoch_time_s if skip else 0.0)
             model.fit(
                 train_data, validation_data=validation, initial_epoch=epoch, epochs=span.stop,
@@ -313,7 +310,6 @@ class TrainingTask:
         paths, average = self.paths, bool(self.config.train.ema)
         if self.role.count > 1:
             model = self.compiled_model(init=False)
-            model.optimizer.build(model.trainable_variables)
             if average or not paths.best.is_file():  # else the best weights are loaded below
                 state = json.loads(callbacks_lib.backup_state_path(paths.backup).read_text())
                 model.load_weights(paths.backup / state["weights"])

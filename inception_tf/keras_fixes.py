@@ -88,15 +88,17 @@ class ServedModel:
         self.model = model
 
 
-def track_captured_variables(module, functions):
-    """Lists on `module` the TensorFlow variables its `functions` (with input signatures)
+def track_captured_variables(module, model):
+    """Lists on `module` the TensorFlow variables that its functions running `model`
     capture, so that TensorFlow Serving can load the SavedModel of `module` (see
-    `ServedModel`)."""
-    captured = {}
-    for function in functions:
-        for variable in function.get_concrete_function().variables:
-            captured.setdefault(id(variable), variable)
-    module.captured_variables = list(captured.values())
+    `ServedModel`): the ones inside `model.weights` (not `model.variables`, which adds
+    the dropout layers' random state that inference leaves alone).
+
+    Read from the model, not from the functions' concrete functions: tracing those before
+    `tf.saved_model.save` did not spare save its own trace of each. Internal:
+    `Variable._value`, the TensorFlow variable inside Keras's.
+    """
+    module.captured_variables = [weight._value for weight in model.weights]
 
 
 @contextlib.contextmanager

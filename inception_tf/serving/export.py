@@ -129,7 +129,7 @@ def export_saved_model(model, path, class_names=None, top_k=5, float32=True, pre
         labels_path.write_text(model_files.labels_text(class_names))
         module = _Serving(model, class_names, top_k, labels_path, preprocessing)
         signatures = {"serving_default": module.serve, SIGNATURE_BYTES: module.serve_bytes, SIGNATURE_PREPROCESSED: module.classify}
-        keras_fixes.track_captured_variables(module, signatures.values())
+        keras_fixes.track_captured_variables(module, model)
         tf.saved_model.save(
             module, str(tmp), signatures=signatures,
         )

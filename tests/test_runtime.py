@@ -281,16 +281,18 @@ def test_the_probe_processes_load_tensorflow_under_the_setting_they_time():
             probe.close()
 
 
-def test_a_process_that_loaded_tensorflow_here_freezes_its_objects_at_exit_once(monkeypatch):
-    """Python's finalisation would collect the objects TensorFlow and Keras hold, a second
-    or two of every command's exit: `quiet_import_tensorflow` leaves `gc.freeze` as one
-    exit handler, however often it is called."""
-    handlers = []
+def test_a_process_that_loaded_tensorflow_here_freezes_its_objects_then_and_at_exit_once(monkeypatch):
+    """Every full collection, and Python's finalisation, would scan the objects TensorFlow
+    and Keras hold (a second or two of every command's exit): `quiet_import_tensorflow`
+    freezes them once loaded, and leaves `gc.freeze` as one exit handler, however often
+    it is called."""
+    handlers, frozen = [], []
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(len(handlers)))
     monkeypatch.setattr(atexit, "register", handlers.append)
     monkeypatch.setattr(atexit, "unregister", lambda handler: handlers.remove(handler) if handler in handlers else None)
     runtime.quiet_import_tensorflow()
     runtime.quiet_import_tensorflow()
-    assert handlers == [gc.freeze]
+    assert handlers == [gc.freeze] and frozen == [0, 1]  # each call freezes before it registers
 
 
 def _run(*args, env=None):

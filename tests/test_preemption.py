@@ -9,6 +9,7 @@ import concurrent.futures
 import contextlib
 import io
 import json
+import math
 import os
 import random
 import re
@@ -21,6 +22,7 @@ import numpy as np
 import pytest
 
 from inception_tf import cli, files
+from inception_tf.tasks import preemption
 from runs import command_here, history_without_times, kill, start_train, train, weights_digest
 
 # 15 steps an epoch (230 training images, batch 16): room for a stop well inside epoch 1;
@@ -99,19 +101,40 @@ def test_a_second_process_on_the_run_dir_exits_naming_the_lock(uninterrupted):
     assert (run_dir / "metrics.json").is_file() and (run_dir / "saved_model" / "saved_model.pb").is_file()
 
 
+def _sigterm_at_step(run_dir, step, finished):
+    """Once the backup is at `step` of epoch 1 or later, SIGTERM to this process, if its
+    run still handles the signal (else it would end the process): when it was sent."""
+    while not finished.is_set():
+        state = _state(run_dir)
+        if state and (state["epoch"], state["step"]) >= (0, step):
+            if getattr(signal.getsignal(signal.SIGTERM), "__module__", None) != preemption.__name__:
+                return None
+            sent = time.monotonic()
+            os.kill(os.getpid(), signal.SIGTERM)
+            return sent
+        time.sleep(0.01)
+    return None
+
+
 def test_sigterm_mid_epoch_then_sigkill_after_a_step_backup_resume_exactly(tmp_path, uninterrupted, capsys):
     run_dir = tmp_path / "stopped"
     args = [*ARGS, "--run-dir", str(run_dir), "--backup-every", "2"]
-    process = start_train(*args)
     # A random step of epoch 1 (a backup's), drawn from a seed that is printed: rerun a
     # failure with INCEPTION_TF_TEST_SEED=that seed.
     seed = int(os.environ.get("INCEPTION_TF_TEST_SEED") or random.randrange(2**32))
     wanted = random.Random(seed).randrange(4, STEPS - 8, 2)
-    print(f"stop step {wanted} of epoch 1 (INCEPTION_TF_TEST_SEED={seed})")
-    _wait_for_step(run_dir, 0, wanted, process)
-    started = time.monotonic()
-    returncode, output = kill(process, signal.SIGTERM)
-    grace = time.monotonic() - started
+    # The signal's way in is the same in any process (`preemption.stop_on_signals`): this
+    # one, which has TensorFlow loaded already, takes it, in the main thread that trains.
+    finished = threading.Event()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        sent = pool.submit(_sigterm_at_step, run_dir, wanted, finished)
+        try:
+            returncode, stdout, stderr = command_here(capsys, "train", *args)
+        finally:
+            finished.set()
+        grace = time.monotonic() - (sent.result() or math.inf)
+    print(f"stop step {wanted} of epoch 1 (INCEPTION_TF_TEST_SEED={seed})")  # after the run's output is read
+    output = stdout + stderr
     assert returncode == 75, output
     match = re.search(rf"Stopped by SIGTERM at epoch 1 of 2, step (\d+) of {STEPS}, backed up in (\S+): run the same command again", output)
     assert match, output

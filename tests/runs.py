@@ -43,15 +43,26 @@ def store_precision_answer(cache, workload, policy="float32"):
     measured.store(asked.path, measured.new_entry(asked, {policy: 20.0}, policy, left_out=left_out))
 
 
-def command_here(capsys, *args):
+def command_here(*args):
     """`python -m inception_tf ARGS` in this process, which has TensorFlow loaded already
     (a process of its own would spend its start loading it again): `(exit code, stdout,
-    stderr)`. Tests that need a fresh process start one."""
+    stderr)`. Captured here, not by pytest's `capsys`, which module fixtures cannot take;
+    when the command raises, what it wrote goes to pytest's report. Tests that need a
+    fresh process start one."""
+    import contextlib
+    import io
+
     from inception_tf import cli
 
-    code = cli.main([str(arg) for arg in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli.main([str(arg) for arg in args])
+    except BaseException:
+        sys.stdout.write(out.getvalue())
+        sys.stderr.write(err.getvalue())
+        raise
+    return code, out.getvalue(), err.getvalue()
 
 
 def env():

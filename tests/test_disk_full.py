@@ -72,13 +72,13 @@ def small_disk(tmp_path):
         subprocess.run(["umount", str(mount)], check=True)
 
 
-def test_a_full_disk_stops_the_run_cleanly_and_a_rerun_resumes(tmp_path, capsys):
+def test_a_full_disk_stops_the_run_cleanly_and_a_rerun_resumes(tmp_path):
     with small_disk(tmp_path) as disk:
         run_dir = disk / "run"
         args = [*ARGS, "--run-dir", str(run_dir)]
         # In this process, which has TensorFlow loaded already: a failed run must also let go
         # of every file it opened there, or the disk could not be unmounted below.
-        code, stdout, stderr = command_here(capsys, "train", *args)
+        code, stdout, stderr = command_here("train", *args)
         assert code == 1, stdout + stderr
         assert "Traceback" not in stderr
         assert f"error: No space left on the device to write {run_dir}" in stderr
@@ -92,7 +92,7 @@ def test_a_full_disk_stops_the_run_cleanly_and_a_rerun_resumes(tmp_path, capsys)
 
         # room for the rest
         subprocess.run(["mount", "-o", "remount,size=1g", str(disk)], check=True)
-        code, stdout, stderr = command_here(capsys, "train", *args)  # in this process: it has TensorFlow loaded
+        code, stdout, stderr = command_here("train", *args)  # in this process: it has TensorFlow loaded
         assert code == 0, stderr
         assert "resuming" in stdout and "Epoch 2/2" in stdout and "Epoch 1/2" not in stdout
         assert history_epochs(run_dir) == [0, 1]

@@ -103,25 +103,25 @@ def test_the_epochs_share_one_fit_and_the_table_reads_the_run(run_dir):
     assert "epochs=2" in row["settings"] and "image_size=49" in row["settings"]
 
 
-def test_the_same_command_again_finds_the_run_complete(run_dir, capsys):
+def test_the_same_command_again_finds_the_run_complete(run_dir):
     run_dir, _ = run_dir
-    code, stdout, stderr = command_here(capsys, "train", *SMALL, "--epochs", "2", "--learning-rate", "0.02", "--test-crops", "2",
+    code, stdout, stderr = command_here("train", *SMALL, "--epochs", "2", "--learning-rate", "0.02", "--test-crops", "2",
                                         "--run-dir", run_dir)
     assert code == 0 and "is complete" in stdout, stderr
     assert history_epochs(run_dir) == [0, 1]
 
 
-def test_another_configuration_is_refused(run_dir, capsys):
+def test_another_configuration_is_refused(run_dir):
     run_dir, _ = run_dir
-    code, _, stderr = command_here(capsys, "train", *SMALL, "--epochs", "3", "--learning-rate", "0.05", "--run-dir", run_dir)
+    code, _, stderr = command_here("train", *SMALL, "--epochs", "3", "--learning-rate", "0.05", "--run-dir", run_dir)
     assert code == 2
     assert "train.epochs: 2 -> 3" in stderr and "--overwrite" in stderr
 
 
-def test_evaluate_command_writes_the_same_report(run_dir, tmp_path, capsys):
+def test_evaluate_command_writes_the_same_report(run_dir, tmp_path):
     run_dir, _ = run_dir
     out = tmp_path / "eval"
-    code, stdout, stderr = command_here(capsys, "evaluate", "--model", str(run_dir / "model.keras"), "--dataset", "fashion_mnist",
+    code, stdout, stderr = command_here("evaluate", "--model", str(run_dir / "model.keras"), "--dataset", "fashion_mnist",
                                  "--limit", str(TEST_EXAMPLES), "--out", str(out))
     assert code == 0, stderr
     metrics = json.loads((out / "metrics.json").read_text())
@@ -133,9 +133,9 @@ def test_evaluate_command_writes_the_same_report(run_dir, tmp_path, capsys):
     assert "weighted avg" in stdout
 
 
-def test_evaluate_names_its_figures_by_the_split(run_dir, tmp_path, capsys):
+def test_evaluate_names_its_figures_by_the_split(run_dir, tmp_path):
     run_dir, _ = run_dir
-    code, stdout, stderr = command_here(capsys, "evaluate", "--model", str(run_dir / "model.keras"), "--split", "validation",
+    code, stdout, stderr = command_here("evaluate", "--model", str(run_dir / "model.keras"), "--split", "validation",
                                  "--validation-split", "0.5", "--limit", "256", "--test-crops", "1", "--out", str(tmp_path))
     assert code == 0, stderr
     metrics = json.loads((tmp_path / "metrics.json").read_text())
@@ -164,7 +164,7 @@ def test_unknown_values_list_the_choices():
     assert result.returncode == 2 and "Received: image_size=40" in result.stderr
 
 
-def test_a_diverging_run_stops_with_a_clear_message(tmp_path, capsys):
-    code, out, err = command_here(capsys, "train", *MINIMAL, "--epochs", "2", "--learning-rate", "1e12", "--run-dir", str(tmp_path / "nan"))
+def test_a_diverging_run_stops_with_a_clear_message(tmp_path):
+    code, out, err = command_here("train", *MINIMAL, "--epochs", "2", "--learning-rate", "1e12", "--run-dir", str(tmp_path / "nan"))
     assert code == 3, out + err
     assert "stopped being finite" in err

@@ -165,12 +165,12 @@ def test_export_rejects_wrong_class_names(tmp_path):
     assert not (tmp_path / "e").exists()
 
 
-def test_export_command(tmp_path, capsys):
+def test_export_command(tmp_path):
     model = GoogLeNet(num_classes=5, input_shape=(64, 64, 3))
     model.save(tmp_path / "model.keras")
     (tmp_path / "labels.txt").write_text("\n".join(CLASSES) + "\n")
     # In this process: test_export_serves_without_the_package serves from a fresh one.
-    code, out, err = command_here(capsys, "export", "--model", tmp_path / "model.keras", "--out", tmp_path / "sm")
+    code, out, err = command_here("export", "--model", tmp_path / "model.keras", "--out", tmp_path / "sm")
     assert code == 0, err
     assert str(tmp_path / "sm") in out
     assert (tmp_path / "sm" / "assets" / "labels.txt").read_text().split() == CLASSES

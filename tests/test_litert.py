@@ -124,14 +124,14 @@ def test_files_without_our_metadata_are_named(exported, tmp_path):
         litert.read_info(junk)
 
 
-def test_predict_runs_a_tflite_file_like_the_saved_model(exported, tmp_path, capsys):
+def test_predict_runs_a_tflite_file_like_the_saved_model(exported, tmp_path):
     folder = tmp_path / "images"
     folder.mkdir()
     for i, image in enumerate(exported["test"].images[:6]):
         cv2.imwrite(str(folder / f"{i}.png"), image)
 
     def predict(model):
-        code, out, err = command_here(capsys, "predict", "--model", model, "--json", "--batch-size", "4", folder)
+        code, out, err = command_here("predict", "--model", model, "--json", "--batch-size", "4", folder)
         assert code == 0, err
         return [json.loads(line) for line in out.splitlines()]
 
@@ -142,17 +142,17 @@ def test_predict_runs_a_tflite_file_like_the_saved_model(exported, tmp_path, cap
         assert a["top"][0]["score"] == pytest.approx(b["top"][0]["score"], abs=1e-4)
 
 
-def test_export_command_writes_the_files_and_refuses_int8_without_data(exported, tmp_path, capsys):
+def test_export_command_writes_the_files_and_refuses_int8_without_data(exported, tmp_path):
     model = tmp_path / "run" / "model.keras"
     model.parent.mkdir()
     shutil.copy(exported["root"] / "model.keras", model)
-    code, _, err = command_here(capsys, "export", "--model", model, "--out", tmp_path / "m", "--tflite", "int8")
+    code, _, err = command_here("export", "--model", model, "--out", tmp_path / "m", "--tflite", "int8")
     assert code == 2 and "Traceback" not in err
     assert "int8 calibration needs training images: name their data set with --dataset" in err
     assert not (tmp_path / "m").exists()  # refused before anything was written
     (model.parent / "config.json").write_text(json.dumps({"data": {"dataset": "fashion_mnist", "data_dir": None}}))
     code, out, err = command_here(
-        capsys, "export", "--model", model, "--out", tmp_path / "m", "--tflite", "int8", "--calibration-images", "16"
+        "export", "--model", model, "--out", tmp_path / "m", "--tflite", "int8", "--calibration-images", "16"
     )
     assert code == 0, err
     assert "LiteRT int8 written to" in out and (tmp_path / "m" / "saved_model.pb").is_file()

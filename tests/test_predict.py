@@ -59,13 +59,13 @@ def test_read_rgb_converts_every_layout(images):
 
 # The SavedModel through a real `python -m inception_tf` process; the .keras file in this one.
 @pytest.mark.parametrize("model", ["saved_model", "model.keras"])
-def test_predict_command(models, images, model, capsys):
+def test_predict_command(models, images, model):
     args = ["--model", models / model, "--json", images]
     if model == "saved_model":
         result = _predict(*args)
         code, out, err = result.returncode, result.stdout, result.stderr
     else:
-        code, out, err = _predict_here(capsys, *args)
+        code, out, err = _predict_here(*args)
     assert code == 1  # broken.jpg
     assert "broken.jpg" in err
     lines = [json.loads(line) for line in out.splitlines()]
@@ -80,25 +80,25 @@ def test_predict_command(models, images, model, capsys):
     assert same["a.png"] == pytest.approx(same["c.bmp"], abs=1e-6)  # same pixels, two formats
 
 
-def test_predict_text_output_for_one_file(models, images, capsys):
-    code, out, _ = _predict_here(capsys, "--model", models / "saved_model", "--top-k", "2", images / "a.png")
+def test_predict_text_output_for_one_file(models, images):
+    code, out, _ = _predict_here("--model", models / "saved_model", "--top-k", "2", images / "a.png")
     assert code == 0
     assert out.startswith(f"{images / 'a.png'}:") and "  2. " in out and "  3. " not in out
 
 
-def test_a_folder_without_a_model_is_named(models, tmp_path, capsys):
+def test_a_folder_without_a_model_is_named(models, tmp_path):
     run_dir = tmp_path / "run"
     (run_dir / "saved_model").mkdir(parents=True)
-    code, _, err = _predict_here(capsys, "--model", run_dir, tmp_path)
+    code, _, err = _predict_here("--model", run_dir, tmp_path)
     assert code == 2 and "Traceback" not in err
     assert f"{run_dir} holds no SavedModel (saved_model.pb) (a run directory: pass RUN_DIR/saved_model" in err
 
 
-def test_a_folder_without_images_is_refused_naming_it(models, tmp_path, capsys):
+def test_a_folder_without_images_is_refused_naming_it(models, tmp_path):
     empty = tmp_path / "notes"
     empty.mkdir()
     (empty / "readme.txt").write_text("no image here")
-    code, out, err = _predict_here(capsys, "--model", models / "model.keras", empty)
+    code, out, err = _predict_here("--model", models / "model.keras", empty)
     assert code == 2 and out == "" and err.count("\n") == 1
     assert err.startswith(f"error: The folder {empty} holds no image file (looked for .jpg, .jpeg, .png")
 
@@ -111,13 +111,13 @@ def _predict(*args):
                           capture_output=True, text=True, env=env())
 
 
-def _predict_here(capsys, *args):
+def _predict_here(*args):
     """The predict command in this process: `(code, out, err)`."""
-    return command_here(capsys, "predict", *args)
+    return command_here("predict", *args)
 
 
-def test_batched_csv_has_one_row_per_image_and_matches_one_at_a_time(models, images, tmp_path, capsys):
-    code, out, err = _predict_here(capsys, "--model", models / "saved_model", "--batch-size", "3",
+def test_batched_csv_has_one_row_per_image_and_matches_one_at_a_time(models, images, tmp_path):
+    code, out, err = _predict_here("--model", models / "saved_model", "--batch-size", "3",
                                    "--output", tmp_path / "p.csv", images)
     assert code == 1 and "broken.jpg" in err  # the rest are still predicted
     assert "7 images predicted, 1 unreadable" in out
@@ -127,7 +127,7 @@ def test_batched_csv_has_one_row_per_image_and_matches_one_at_a_time(models, ima
     by_name = {pathlib.Path(row["path"]).name: row for row in rows}
     assert sorted(by_name) == sorted([*READABLE, "broken.jpg"])
     assert by_name["broken.jpg"]["error"].startswith("cannot read an image") and by_name["broken.jpg"]["class"] == ""
-    _, single, _ = _predict_here(capsys, "--model", models / "saved_model", "--batch-size", "1", "--json", images)
+    _, single, _ = _predict_here("--model", models / "saved_model", "--batch-size", "1", "--json", images)
     for line in map(json.loads, single.splitlines()):
         row = by_name[pathlib.Path(line["image"]).name]
         classes, scores = row["top5_classes"].split(";"), [float(s) for s in row["top5_scores"].split(";")]
@@ -136,12 +136,12 @@ def test_batched_csv_has_one_row_per_image_and_matches_one_at_a_time(models, ima
         assert float(row["score"]) == scores[0] and scores == sorted(scores, reverse=True)
 
 
-def test_jsonl_output_keeps_errors_and_bad_outputs_are_refused(models, images, tmp_path, capsys):
-    code, _, _ = _predict_here(capsys, "--model", models / "model.keras", "--output", tmp_path / "p.jsonl", images)
+def test_jsonl_output_keeps_errors_and_bad_outputs_are_refused(models, images, tmp_path):
+    code, _, _ = _predict_here("--model", models / "model.keras", "--output", tmp_path / "p.jsonl", images)
     assert code == 1
     lines = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert len(lines) == 8 and sum("error" in line for line in lines) == 1
-    code, _, err = _predict_here(capsys, "--model", models / "model.keras", "--output", tmp_path / "p.txt", images)
+    code, _, err = _predict_here("--model", models / "model.keras", "--output", tmp_path / "p.txt", images)
     assert code == 2 and "Traceback" not in err
     assert "`output` must end in one of ('.csv', '.jsonl'). Received: output=" in err
     assert not (tmp_path / "p.txt").exists()
@@ -166,8 +166,8 @@ def test_progress_bar_on_a_terminal_only(models, images):
     assert quiet.getvalue() == ""
 
 
-def test_explain_writes_one_overlay_per_image(models, images, tmp_path, capsys):
-    code, _, _ = _predict_here(capsys, "--model", models / "model.keras", "--explain", tmp_path / "cam", images, images / "a.png")
+def test_explain_writes_one_overlay_per_image(models, images, tmp_path):
+    code, _, _ = _predict_here("--model", models / "model.keras", "--explain", tmp_path / "cam", images, images / "a.png")
     assert code == 1
     written = sorted(p.name for p in (tmp_path / "cam").iterdir())
     assert written == sorted([*(n.rsplit(".", 1)[0] + ".png" for n in READABLE), "a-2.png"])
@@ -175,7 +175,7 @@ def test_explain_writes_one_overlay_per_image(models, images, tmp_path, capsys):
     assert cv2.imread(str(tmp_path / "cam" / "a.png")).shape == (37 * 7 + 24, 53 * 7, 3)
     assert cv2.imread(str(tmp_path / "cam" / "b.png")).shape == (120 * 3 + 24, 80 * 3, 3)
     assert cv2.imread(str(tmp_path / "cam" / "gray.png")).shape == (30 * 8 + 24, 30 * 8, 3)
-    code, _, err = _predict_here(capsys, "--model", models / "saved_model", "--explain", tmp_path / "cam2", images)
+    code, _, err = _predict_here("--model", models / "saved_model", "--explain", tmp_path / "cam2", images)
     assert code == 2 and "pass a .keras model" in err and not (tmp_path / "cam2").exists()
 
 

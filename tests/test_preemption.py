@@ -6,8 +6,6 @@ its run directory is refused (`files.exclusive_lock`); and it evaluates and expo
 average. `test_disk_full.py` has the full disk and a resume at an epoch's start."""
 
 import concurrent.futures
-import contextlib
-import io
 import json
 import math
 import os
@@ -21,7 +19,7 @@ import keras
 import numpy as np
 import pytest
 
-from inception_tf import cli, files
+from inception_tf import files
 from inception_tf.tasks import preemption
 from runs import command_here, history_without_times, kill, start_train, train, weights_digest
 
@@ -76,15 +74,12 @@ def uninterrupted(tmp_path_factory):
     finished = threading.Event()
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         refused = pool.submit(_refused_while_training, run_dir, finished)
-        stdout, stderr = io.StringIO(), io.StringIO()
         try:
-            with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-                code = cli.main(["train", *ARGS, "--run-dir", str(run_dir)])
+            code, output, stderr = command_here("train", *ARGS, "--run-dir", run_dir)
         finally:
             finished.set()
         second, first_still_training = refused.result()
-    output = stdout.getvalue()
-    assert code == 0, output + stderr.getvalue()
+    assert code == 0, output + stderr
     return {"digest": weights_digest(output), "history": history_without_times(run_dir), "run_dir": run_dir,
             "pid": os.getpid(), "second": second, "first_still_training": first_still_training, "output": output}
 
@@ -116,7 +111,7 @@ def _sigterm_at_step(run_dir, step, finished):
     return None
 
 
-def test_sigterm_mid_epoch_then_sigkill_after_a_step_backup_resume_exactly(tmp_path, uninterrupted, capsys):
+def test_sigterm_mid_epoch_then_sigkill_after_a_step_backup_resume_exactly(tmp_path, uninterrupted):
     run_dir = tmp_path / "stopped"
     args = [*ARGS, "--run-dir", str(run_dir), "--backup-every", "2"]
     # A random step of epoch 1 (a backup's), drawn from a seed that is printed: rerun a
@@ -129,7 +124,7 @@ def test_sigterm_mid_epoch_then_sigkill_after_a_step_backup_resume_exactly(tmp_p
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         sent = pool.submit(_sigterm_at_step, run_dir, wanted, finished)
         try:
-            returncode, stdout, stderr = command_here(capsys, "train", *args)
+            returncode, stdout, stderr = command_here("train", *args)
         finally:
             finished.set()
         grace = time.monotonic() - (sent.result() or math.inf)
@@ -169,7 +164,7 @@ def test_sigterm_mid_epoch_then_sigkill_after_a_step_backup_resume_exactly(tmp_p
     # ... and the one after it (in this process, which has TensorFlow loaded already): the
     # same history, and the same weights (the average, that --ema exports) as the run never
     # stopped.
-    code, stdout, stderr = command_here(capsys, "train", *args)
+    code, stdout, stderr = command_here("train", *args)
     assert code == 0, stdout + stderr
     assert f"removed {len(half_written) + len(planted)} unfinished file(s) a killed run left" in stdout
     assert not list(run_dir.rglob("*.tmp-*"))

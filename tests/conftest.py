@@ -1,4 +1,3 @@
-import gc
 import os
 import pathlib
 import tempfile
@@ -20,14 +19,12 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 from inception_tf.startup import runtime  # noqa: E402
 
+# TensorFlow and Keras leave some 300,000 objects that live as long as the worker: frozen
+# here, they drop out of the full collections that the tests' garbage sets off.
 runtime.quiet_import_tensorflow()
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
-
-# TensorFlow and Keras leave some 300,000 objects that live as long as the worker: frozen,
-# they drop out of the full collections that the tests' garbage sets off.
-gc.freeze()
 
 
 @pytest.fixture(autouse=True)

@@ -41,12 +41,17 @@ def _state(run_dir):
         return None
 
 
+def _backed_up(run_dir, epoch, step):
+    """The backup's state if it is at (epoch finished epochs, `step` or more steps), or later; else None."""
+    state = _state(run_dir)
+    return state if state and (state["epoch"], state["step"]) >= (epoch, step) else None
+
+
 def _wait_for_step(run_dir, epoch, step, process, timeout=600):
     """Blocks until the backup is at (epoch finished epochs, `step` or more steps), or later."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        state = _state(run_dir)
-        if state and (state["epoch"], state["step"]) >= (epoch, step):
+        if state := _backed_up(run_dir, epoch, step):
             return state
         assert process.poll() is None, f"training ended before epoch {epoch + 1}, step {step}:\n{process.stdout.read()}"
         time.sleep(0.01)
@@ -66,19 +71,27 @@ def _refused_while_training(run_dir, finished):
     return second, not finished.is_set()
 
 
+def _train_here_while(args, beside, *beside_args):
+    """`train ARGS` in this process (which has TensorFlow loaded already) while
+    `beside(*beside_args, finished)` runs in a thread, `finished` set once the training has
+    returned: `((code, stdout, stderr), what beside returned)`."""
+    finished = threading.Event()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        future = pool.submit(beside, *beside_args, finished)
+        try:
+            result = command_here("train", *args)
+        finally:
+            finished.set()
+        return result, future.result()
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     """The run never stopped, in this process (which has TensorFlow loaded already); while
     it trains, the same command on its run directory in a second process."""
     run_dir = tmp_path_factory.mktemp("preemption") / "uninterrupted"
-    finished = threading.Event()
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        refused = pool.submit(_refused_while_training, run_dir, finished)
-        try:
-            code, output, stderr = command_here("train", *ARGS, "--run-dir", run_dir)
-        finally:
-            finished.set()
-        second, first_still_training = refused.result()
+    (code, output, stderr), (second, first_still_training) = _train_here_while(
+        [*ARGS, "--run-dir", run_dir], _refused_while_training, run_dir)
     assert code == 0, output + stderr
     return {"digest": weights_digest(output), "history": history_without_times(run_dir), "run_dir": run_dir,
             "pid": os.getpid(), "second": second, "first_still_training": first_still_training, "output": output}
@@ -100,8 +113,7 @@ def _sigterm_at_step(run_dir, step, finished):
     """Once the backup is at `step` of epoch 1 or later, SIGTERM to this process, if its
     run still handles the signal (else it would end the process): when it was sent."""
     while not finished.is_set():
-        state = _state(run_dir)
-        if state and (state["epoch"], state["step"]) >= (0, step):
+        if _backed_up(run_dir, 0, step):
             if getattr(signal.getsignal(signal.SIGTERM), "__module__", None) != preemption.__name__:
                 return None
             sent = time.monotonic()
@@ -120,14 +132,8 @@ def test_sigterm_mid_epoch_then_sigkill_after_a_step_backup_resume_exactly(tmp_p
     wanted = random.Random(seed).randrange(4, STEPS - 8, 2)
     # The signal's way in is the same in any process (`preemption.stop_on_signals`): this
     # one, which has TensorFlow loaded already, takes it, in the main thread that trains.
-    finished = threading.Event()
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        sent = pool.submit(_sigterm_at_step, run_dir, wanted, finished)
-        try:
-            returncode, stdout, stderr = command_here("train", *args)
-        finally:
-            finished.set()
-        grace = time.monotonic() - (sent.result() or math.inf)
+    (returncode, stdout, stderr), sent = _train_here_while(args, _sigterm_at_step, run_dir, wanted)
+    grace = time.monotonic() - (sent or math.inf)
     print(f"stop step {wanted} of epoch 1 (INCEPTION_TF_TEST_SEED={seed})")  # after the run's output is read
     output = stdout + stderr
     assert returncode == 75, output

@@ -347,6 +347,41 @@ def _run_convert(args):
     return 0
 
 
+def _add_serve(subparsers):
+    from inception_tf.serving import server
+
+    parser = subparsers.add_parser(
+        "serve",
+        help="TensorFlow Serving's REST API for a model, with batching, and a page to try it",
+        description="Serve MODEL over TensorFlow Serving's REST API (POST /v1/models/NAME:predict, GET /v1/models/NAME "
+        "and .../metadata), joining concurrent requests into one model call, with a page at / that classifies the "
+        "images dropped on it. The first line printed is the page's URL. SIGTERM or Ctrl-C finishes the requests in "
+        "flight and exits 0. Exit codes: 0 stopped, 2 a model that cannot be loaded or a port that cannot be opened.",
+    )
+    parser.add_argument("model", metavar="MODEL", help="a SavedModel folder, a run directory, a .keras file, numbered "
+                        "version folders (TensorFlow Serving's model base path), or imagenet (BVLC's weights)")
+    parser.add_argument("--port", type=int, default=server.DEFAULT_PORT,
+                        help=f"TensorFlow Serving's --rest_api_port; 0 picks a free one; default: {server.DEFAULT_PORT}")
+    parser.add_argument("--host", default=server.DEFAULT_HOST, help=f"address to bind, default: {server.DEFAULT_HOST} (this machine only)")
+    parser.add_argument("--model-name", metavar="NAME", help="the NAME in the URLs, default: the model's own (its run directory's or folder's name)")
+    parser.add_argument("--no-batching", dest="batching", action="store_false",
+                        help="one model call per request, as TensorFlow Serving without --enable_batching")
+    parser.add_argument("--max-batch-size", type=_positive_int, default=server.DEFAULT_MAX_BATCH_SIZE, metavar="N",
+                        help=f"most rows in one joined model call, default: {server.DEFAULT_MAX_BATCH_SIZE}")
+    parser.add_argument("--batch-timeout-ms", type=float, default=server.DEFAULT_BATCH_TIMEOUT_MS, metavar="MS",
+                        help=f"longest wait for a batch to fill, default: {server.DEFAULT_BATCH_TIMEOUT_MS:g}")
+    parser.add_argument("--max-request-bytes", type=_positive_int, default=server.DEFAULT_MAX_REQUEST_BYTES, metavar="N",
+                        help=f"larger request bodies are refused (413) unread, default: {server.DEFAULT_MAX_REQUEST_BYTES}")
+    parser.set_defaults(handler=_run_serve)
+
+
+def _run_serve(args):
+    from inception_tf.serving import server
+
+    flags = {field.name: getattr(args, field.name) for field in dataclasses.fields(server.ServeOptions)}
+    return server.serve(server.ServeOptions(**flags))
+
+
 def build_parser(train_prog=None):
     """The command line; `train_prog` names the train command in its usage line when it
     runs as `train.py` or `inception-tf-train`."""
@@ -358,6 +393,7 @@ def build_parser(train_prog=None):
     _add_evaluate(subparsers)
     _add_export(subparsers)
     _add_predict(subparsers)
+    _add_serve(subparsers)
     _add_convert(subparsers)
     _add_summary(subparsers)
     return parser

@@ -110,3 +110,23 @@ class Explainer:
             with files.atomic_path(self._path(source), suffix=".png") as tmp:
                 if not cv2.imwrite(str(tmp), picture[..., ::-1]):
                     raise OSError(f"could not write {tmp}")
+
+
+class InMemory:
+    """Grad-CAM overlays as arrays, for the page `serve` shows: a .keras model's file in,
+    `overlay(image)` of one uint8 RGB image out."""
+
+    def __init__(self, keras_file, class_names):
+        from inception_tf.modeling import model_files
+
+        model = network.inference_model(keras.models.load_model(keras_file, compile=False))
+        self.probe, self.size = probe(model), model.inputs[0].shape[1]
+        self.preprocessing = model_files.read_info(keras_file).preprocessing
+        self.class_names = class_names
+
+    def __call__(self, image):
+        inputs = image_input.preprocess_each([image], self.size, self.preprocessing)
+        maps, classes, scores = heatmaps(self.probe, inputs)
+        index = int(classes[0])
+        name = self.class_names[index] if index < len(self.class_names) else str(index)
+        return overlay(image, maps[0], f"{name} {scores[0]:.2f}")

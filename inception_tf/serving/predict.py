@@ -34,10 +34,21 @@ def read_rgb(path):
         capture.release()
         if not ok:
             raise ValueError(f"cannot read an image from {path}")
+    return _as_rgb(image, path)
+
+
+def decode_rgb(encoded):
+    """An encoded image (bytes) as uint8 RGB, converted as `read_rgb` converts; None when
+    OpenCV cannot decode it."""
+    image = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_UNCHANGED)
+    return None if image is None else _as_rgb(image, "the image")
+
+
+def _as_rgb(image, source):
     if image.dtype == np.uint16:
         image = (image / 257).round().astype(np.uint8)
     elif image.dtype != np.uint8:
-        raise ValueError(f"unsupported pixel type {image.dtype} in {path}")
+        raise ValueError(f"unsupported pixel type {image.dtype} in {source}")
     if image.ndim == 2:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
     if image.shape[2] == 4:

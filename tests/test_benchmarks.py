@@ -197,3 +197,27 @@ def test_peers_reports_every_figure_against_the_tutorial_model(tmp_path):
         assert float(row[5].rstrip("x |")) == pytest.approx(float(row[3]) / tutorial, abs=0.011)
     saved = json.loads(out.read_text())
     assert saved["machine"]["onednn_max_cpu_isa"] == "AVX2" and saved["table"] in result.stdout
+
+
+def test_serve_load_measures_batching_off_and_on_with_the_same_clients(small_run):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/serve_load.py"), "--model", str(small_run / "saved_model"),
+         "--clients", "4", "--seconds", "2", "--warmup", "0.5", "--signature", "image_bytes"],
+        capture_output=True, text=True, check=True, cwd=ROOT, timeout=600,
+    )
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("serve under load: 4 clients, 2 s per setting, one 64x64 image per request (image_bytes")
+    assert re.match(r"machine: .+, \d+ cores, ", lines[1])
+    rates = {}
+    for setting, banner in (("off", "batching off"), ("on", "batching up to 16 rows, 5 ms")):
+        at = lines.index(next(line for line in lines if line.startswith(f"{setting}: ")))
+        assert banner in lines[at]
+        figures = re.match(r"  ([\d.]+) requests/s, ([\d.]+) images/s, p50 ([\d.]+) ms, p99 ([\d.]+) ms, errors 0 of (\d+), "
+                           r"server memory \d+ -> \d+ MiB, exit 0$", lines[at + 1])
+        assert figures, lines[at + 1]
+        rates[setting] = float(figures.group(2))
+        assert float(figures.group(3)) <= float(figures.group(4)) and int(figures.group(5)) > 0
+        assert lines[at + 3].startswith("  stopped: ")
+    off, on, ratio = map(float, re.match(r"off_images/s=([\d.]+) on_images/s=([\d.]+) ratio=([\d.]+)$", lines[-1]).groups())
+    assert (off, on) == (pytest.approx(rates["off"], abs=0.051), pytest.approx(rates["on"], abs=0.051))
+    assert ratio == pytest.approx(on / off, rel=0.01)

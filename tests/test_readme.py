@@ -83,7 +83,7 @@ def test_shell_commands_use_existing_flags():
 
 
 REFERENCE = README.parent / "docs" / "command_line.md"
-COMMANDS = ("train", "evaluate", "export", "predict", "convert", "summary")
+COMMANDS = ("train", "evaluate", "export", "predict", "serve", "convert", "summary")
 
 
 def _help(command):

@@ -55,7 +55,7 @@ def atomic_path(path, suffix=""):
     (`remove_leftovers`).
     """
     path = pathlib.Path(path)
-    tmp = path.parent / f".{path.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(3)}{suffix}"
+    tmp = _temporary_name(path, suffix)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
@@ -64,7 +64,30 @@ def atomic_path(path, suffix=""):
         remove(tmp)
         if is_disk_full(error) and not isinstance(error, DiskFull):
             raise DiskFull(path) from error
+        if isinstance(error, OSError) and tmp.name in str(error):
+            # The temporary name means nothing to the user: the error names what they asked for.
+            named = type(error)(f"Cannot write {path}: {error.strerror or error}")
+            named.errno = error.errno
+            raise named from error
         raise
+
+
+def _temporary_name(path, suffix=""):
+    return path.parent / f".{path.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(3)}{suffix}"
+
+
+@contextlib.contextmanager
+def temporary_beside(path):
+    """A fresh path beside `path`, named as `atomic_path`'s (so `remove_leftovers` finds
+    it after a kill), removed when the block ends: for writers that move its parts into
+    place themselves."""
+    path = pathlib.Path(path)
+    tmp = _temporary_name(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        yield tmp
+    finally:
+        remove(tmp)
 
 
 def write_text_atomic(path, text):

@@ -147,9 +147,9 @@ def test_saved_model_cli_lists_both_signatures(headless):
 def test_an_export_replaces_the_old_one_whole(tmp_path):
     target = tmp_path / "export"
     export_saved_model(GoogLeNet(num_classes=5, input_shape=(64, 64, 3)), target)
-    (target / "stale.txt").write_text("from the old export")
+    (target / "assets" / "stale.txt").write_text("from the old export")  # inside the export's own entries
     export_saved_model(GoogLeNet(num_classes=3, input_shape=(64, 64, 3)), target, CLASSES[:3])
-    assert not (target / "stale.txt").exists()
+    assert not (target / "assets" / "stale.txt").exists()
     assert (target / "assets" / "labels.txt").read_text().split() == CLASSES[:3]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # no temporary left behind
     import tensorflow as tf
@@ -157,6 +157,36 @@ def test_an_export_replaces_the_old_one_whole(tmp_path):
     served = tf.saved_model.load(str(target)).signatures["serving_default"](images=tf.constant(_batches()["small"]))
     assert served["probabilities"].shape == (3, 3)  # the new model's graph, not the old one's
     assert set(served["top_k_classes"].numpy().ravel().astype(str)) <= set(CLASSES[:3])
+
+
+def test_an_export_never_deletes_a_users_files(tmp_path):
+    import tensorflow as tf
+
+    target = tmp_path / "mine"
+    target.mkdir()
+    (target / "keep.txt").write_text("the user's")
+    model = GoogLeNet(num_classes=3, input_shape=(64, 64, 3), aux_heads=False)
+    with pytest.raises(ValueError, match=r"mine holds files an export does not write \(keep.txt\): .*`--overwrite`"):
+        export_saved_model(model, target, CLASSES[:3])
+    assert sorted(p.name for p in target.iterdir()) == ["keep.txt"]
+    for _ in range(2):  # into the folder, then over that export: the user's file stays
+        export_saved_model(model, target, CLASSES[:3], overwrite=True)
+        assert (target / "keep.txt").read_text() == "the user's"
+        assert sorted(p.name for p in target.iterdir()) == ["assets", "fingerprint.pb", "keep.txt", "saved_model.pb", "variables"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]  # no temporary left beside it
+    served = tf.saved_model.load(str(target)).signatures["serving_default"](images=tf.constant(_batches()["small"]))
+    assert served["probabilities"].shape == (3, 3)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match=r"goes into a folder, and .*file is a file"):
+        export_saved_model(model, tmp_path / "file")
+
+
+def test_export_command_refuses_a_folder_of_other_files_before_loading(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("the user's")
+    code, out, err = command_here("export", "--model", tmp_path / "missing.keras", "--out", tmp_path / "out")
+    assert (code, out) == (2, "") and "holds files an export does not write (keep.txt)" in err  # not the missing model
+    assert err.count("\n") == 1 and (tmp_path / "out" / "keep.txt").is_file()
 
 
 def test_export_rejects_wrong_class_names(tmp_path):

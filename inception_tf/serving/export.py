@@ -28,6 +28,8 @@ from inception_tf.modeling import preprocessing as preprocessing_lib
 from inception_tf.modeling.network import inference_model
 
 SIGNATURE_BYTES = "image_bytes"
+# What `tf.saved_model.save` writes into a SavedModel folder: all that an export replaces.
+EXPORT_ENTRIES = ("saved_model.pb", "fingerprint.pb", "variables", "assets")
 SIGNATURE_PREPROCESSED = "preprocessed"  # what the LiteRT files hold (litert.py)
 PREPROCESSED_INPUT = "inputs"
 
@@ -93,11 +95,39 @@ class _Serving(tf.Module):
         }
 
 
-def export_saved_model(model, path, class_names=None, top_k=5, float32=True, preprocessing="tf"):
+def check_target(path, overwrite=False):
+    """Refuses an export `path` that holds what an export does not write (a user's files),
+    unless `overwrite`; returns whether the folder holds such files."""
+    path = pathlib.Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"The export goes into a folder, and {path} is a file. Received: path={str(path)!r}")
+    foreign = sorted(entry.name for entry in path.iterdir() if entry.name not in EXPORT_ENTRIES) if path.is_dir() else []
+    if foreign and not overwrite:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise ValueError(
+            f"{path} holds files an export does not write ({shown}): choose an empty or new folder, or overwrite "
+            f"(`--overwrite`) to replace only the export's own entries ({', '.join(EXPORT_ENTRIES)}) and keep the rest. "
+            f"Received: path={str(path)!r}"
+        )
+    return bool(foreign)
+
+
+def _place_entries(tmp, path):
+    """The finished export `tmp` into a folder `path` that holds a user's files too: the
+    export's entries replaced one by one (each in one rename), the rest kept."""
+    for name in EXPORT_ENTRIES:
+        if (tmp / name).exists():
+            files.move_into_place(tmp / name, path / name)
+        else:
+            files.remove(path / name)
+
+
+def export_saved_model(model, path, class_names=None, top_k=5, float32=True, preprocessing="tf", overwrite=False):
     """Writes the inference SavedModel of `model` (a GoogLeNet, aux heads or not) to `path`.
 
     Written to a temporary folder beside `path` and moved into place, so `path` never
-    holds a half-written export.
+    holds a half-written export. A folder that holds other files than an earlier export's
+    is refused (ValueError) unless `overwrite`, which replaces the export's entries only.
 
     Args:
         model: the training or inference model.
@@ -107,6 +137,7 @@ def export_saved_model(model, path, class_names=None, top_k=5, float32=True, pre
         float32: compute in float32 whatever precision training used.
         preprocessing: the input convention the weights expect, "tf" or "caffe"
             (`choices.PREPROCESSING`); `serving_default` applies it.
+        overwrite: write into a folder that holds other files too, keeping them.
 
     Returns:
         `path` as a `pathlib.Path`.
@@ -124,7 +155,9 @@ def export_saved_model(model, path, class_names=None, top_k=5, float32=True, pre
     preprocessing_lib.check_mode(preprocessing)
     if not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"`top_k` must be a positive integer. Received: top_k={top_k!r}")
-    with tempfile.TemporaryDirectory() as scratch, files.atomic_path(path) as tmp:
+    keep_others = check_target(path, overwrite)
+    writing = files.temporary_beside(path) if keep_others else files.atomic_path(path)
+    with tempfile.TemporaryDirectory() as scratch, writing as tmp:
         labels_path = pathlib.Path(scratch) / model_files.LABELS_FILE
         labels_path.write_text(model_files.labels_text(class_names))
         module = _Serving(model, class_names, top_k, labels_path, preprocessing)
@@ -133,5 +166,7 @@ def export_saved_model(model, path, class_names=None, top_k=5, float32=True, pre
         tf.saved_model.save(
             module, str(tmp), signatures=signatures,
         )
+        if keep_others:
+            _place_entries(tmp, path)
     return path
 

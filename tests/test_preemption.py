@@ -12,6 +12,8 @@ import os
 import random
 import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -21,7 +23,7 @@ import pytest
 
 from inception_tf import files
 from inception_tf.tasks import preemption
-from runs import command_here, history_without_times, kill, start_train, train, weights_digest
+from runs import command_here, env, history_without_times, kill, start_train, train, weights_digest
 
 # 15 steps an epoch (230 training images, batch 16): room for a stop well inside epoch 1;
 # the smallest input the aux heads take. The precision is named, not measured
@@ -209,8 +211,10 @@ def test_a_second_sigterm_during_the_backup_write_keeps_the_previous_backup(tmp_
         previous = _state(run_dir) or previous
     process.send_signal(signal.SIGTERM)
     returncode, output = kill(process, signal.SIGTERM)
-    assert returncode == -signal.SIGTERM, output  # ended at once, by the signal
+    assert returncode == 128 + signal.SIGTERM, output  # ended at once, as the signal's default is seen
     state = _state(run_dir)
+    assert (f"Stopped at once by a second SIGTERM: the last complete backup (epoch 1 of 2, step {state['step']} of "
+            f"{STEPS}) is in {run_dir / 'backup'}; run the same command again to resume from there.") in output, output
     assert (state["epoch"], state["step"]) == (previous["epoch"], previous["step"])
     assert (backup / state["weights"]).is_file()
     result = train(*args)
@@ -231,3 +235,31 @@ def test_ctrl_c_stops_after_the_step_and_says_how_to_resume(tmp_path, uninterrup
     assert re.search(rf"Stopped by SIGINT at epoch 2 of 2, step \d+ of {STEPS}", output), output
     result = train(*args)
     assert weights_digest(result.stdout) == uninterrupted["digest"]
+
+
+SECOND_SIGNAL = """
+import sys, time
+from inception_tf.tasks import preemption
+with preemption.stop_on_signals(lambda: "the last complete backup is in RUN_DIR/backup") as stop_requested:
+    print("ready", flush=True)
+    while True:
+        time.sleep(0.05)
+        if stop_requested():
+            print("first:", stop_requested(), flush=True)
+            time.sleep(60)  # a long step, or a backup being written
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_second_signal_ends_at_once_saying_where_the_backup_is(sig):
+    process = subprocess.Popen([sys.executable, "-c", SECOND_SIGNAL], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=env())
+    assert process.stdout.readline() == "ready\n"
+    process.send_signal(sig)
+    assert process.stdout.readline() == f"first: {sig.name}\n"  # the first only asks for a stop
+    started = time.monotonic()
+    process.send_signal(sig)
+    out, err = process.communicate(timeout=30)
+    assert time.monotonic() - started < 10  # not after the minute the block still had to go
+    assert process.returncode == 128 + sig
+    assert err.strip() == f"Stopped at once by a second {sig.name}: the last complete backup is in RUN_DIR/backup."

@@ -233,7 +233,7 @@ class TrainingTask:
             self.log(f"resuming from {position.describe(t.epochs, steps)}")
         fixes = keras_fixes.distributed_fit(model) if strategy.num_replicas_in_sync > 1 else contextlib.nullcontext()
         average = keras_fixes.weight_average_held(model) if t.ema else contextlib.nullcontext()
-        with preemption.stop_on_signals() as stop_requested, fixes, average:
+        with preemption.stop_on_signals(lambda: self._last_backup(steps)) as stop_requested, fixes, average:
             callbacks = self.build_callbacks(model, stop_requested)
             try:
                 self.fit(model, callbacks, position, metrics, steps)
@@ -273,6 +273,15 @@ class TrainingTask:
             if model.stop_training:  # NaNGuard
                 return
             epoch = span.stop
+
+    def _last_backup(self, steps):
+        """Where a rerun resumes, for a second signal's last line."""
+        backup = RunPaths(self.paths.run_dir, out=self.paths.run_dir).backup
+        position = callbacks_lib.backed_up_position(backup)
+        if not (position.epoch or position.step):
+            return "nothing was backed up yet; the same command starts again"
+        return (f"the last complete backup ({position.describe(self.config.train.epochs, steps)}) is in {backup}; "
+                "run the same command again to resume from there")
 
     def _preempted(self, stop, steps):
         """`stop` with the message a user reads."""

@@ -145,6 +145,9 @@ def test_jsonl_output_keeps_errors_and_bad_outputs_are_refused(models, images, t
     assert code == 2 and "Traceback" not in err
     assert "`output` must end in one of ('.csv', '.jsonl'). Received: output=" in err
     assert not (tmp_path / "p.txt").exists()
+    # A place that cannot hold the file: the error names the file asked for, not the temporary one.
+    code, _, err = _predict_here("--model", models / "saved_model", "--output", "/proc/predictions.csv", images / "a.png")
+    assert code == 2 and err.strip() == "error: Cannot write /proc/predictions.csv: No such file or directory", err
 
 
 class _Terminal(io.StringIO):
@@ -202,3 +205,22 @@ def test_gradcam_is_hot_where_the_evidence_is():
     assert hot[0] > hot[2] + 50 and cold[2] > cold[0] + 50  # JET: red where hot, blue where cold
     with pytest.raises(ValueError, match="Grad-CAM needs a GoogLeNet with layers 'inception_5b'"):
         gradcam.probe(keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)]))
+
+
+def test_damaged_files_are_named_in_one_line_each_and_no_library_speaks(models, tmp_path):
+    """A JPEG cut short is predicted with one warning naming it (libjpeg's own "Premature
+    end of JPEG file" left out); a text file named .jpg gets the one error line, without
+    FFmpeg's lines from the GIF fallback."""
+    folder = tmp_path / "damaged"
+    folder.mkdir()
+    whole = cv2.imencode(".jpg", np.random.default_rng(3).integers(0, 256, (64, 80, 3), dtype=np.uint8))[1].tobytes()
+    (folder / "cut.jpg").write_bytes(whole[: len(whole) // 2])
+    (folder / "whole.jpg").write_bytes(whole)
+    (folder / "notes.jpg").write_text("these are my notes, not a photo\n")
+    result = _predict("--model", models / "saved_model", folder)
+    assert result.returncode == 1  # notes.jpg
+    assert result.stderr.splitlines() == [
+        f"warning: {folder / 'cut.jpg'} is damaged: its JPEG data ends early; predicted from the part that is there",
+        f"error: cannot read an image from {folder / 'notes.jpg'}",
+    ], result.stderr
+    assert f"{folder / 'cut.jpg'}:" in result.stdout and f"{folder / 'whole.jpg'}:" in result.stdout

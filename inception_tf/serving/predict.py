@@ -12,28 +12,54 @@ import json
 import os
 import pathlib
 import sys
+import threading
 import time
 
 import cv2
 import numpy as np
 
-from inception_tf import files
+from inception_tf import files, native_stderr
 from inception_tf.serving import litert
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 
 
-def read_rgb(path):
+JPEG_NOISE = ("Premature end of JPEG", "Corrupt JPEG data")  # what libjpeg writes to the terminal itself
+_QUIET = threading.Lock()  # one filtered decode at a time: file descriptor 2 is the process's
+
+
+def _cut_short(data):
+    """Whether `data` is a JPEG whose entropy-coded data has no end marker after it: a
+    file cut short (a download or copy that stopped). Thumbnails come before the image's
+    own scan, and trailers after its end marker, so neither misleads the check."""
+    if not data.startswith(b"\xff\xd8\xff"):
+        return False
+    scan = data.rfind(b"\xff\xda")
+    return scan >= 0 and data.find(b"\xff\xd9", scan) < 0
+
+
+def read_rgb(path, warn=None):
     """An image file as uint8 RGB [height, width, 3]: grayscale, BGR, BGRA and 16-bit
-    images are converted. Raises ValueError naming the file when OpenCV cannot read it."""
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        # OpenCV's imread reads no GIF in some builds; its video reader does.
+    images are converted. Raises ValueError naming the file when OpenCV cannot read it;
+    `warn(message)` hears of a damaged file that still decoded (a JPEG cut short, its
+    missing rows gray), named in the project's words instead of libjpeg's."""
+    data = pathlib.Path(path).read_bytes()
+    if _cut_short(data):
+        with _QUIET, native_stderr.filtered(JPEG_NOISE):
+            image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)  # its decoder of memory refuses what the file one reads
+        if image is not None and warn is not None:
+            warn(f"{path} is damaged: its JPEG data ends early; predicted from the part that is there")
+    else:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None and data.startswith(b"GIF8"):
+        # OpenCV's decoder reads no GIF in some builds; its video reader does (only a GIF
+        # goes there: on other files FFmpeg prints lines of its own).
         capture = cv2.VideoCapture(str(path))
         ok, image = capture.read()
         capture.release()
-        if not ok:
-            raise ValueError(f"cannot read an image from {path}")
+        image = image if ok else None
+    if image is None:
+        raise ValueError(f"cannot read an image from {path}")
     return _as_rgb(image, path)
 
 
@@ -178,15 +204,17 @@ class Predictor:
 
 
 def _read(path):
+    """`(path, image or None, error or None, warnings)`."""
+    warnings = []
     try:
-        return path, read_rgb(path), None
+        return path, read_rgb(path, warnings.append), None, warnings
     except (ValueError, OSError) as error:
-        return path, None, str(error)
+        return path, None, str(error), warnings
 
 
 def read_batches(paths, batch_size, pool):
-    """Lists of `(path, image or None, error or None)`, `batch_size` at a time, the next
-    batch read by `pool` while the caller works on this one."""
+    """Lists of `_read`'s `(path, image or None, error or None, warnings)`, `batch_size` at
+    a time, the next batch read by `pool` while the caller works on this one."""
     paths = iter(paths)
 
     def submit():
@@ -291,12 +319,16 @@ def run(predictor, paths, batch_size, writer, explainer=None, err=None):
     failed = 0
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         for batch in read_batches(paths, batch_size, pool):
-            for path, _, message in (entry for entry in batch if entry[2] is not None):
-                failed += 1
-                progress.break_line()
-                print(f"error: {message}", file=err)
-                writer.error(path, message)
-            readable = [(path, image) for path, image, message in batch if message is None]
+            for path, _, message, warnings in batch:
+                for warning in warnings:
+                    progress.break_line()
+                    print(f"warning: {warning}", file=err)
+                if message is not None:
+                    failed += 1
+                    progress.break_line()
+                    print(f"error: {message}", file=err)
+                    writer.error(path, message)
+            readable = [(path, image) for path, image, message, _ in batch if message is None]
             if readable:
                 probabilities = predictor([image for _, image in readable])
                 for (path, _), row in zip(readable, probabilities):

@@ -72,7 +72,7 @@ def _add_train(subparsers, prog=None):
         "keeping the last complete backup. Before training starts (a first run's measurements, loading "
         "the data) a signal ends the command at once, with 143 for SIGTERM and 130 for Ctrl-C: nothing is "
         "stored half, no probe process is left, and the same command starts again. Exit codes: 0 done, "
-        "1 disk full or a failed download, 2 bad input, 3 diverged, 75 stopped by a signal during training "
+        "1 disk full, out of memory or a failed download, 2 bad input, 3 diverged, 75 stopped by a signal during training "
         "(resumable), 130 or 143 stopped before training.",
     )
     for title, section in (("data", "data"), ("model", "model"), ("training", "train")):
@@ -143,7 +143,7 @@ def _run_train(args):
     except experiment.RunDirError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except files.DiskFull as error:
+    except (files.DiskFull, experiment.OutOfMemory) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except preemption.Preempted as error:
@@ -232,7 +232,8 @@ def _add_export(subparsers):
         "--tflite, LiteRT flatbuffers of it on preprocessed input beside it (OUT-float32.tflite, ...).",
     )
     parser.add_argument("--model", required=True, help="a .keras model, or imagenet (BVLC's weights)")
-    parser.add_argument("--out", required=True, help="the SavedModel folder to write")
+    parser.add_argument("--out", required=True, help="the SavedModel folder to write (new, empty, or an earlier export)")
+    parser.add_argument("--overwrite", action="store_true", help="into a folder of other files too: replace only the export's")
     parser.add_argument("--labels", help="class names, one per line (default: those saved with the model)")
     parser.add_argument("--top-k", type=_positive_int, default=5, metavar="K", help="classes serving_default ranks, default: 5")
     parser.add_argument("--tflite", nargs="+", choices=litert.QUANTIZATIONS, metavar="{" + ",".join(litert.QUANTIZATIONS) + "}",
@@ -276,6 +277,7 @@ def _run_export(args):
     from inception_tf.modeling import convert, model_files
     from inception_tf.serving import export, litert
 
+    export.check_target(args.out, args.overwrite)  # before the model loads
     args.model = convert.resolve(args.model)
     # A missing data set fails before the model loads.
     source = _calibration_source(args) if "int8" in (args.tflite or ()) else None
@@ -288,7 +290,7 @@ def _run_export(args):
     if source is not None:
         calibration, described = _calibration(source, args.calibration_images, model.inputs[0].shape[1], info.preprocessing)
     path = export.export_saved_model(
-        model, args.out, info.class_names, top_k=args.top_k, preprocessing=info.preprocessing
+        model, args.out, info.class_names, top_k=args.top_k, preprocessing=info.preprocessing, overwrite=args.overwrite
     )
     print(f"SavedModel written to {path}")
     for quantization in dict.fromkeys(args.tflite or ()):
@@ -408,7 +410,7 @@ def main(argv=None, train_prog=None):
     except files.LockHeld as error:
         print(f"error: {error}. Wait for it to finish, or choose another --run-dir.", file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError, LiteRTMissing) as error:
+    except (ValueError, OSError, LiteRTMissing) as error:  # a path that cannot be read or written, too
         print(f"error: {error}", file=sys.stderr)
         return 2
     except DownloadError as error:
@@ -424,8 +426,9 @@ def _load_tensorflow(args, held):
     chooses its runtime (`runtime.configure`, from the resolved flags): a second process on
     the run directory is refused before it loads or times anything. Every command then
     loads TensorFlow without its start-up lines."""
-    from inception_tf.startup import cluster, runtime
+    from inception_tf.startup import backend, cluster, runtime
 
+    backend.check_tensorflow_backend(args.command)  # before a whole run, which would fail at its end
     if args.command == "train":
         args.run_config = config_from_args(args)
         cluster.check_tf_config()  # before the runtime's timings, which a bad cluster would waste

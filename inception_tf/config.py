@@ -7,6 +7,7 @@ to `RUN_DIR/config.json` before training starts, and read back by `--config FILE
 import dataclasses
 import json
 import math
+import os
 import pathlib
 
 from inception_tf import choices
@@ -180,8 +181,8 @@ class RunConfig:
         values = self.to_dict()
         for key, value in dotted.items():
             section, _, name = key.rpartition(".")
-            target = values[section] if section else values
-            if name not in target:
+            target = values.get(section) if section else values
+            if not isinstance(target, dict) or name not in target:
                 raise ValueError(f"Unknown configuration key. Received: {key!r}")
             target[name] = value
         return RunConfig.from_dict(values)
@@ -194,6 +195,7 @@ class RunConfig:
         minimum = geometry.min_input_size(self.model.variant, self.model.aux_heads)
         if self.data.image_size < minimum:
             raise ValueError(f"`image_size` must be at least {minimum}. Received: image_size={self.data.image_size}")
+        _check_memory(self.data.image_size)
         return self
 
     def resolved_run_dir(self):
@@ -222,6 +224,19 @@ def fields(section):
     return [field for field in dataclasses.fields(section) if field.name not in SECTIONS]
 
 
+def _check_memory(image_size):
+    """An input too large for this machine's memory, refused before TensorFlow tries:
+    one image's first feature map alone would not fit (a batch's is checked by TensorFlow,
+    and an out-of-memory error then ends the run in one line, `experiment.OutOfMemory`)."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    need = geometry.first_map_bytes(image_size)
+    if need > memory:
+        raise ValueError(
+            f"`image_size` {image_size} needs {need / 2**30:,.0f} GiB for one image's first feature map alone, and this "
+            f"machine has {memory / 2**30:,.0f} GiB: lower --image-size. Received: image_size={image_size}"
+        )
+
+
 def _check(field, value):
     name, rules = field.name, field.metadata
     if rules.get("choices") is not None and value not in rules["choices"]:
@@ -245,9 +260,18 @@ def read_overrides(path):
         raise ValueError(f"Cannot read the configuration file {path}: {error}. Received: config={str(path)!r}") from None
     if not isinstance(values, dict):
         raise ValueError(f"The configuration file {path} must hold a JSON object. Received: config={str(path)!r}")
+    known = [field.name for field in dataclasses.fields(RunConfig)]
     dotted = {}
     for key, value in values.items():
-        if isinstance(value, dict):
+        if key not in known:
+            # An unknown section, even an empty one, is a typo: its settings would be lost.
+            raise ValueError(
+                f"The configuration file {path} has an unknown key {key!r} (known: {', '.join(known)}). "
+                f"Received: config={str(path)!r}"
+            )
+        if key in SECTIONS:
+            if not isinstance(value, dict):
+                raise ValueError(f"The section {key!r} of {path} must be a JSON object. Received: {key}={value!r}")
             dotted.update({f"{key}.{name}": item for name, item in value.items()})
         else:
             dotted[key] = value

@@ -53,6 +53,10 @@ def test_a_config_file_wins_over_a_preset_and_the_preset_fills_what_it_leaves(tm
         ("{'train': 1}", r"Cannot read the configuration file .*bad.json: Expecting property name.*Received: config='.*bad.json'"),
         ("[1, 2]", r"must hold a JSON object. Received: config='.*bad.json'"),
         ('{"train": {"epochz": 1}}', r"Unknown configuration key. Received: 'train.epochz'"),
+        # A misspelt section, empty or not, would leave the whole default job to run.
+        ('{"trian": {}}', r"bad.json has an unknown key 'trian' \(known: data, model, train, init_from, run_dir\)"),
+        ('{"trian": {"epochs": 1}}', r"unknown key 'trian'"),
+        ('{"train": 3}', r"The section 'train' of .*bad.json must be a JSON object. Received: train=3"),
     ],
 )
 def test_a_bad_config_file_is_named(tmp_path, text, message):

@@ -168,3 +168,27 @@ def test_a_diverging_run_stops_with_a_clear_message(tmp_path):
     code, out, err = command_here("train", *MINIMAL, "--epochs", "2", "--learning-rate", "1e12", "--run-dir", str(tmp_path / "nan"))
     assert code == 3, out + err
     assert "stopped being finite" in err
+
+
+def test_an_input_too_large_for_the_memory_is_refused_before_anything(tmp_path):
+    code, out, err = command_here("train", *MINIMAL, "--image-size", "100000", "--run-dir", tmp_path / "huge")
+    assert (code, out) == (2, "") and err.count("\n") == 1 and "Traceback" not in err
+    assert "`image_size` 100000 needs 596 GiB for one image's first feature map alone" in err
+    assert "lower --image-size. Received: image_size=100000" in err and not (tmp_path / "huge").exists()
+
+
+def test_out_of_memory_in_a_run_ends_in_one_line_naming_what_to_lower(tmp_path, monkeypatch):
+    import tensorflow as tf
+
+    from inception_tf.tasks import task
+
+    def allocate(self):  # what TensorFlow raises when a tensor does not fit
+        raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[32,64,25,25] and type float")
+
+    monkeypatch.setattr(task.TrainingTask, "train", allocate)
+    code, out, err = command_here("train", *MINIMAL, "--run-dir", tmp_path / "oom")
+    assert code == 1 and "Traceback" not in err
+    assert err.strip() == (
+        "error: Out of memory at --batch-size 32 and --image-size 49 (OOM when allocating tensor with shape[32,64,25,25] "
+        "and type float): lower either and start again with --overwrite or another --run-dir; nothing was backed up yet."
+    )

@@ -6,6 +6,7 @@ the layers from it.
 """
 
 AUX_GRID = 4
+CONV1_FILTERS = 64
 # The network downsamples 32x: below 32 pixels the last stage sees less than one pixel
 # of the input, whatever the padding makes of it.
 MIN_INPUT_SIZE = 32
@@ -56,3 +57,10 @@ def aux_pool_geometry(size):
         )
     stride = size // AUX_GRID
     return size - (AUX_GRID - 1) * stride, stride
+
+
+def first_map_bytes(size, batch_size=1):
+    """Bytes of conv1's float32 output for `batch_size` inputs of side `size`: a floor under
+    what a training step holds, which the configuration compares with the machine's memory
+    before anything is built."""
+    return batch_size * stage_sizes(size)[0] ** 2 * CONV1_FILTERS * 4

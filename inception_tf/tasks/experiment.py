@@ -24,6 +24,7 @@ differs only there and in `TrainingTask.model_to_evaluate`.
 import contextlib
 import json
 import pathlib
+import re
 
 from inception_tf import config as config_lib
 from inception_tf import files
@@ -142,9 +143,11 @@ def run(config, overwrite=False, log=print):
         try:
             return _run_locked(config, strategy, role, overwrite, log)
         except Exception as error:
-            if not files.is_disk_full(error):
-                raise
-            raise _disk_full(error, config, role) from error
+            if files.is_disk_full(error):
+                raise _disk_full(error, config, role) from error
+            if _is_out_of_memory(error):
+                raise _out_of_memory(error, config) from None
+            raise
 
 
 @contextlib.contextmanager
@@ -154,6 +157,37 @@ def _run_dir_lock(run_dir):
             yield
     except files.LockHeld as error:
         raise RunDirError(f"{error}. Wait for it to finish, or choose another run_dir.") from None
+
+
+class OutOfMemory(RuntimeError):
+    """TensorFlow could not allocate a tensor: the batch or the input is too large here."""
+
+
+def _is_out_of_memory(error):
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, MemoryError) or type(error).__name__ == "ResourceExhaustedError":
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _out_of_memory(error, config):
+    """One line: what ran out, what to change, and where the last backup is."""
+    run_dir = pathlib.Path(config.run_dir)
+    backup = RunPaths(run_dir, out=run_dir).backup
+    position = callbacks_lib.backed_up_position(backup)
+    kept = (f"the last complete backup ({position.describe(config.train.epochs)}) stays in {backup}"
+            if position.epoch or position.step else "nothing was backed up yet")
+    message = str(getattr(error, "message", error))
+    # TensorFlow's words for the tensor, found inside its framing ("Graph execution error: ...").
+    found = re.search(r"OOM when allocating tensor with shape\[[^\]]*\]( and type \w+)?", message)
+    detail = found.group(0) if found else (message.strip().splitlines() or ["?"])[0][:160]
+    return OutOfMemory(
+        f"Out of memory at --batch-size {config.train.batch_size} and --image-size {config.data.image_size} "
+        f"({detail}): lower either and start again with --overwrite or another --run-dir; {kept}."
+    )
 
 
 def _disk_full(error, config, role):

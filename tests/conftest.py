@@ -44,9 +44,9 @@ def _fresh_keras_state():
 # order; a long file taken last would leave the other workers idle at the end.
 LONGEST_FILES = (
     "test_preemption.py", "test_experiment.py", "test_training.py", "test_determinism.py", "test_export.py",
-    "test_model.py", "test_runtime.py", "test_notebook.py", "test_disk_full.py", "test_benchmarks.py", "test_data.py",
-    "test_litert.py", "test_serve.py", "test_pretrained.py", "test_caffe.py", "test_predict.py", "test_precision.py",
-    "test_registration.py",
+    "test_model.py", "test_other_backends.py", "test_runtime.py", "test_notebook.py", "test_disk_full.py",
+    "test_benchmarks.py", "test_data.py", "test_litert.py", "test_serve.py", "test_pretrained.py", "test_caffe.py",
+    "test_predict.py", "test_precision.py", "test_registration.py",
 )
 
 

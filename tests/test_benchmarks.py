@@ -22,7 +22,7 @@ def test_profile_step_prints_the_ops_of_a_training_step():
         capture_output=True, text=True, check=True, cwd=ROOT,
     )
     runtime_line, *lines = result.stdout.strip().splitlines()
-    assert runtime_line == runs.runtime_line()
+    assert runtime_line == runs.RUNTIME_LINE
     assert lines[0].startswith("paper, 64x64, batch 2, ")
     assert lines[1].startswith("machine: ") and " cores, " in lines[1]
     assert re.match(r"wall \d+ ms per step \([\d.]+ images/s", lines[2])
@@ -47,7 +47,7 @@ def test_throughput_prints_a_row_per_variant_with_its_ceiling():
         capture_output=True, text=True, check=True, cwd=ROOT,
     )
     runtime_line, *lines = result.stdout.strip().splitlines()
-    assert runtime_line == runs.runtime_line()
+    assert runtime_line == runs.RUNTIME_LINE
     assert result.stderr == "measuring bn in float32 ...\n"  # TensorFlow's start-up lines are not there
     assert lines[0].startswith("GoogLeNet, 64x64, batch 2, ")
     assert re.match(r"machine: .+, \d+ cores, ", lines[1])

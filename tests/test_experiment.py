@@ -47,6 +47,26 @@ def run_dir(tmp_path_factory):
     return run_dir, result
 
 
+def test_a_stored_off_answer_is_what_tensorflow_runs_under(tmp_path):
+    """The fixture's answer says oneDNN on, which TensorFlow turns on by itself on CPUs with
+    AVX-512 VNNI or bf16, or AMX; an answer saying off, end to end, fails there when the
+    answer is ignored, as the fixture's fails where TensorFlow leaves oneDNN off (AVX2)."""
+    cache = tmp_path / "cache"
+    workload = precision.Workload(variant="bn", image_size=49, batch_size=32)
+    answer = measured.Question(cache / runtime.CACHE_FILE, machine.cpu_machine(),
+                               {**dataclasses.asdict(workload), "precision": "float32", "given": {}})
+    measured.store(answer.path, measured.new_entry(
+        answer, {"oneDNN off": 20.0, "oneDNN on": 10.0}, "oneDNN off",
+        precisions={"oneDNN off": "float32", "oneDNN on": "float32"},
+    ))
+    environ = {**env(), measured.CACHE_ENV: str(cache)}
+    for name in (runtime.MODE, runtime.ONEDNN):
+        environ.pop(name, None)
+    result = train(*MINIMAL, "--epochs", "1", "--test-crops", "1", "--run-dir", str(tmp_path / "off"), environ=environ)
+    assert "runtime: oneDNN off (measured on this machine" in result.stdout
+    assert json.loads((tmp_path / "off" / "metrics.json").read_text())["runtime"] == "oneDNN off"  # TensorFlow's own report
+
+
 def test_a_run_leaves_every_artifact(run_dir):
     run_dir, result = run_dir
     for name in RUN_FILES:

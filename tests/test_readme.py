@@ -58,7 +58,7 @@ def test_the_runtime_example_runs_before_tensorflow_loads():
     (code,) = [block for block in _blocks("python") if "runtime.configure(" in block]
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith(runs.runtime_line() + "\n"), done.stdout
+    assert done.stdout.startswith(runs.RUNTIME_LINE + "\n"), done.stdout
     assert done.stderr == ""
 
 

@@ -1,12 +1,13 @@
-"""`python tests/standin_mirrored_steps.py STEPS [VARIANT]`: trains GoogLeNet (VARIANT,
-default paper; three heads, no dropout) for STEPS steps of batch 64 on one device and with
+"""`python tests/standin_mirrored_steps.py STEPS [VARIANT [unsynchronized]]`: trains GoogLeNet
+(VARIANT, default paper; three heads, no dropout) for STEPS steps of batch 64 on one device and with
 MirroredStrategy over two logical CPU devices, on the same batches, and prints the largest
 difference of a trainable weight tensor relative to that tensor's largest value.
 
 With the bn variant the two replicas' BatchNorm layers are synchronized as `train.py`
 synchronizes them (`distribute.synchronize_batchnorm`), so that both normalise by the
 statistics of the global batch, as the one device does; unsynchronized, each would use its
-own 32 images and the weights would part at once. The moving statistics are left out of
+own 32 images and the weights would part at once (`unsynchronized`, the control, shows by how
+much: results/standin/). The moving statistics are left out of
 the comparison: the one device's fused kernel keeps the unbiased variance (see
 `layers.FusedBatchNormalization`)."""
 
@@ -25,6 +26,7 @@ from inception_tf.tasks import distribute  # noqa: E402
 
 steps = int(sys.argv[1])
 variant = sys.argv[2] if len(sys.argv) > 2 else "paper"
+synchronize = sys.argv[3:4] != ["unsynchronized"]
 rng = np.random.default_rng(0)
 images = rng.uniform(-1, 1, (64 * steps, 64, 64, 3)).astype("float32")
 labels = np.eye(10, dtype="float32")[rng.integers(0, 10, 64 * steps)]
@@ -42,7 +44,7 @@ one.fit(data, epochs=1, verbose=0)
 strategy = distribute.make_strategy("mirrored")
 with strategy.scope():
     two = build()
-print(f"synchronized {distribute.synchronize_batchnorm(two)} BatchNorm layers")
+print(f"synchronized {distribute.synchronize_batchnorm(two) if synchronize else 0} BatchNorm layers")
 with keras_fixes.distributed_fit(two):
     two.fit(data, epochs=1, verbose=0)
 print(f"replicas {strategy.num_replicas_in_sync}")

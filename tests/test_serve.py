@@ -337,6 +337,8 @@ def test_where_each_kind_of_model_is_found(run_dir, tmp_path):
     assert servable.locate(base) == servable.Source(base / "20", 20, "googlenet")  # the highest, as TensorFlow Serving
     with pytest.raises(servable.ModelNotLoaded, match="serve takes a SavedModel folder"):
         servable.locate(run_dir / "config.json")
+    # BVLC's weights: converted once to .keras (as every command takes the word), then exported.
+    assert servable.locate("imagenet") == servable.Source(None, 1, "googlenet", keras_file="imagenet")
 
 
 def test_a_keras_file_is_served_as_its_export_would_be(run_dir, signatures):

@@ -45,17 +45,18 @@ def _finished(run_dir):
     return metrics
 
 
-# bn: synchronized, one step parts the weights by 0.098-0.106 of a tensor's largest value
-# (the BatchNorm betas, near 0 after one step), unsynchronized by 2.04 (measured on machine
-# C, 2026-12-02); why synchronized does not reach the paper variant's rounding is not yet
-# known (issue #37's closing note). The bound tells the two apart.
+# bn: synchronized, one step parts the weights by a twentieth to a tenth of a tensor's largest
+# value (the BatchNorm betas, near 0 after one step), unsynchronized by about 2: the figures,
+# per machine, with their commands, are in results/standin/. Why synchronized does not reach
+# the paper variant's rounding is not yet known (issue #37's closing note). The bound tells
+# the two apart.
 @pytest.mark.parametrize("variant, steps, tolerance", [("paper", 1, 1e-5), ("paper", 7, 1e-2), ("bn", 1, 0.3)])
 def test_standin_mirrored_two_replicas_train_the_weights_of_one_device(variant, steps, tolerance):
     # The same global batches split over two replicas: the same gradients, summed in
     # another order. After one step the weights agree to float32 rounding; over more
-    # steps rounding flips a few max-pool and ReLU decisions and the gap grows (1.1e-3
-    # after 7 steps, measured). With BatchNorm, only if the replicas normalise by the
-    # global batch's statistics as the one device does.
+    # steps rounding flips a few max-pool and ReLU decisions and the gap grows
+    # (results/standin/). With BatchNorm, only if the replicas normalise by the global
+    # batch's statistics as the one device does.
     result = subprocess.run(
         [sys.executable, str(runs.ROOT / "tests" / "standin_mirrored_steps.py"), str(steps), variant],
         capture_output=True, text=True, env=runs.env(), timeout=900,

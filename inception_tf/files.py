@@ -29,15 +29,19 @@ def is_disk_full(error):
 
     TensorFlow and HDF5 wrap the system's error in their own, so their messages are read
     too."""
+    return any(
+        isinstance(e, DiskFull) or getattr(e, "errno", None) in _FULL or any(text in str(e) for text in _FULL_TEXTS)
+        for e in error_chain(error)
+    )
+
+
+def error_chain(error):
+    """`error` and the errors it was raised from (`__cause__`, else `__context__`), once each."""
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
-        if isinstance(error, DiskFull) or getattr(error, "errno", None) in _FULL:
-            return True
-        if any(text in str(error) for text in _FULL_TEXTS):
-            return True
+        yield error
         error = error.__cause__ or error.__context__
-    return False
 
 
 _FULL = (errno.ENOSPC, errno.EDQUOT)

@@ -28,6 +28,33 @@ MINIMAL = ["--dataset", "fashion_mnist", "--image-size", "49", "--batch-size", "
 RUNTIME_LINE = "runtime: oneDNN on (INCEPTION_TF_RUNTIME=default; TF_ENABLE_ONEDNN_OPTS=1 set by you)"
 
 
+def env_with_store(cache):
+    """`env()` reading stored answers from `cache`, without the conftest's runtime variables:
+    a run there loads TensorFlow as the stored answer says."""
+    from inception_tf.startup import measured, runtime
+
+    environ = {**env(), measured.CACHE_ENV: str(cache)}
+    for name in (runtime.MODE, runtime.ONEDNN):
+        environ.pop(name, None)
+    return environ
+
+
+def store_runtime_answer(cache, workload, precision, choice):
+    """A stored runtime answer for `workload` trained in `precision` ("auto" or a policy) in
+    the store at `cache`, as if measured here: `choice` ("oneDNN on" or "oneDNN off") twice
+    as fast as the other, both in float32. A run that finds it times nothing."""
+    import dataclasses
+
+    from inception_tf.startup import machine, measured, runtime
+
+    other = "oneDNN off" if choice == "oneDNN on" else "oneDNN on"
+    asked = measured.Question(pathlib.Path(cache) / runtime.CACHE_FILE, machine.cpu_machine(),
+                              {**dataclasses.asdict(workload), "precision": precision, "given": {}})
+    measured.store(asked.path, measured.new_entry(
+        asked, {other: 10.0, choice: 20.0}, choice, precisions={other: "float32", choice: "float32"},
+    ))
+
+
 def store_precision_answer(cache, workload, policy="float32"):
     """A stored precision answer for `workload` in the store at `cache`, as if measured
     here (`policy` timed, the other CPU precisions left out): a run that finds it times

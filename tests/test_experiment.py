@@ -1,6 +1,5 @@
 """The main job, end to end: `python train.py ...` on real Fashion-MNIST (a small part)."""
 
-import dataclasses
 import json
 import runpy
 
@@ -9,10 +8,11 @@ import numpy as np
 import pytest
 
 from inception_tf import GoogLeNet
-from inception_tf.startup import machine, measured, precision, runtime
+from inception_tf.startup import precision
 from inception_tf.tasks.task import transfer_weights
 
-from runs import MINIMAL, ROOT, SMALL, command_here, env, history_epochs, store_precision_answer, train
+from runs import (MINIMAL, ROOT, SMALL, command_here, env_with_store, history_epochs, store_precision_answer,
+                  store_runtime_answer, train)
 
 # The training writer's files: the graph's, written when the model is set, and one per `fit`.
 FIT_WRITER_FILES = 2
@@ -30,16 +30,9 @@ def run_dir(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run") / "run"
     cache = tmp_path_factory.mktemp("cache")
     workload = precision.Workload(variant="bn", image_size=49, batch_size=32)
-    runtime_answer = measured.Question(cache / runtime.CACHE_FILE, machine.cpu_machine(),
-                                       {**dataclasses.asdict(workload), "precision": "auto", "given": {}})
-    measured.store(runtime_answer.path, measured.new_entry(
-        runtime_answer, {"oneDNN off": 10.0, "oneDNN on": 20.0}, "oneDNN on",
-        precisions={"oneDNN off": "float32", "oneDNN on": "float32"},
-    ))
+    store_runtime_answer(cache, workload, "auto", "oneDNN on")
     store_precision_answer(cache, workload)
-    environ = {**env(), measured.CACHE_ENV: str(cache)}
-    for name in (runtime.MODE, runtime.ONEDNN):  # the conftest's: no choice left to load
-        environ.pop(name, None)
+    environ = env_with_store(cache)
     # 2 test views (the image and its mirror): the multi-view path at a fifth of 10's cost,
     # and not the evaluate command's default of 1, so that reading the run's value shows.
     result = train(*SMALL, "--epochs", "2", "--learning-rate", "0.02", "--test-crops", "2", "--run-dir", str(run_dir),
@@ -52,16 +45,8 @@ def test_a_stored_off_answer_is_what_tensorflow_runs_under(tmp_path):
     AVX-512 VNNI or bf16, or AMX; an answer saying off, end to end, fails there when the
     answer is ignored, as the fixture's fails where TensorFlow leaves oneDNN off (AVX2)."""
     cache = tmp_path / "cache"
-    workload = precision.Workload(variant="bn", image_size=49, batch_size=32)
-    answer = measured.Question(cache / runtime.CACHE_FILE, machine.cpu_machine(),
-                               {**dataclasses.asdict(workload), "precision": "float32", "given": {}})
-    measured.store(answer.path, measured.new_entry(
-        answer, {"oneDNN off": 20.0, "oneDNN on": 10.0}, "oneDNN off",
-        precisions={"oneDNN off": "float32", "oneDNN on": "float32"},
-    ))
-    environ = {**env(), measured.CACHE_ENV: str(cache)}
-    for name in (runtime.MODE, runtime.ONEDNN):
-        environ.pop(name, None)
+    store_runtime_answer(cache, precision.Workload(variant="bn", image_size=49, batch_size=32), "float32", "oneDNN off")
+    environ = env_with_store(cache)
     result = train(*MINIMAL, "--epochs", "1", "--test-crops", "1", "--run-dir", str(tmp_path / "off"), environ=environ)
     assert "runtime: oneDNN off (measured on this machine" in result.stdout
     assert json.loads((tmp_path / "off" / "metrics.json").read_text())["runtime"] == "oneDNN off"  # TensorFlow's own report

@@ -164,22 +164,16 @@ class OutOfMemory(RuntimeError):
 
 
 def _is_out_of_memory(error):
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, MemoryError) or type(error).__name__ == "ResourceExhaustedError":
-            return True
-        error = error.__cause__ or error.__context__
-    return False
+    return any(isinstance(e, MemoryError) or type(e).__name__ == "ResourceExhaustedError"
+               for e in files.error_chain(error))
 
 
 def _out_of_memory(error, config):
     """One line: what ran out, what to change, and where the last backup is."""
-    run_dir = pathlib.Path(config.run_dir)
-    backup = RunPaths(run_dir, out=run_dir).backup
-    position = callbacks_lib.backed_up_position(backup)
-    kept = (f"the last complete backup ({position.describe(config.train.epochs)}) stays in {backup}"
-            if position.epoch or position.step else "nothing was backed up yet")
+    chief = RunPaths.chief(config.run_dir)
+    position = chief.backed_up()
+    kept = (f"the last complete backup ({position.describe(config.train.epochs)}) stays in {chief.backup}"
+            if position is not None else "nothing was backed up yet")
     message = str(getattr(error, "message", error))
     # TensorFlow's words for the tensor, found inside its framing ("Graph execution error: ...").
     found = re.search(r"OOM when allocating tensor with shape\[[^\]]*\]( and type \w+)?", message)
@@ -196,11 +190,11 @@ def _disk_full(error, config, role):
     if role.is_chief:
         files.remove_leftovers(run_dir)
     written = getattr(error, "path", None) or getattr(error, "filename", None) or f"into {run_dir}"
-    backup = RunPaths(run_dir, out=run_dir).backup  # the chief's, which a rerun resumes from
-    position = callbacks_lib.backed_up_position(backup)
-    if position.epoch or position.step:
+    chief = RunPaths.chief(run_dir)
+    position = chief.backed_up()
+    if position is not None:
         resume = (
-            f"The state at {position.describe(config.train.epochs)} is saved in {backup}: "
+            f"The state at {position.describe(config.train.epochs)} is saved in {chief.backup}: "
             "free some space and run the same command again to resume from it."
         )
     else:

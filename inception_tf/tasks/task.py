@@ -53,6 +53,17 @@ class RunPaths:
         out = pathlib.Path(tempfile.mkdtemp(prefix=f"inception_tf-{role.task_type}{role.task_id}-"))
         return cls(run_dir, out, None if overwrite else run_dir)
 
+    @classmethod
+    def chief(cls, run_dir):
+        """The chief's files: what every worker, and a rerun, resumes from."""
+        run_dir = pathlib.Path(run_dir)
+        return cls(run_dir, run_dir)
+
+    def backed_up(self):
+        """The position `backup` holds, or None when nothing was backed up yet."""
+        position = callbacks_lib.backed_up_position(self.backup)
+        return position if position.epoch or position.step else None
+
     # This process's files.
     history = property(lambda self: self.out / "history.csv")
     backup = property(lambda self: self.out / "backup")
@@ -276,16 +287,16 @@ class TrainingTask:
 
     def _last_backup(self, steps):
         """Where a rerun resumes, for a second signal's last line."""
-        backup = RunPaths(self.paths.run_dir, out=self.paths.run_dir).backup
-        position = callbacks_lib.backed_up_position(backup)
-        if not (position.epoch or position.step):
+        chief = RunPaths.chief(self.paths.run_dir)
+        position = chief.backed_up()
+        if position is None:
             return "nothing was backed up yet; the same command starts again"
-        return (f"the last complete backup ({position.describe(self.config.train.epochs, steps)}) is in {backup}; "
+        return (f"the last complete backup ({position.describe(self.config.train.epochs, steps)}) is in {chief.backup}; "
                 "run the same command again to resume from there")
 
     def _preempted(self, stop, steps):
         """`stop` with the message a user reads."""
-        backup = RunPaths(self.paths.run_dir, out=self.paths.run_dir).backup  # the chief's, which every worker resumes from
+        backup = RunPaths.chief(self.paths.run_dir).backup
         return preemption.Preempted(
             stop.position, stop.signal_name,
             f"Stopped by {stop.signal_name} at {stop.position.describe(self.config.train.epochs, steps)}, backed up "
@@ -294,14 +305,13 @@ class TrainingTask:
 
     def _diverged(self, stopped_at):
         epoch, batch = stopped_at
-        chief = RunPaths(self.paths.run_dir, out=self.paths.run_dir)  # the files a rerun resumes from
-        backup, best = chief.backup, chief.best
-        position = callbacks_lib.backed_up_position(backup)
+        chief = RunPaths.chief(self.paths.run_dir)
+        position = chief.backed_up()
         kept = "nothing was backed up"
-        if position.epoch or position.step:
-            kept = f"the last good state ({position.describe(self.config.train.epochs)}) is in {backup}"
-        if best.is_file():
-            kept += f", the best weights are in {best}"
+        if position is not None:
+            kept = f"the last good state ({position.describe(self.config.train.epochs)}) is in {chief.backup}"
+        if chief.best.is_file():
+            kept += f", the best weights are in {chief.best}"
         return TrainingDiverged(
             f"The loss stopped being finite at epoch {epoch + 1}, batch {batch}. Training stopped; {kept}. "
             "Lower --learning-rate, then run again with --overwrite."

@@ -25,11 +25,12 @@ if typing.TYPE_CHECKING:
     from inception_tf.modeling.preprocessing import preprocess_input  # noqa: F401
     from inception_tf.serving.export import export_saved_model  # noqa: F401
     from inception_tf.tasks.compiling import compile_for_training, labels_for_heads  # noqa: F401
-    from inception_tf.tasks.schedules import CosineDecay, StepDecay, paper_schedule  # noqa: F401
+    from inception_tf.tasks.schedules import CosineDecay, LinearDecay, StepDecay, paper_schedule  # noqa: F401
 
 # Public name -> the module that defines it.
 _EXPORTS = {
     "CosineDecay": "tasks.schedules",
+    "LinearDecay": "tasks.schedules",
     "GoogLeNet": "modeling.network",
     "LocalResponseNormalization": "modeling.layers",
     "StepDecay": "tasks.schedules",

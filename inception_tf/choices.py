@@ -16,7 +16,7 @@ AUGMENT_POLICIES = ("paper", "standard", "none")
 TEST_CROPS = (1, 2, 10)
 # The input conventions of a GoogLeNet's weights (`modeling.preprocessing`).
 PREPROCESSING = ("tf", "caffe")
-SCHEDULES = ("paper", "cosine", "constant")
+SCHEDULES = ("paper", "cosine", "linear", "constant")
 # Keras's dtype policies a run trains in (float16 on a CPU only as a stand-in for a GPU).
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker")

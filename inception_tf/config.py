@@ -107,7 +107,10 @@ class TrainConfig:
     batch_size: int = option(128, "global batch", positive=True)
     learning_rate: float = option(0.1, "initial rate", interval=POSITIVE)
     momentum: float = option(0.9, "", interval=FRACTION)
-    schedule: str = option("cosine", "default: {default} (paper: 4%% lower every 8 epochs)", choices=choices.SCHEDULES)
+    schedule: str = option(
+        "cosine", "default: {default} (paper: 4%% lower every 8 epochs; linear: to zero at the last epoch)",
+        choices=choices.SCHEDULES,
+    )
     label_smoothing: float = option(0.1, "", interval=FRACTION)
     # Decoupled (per step, without momentum): 5e-3 shrinks the weights as the usual
     # coupled 5e-4 does with momentum 0.9.

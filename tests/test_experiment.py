@@ -9,6 +9,7 @@ import pytest
 
 from inception_tf import GoogLeNet
 from inception_tf.startup import precision
+from inception_tf.tasks import budget
 from inception_tf.tasks.task import transfer_weights
 
 from runs import (MINIMAL, ROOT, SMALL, command_here, env_with_store, history_epochs, store_precision_answer,
@@ -16,11 +17,15 @@ from runs import (MINIMAL, ROOT, SMALL, command_here, env_with_store, history_ep
 
 # The training writer's files: the graph's, written when the model is set, and one per `fit`.
 FIT_WRITER_FILES = 2
-# The run's compute: 2 epochs of 49x49 images, in epochs of 64x64 (issue #35's unit).
-EPOCH_EQUIVALENTS = 2 * (49 / 64) ** 2
 # SMALL's --limit of each split, and its training split less the 10% validation split.
 TEST_EXAMPLES, TRAIN_EXAMPLES = 1024, 922
 RUN_FILES = ["config.json", "history.csv", "metrics.json", "curves.png", "confusion_matrix.png", "mistakes.png", "model.keras", "saved_model", "labels.txt"]
+
+
+def compute_epochs():
+    """The run's compute: 2 epochs of its training images at 49x49, in compute-epochs."""
+    macs = budget.training_macs(GoogLeNet(num_classes=10, input_shape=(49, 49, 3), variant="bn", weights=None))
+    return 2 * TRAIN_EXAMPLES * macs / (budget.REFERENCE_IMAGES * budget.REFERENCE_MACS)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +69,7 @@ def test_a_run_leaves_every_artifact(run_dir):
     assert metrics["test_accuracy"] > 0.3  # chance is 0.1
     assert metrics["test_top5_accuracy"] >= metrics["test_accuracy"]
     assert metrics["test_examples"] == TEST_EXAMPLES and metrics["epochs"] == 2
-    assert metrics["epoch_equivalents"] == pytest.approx(EPOCH_EQUIVALENTS)
+    assert metrics["compute_epochs"] == pytest.approx(compute_epochs())
     assert metrics["test_crops"] == 2 and metrics["test_single_crop_accuracy"] > 0.3
     # Training time is the epochs' wall time as history.csv has it (not the evaluation's or
     # the process's), and the rate counts each training image once per epoch.
@@ -102,10 +107,10 @@ def test_the_epochs_share_one_fit_and_the_table_reads_the_run(run_dir):
     table = runpy.run_path(str(ROOT / "benchmarks" / "accuracy_vs_compute.py"))
     metrics = json.loads((run_dir / "metrics.json").read_text())
     row = table["row"](run_dir, 88.0)
-    assert row["run"] == str(run_dir) and row["epoch_equivalents"] == round(EPOCH_EQUIVALENTS, 2)
+    assert row["run"] == str(run_dir) and row["compute_epochs"] == round(compute_epochs(), 3)
     assert row["test_accuracy"] == metrics["test_accuracy"]
-    assert row["projected_hours"] == pytest.approx(EPOCH_EQUIVALENTS * TRAIN_EXAMPLES / 88 / 3600)
-    assert "epochs=2" in row["settings"] and "image_size=49" in row["settings"]
+    assert row["projected_hours"] == pytest.approx(compute_epochs() * budget.REFERENCE_IMAGES / 88 / 3600)
+    assert "--epochs 2" in row["settings"] and "--image-size 49" in row["settings"]
 
 
 def test_the_same_command_again_finds_the_run_complete(run_dir):

@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from inception_tf import CosineDecay, StepDecay, paper_schedule
+from inception_tf import CosineDecay, LinearDecay, StepDecay, paper_schedule
 
 
 def test_paper_schedule_first_drop_is_at_epoch_index_8():
@@ -35,6 +35,15 @@ def test_cosine_decay_warms_up_and_ends_at_alpha():
     assert rates == sorted(rates, reverse=True)
 
 
+def test_linear_decay_warms_up_then_falls_by_equal_steps_to_half_a_step():
+    schedule = LinearDecay(0.1, total_epochs=5, warmup_epochs=2)
+    rates = [schedule(e) for e in range(5)]
+    # Warm-up as the cosine's; then the rate a per-step decay to 0 has mid-epoch: 5/6, 3/6, 1/6.
+    np.testing.assert_allclose(rates, [0.1 / 3, 0.2 / 3, 0.1 * 5 / 6, 0.1 / 2, 0.1 / 6], rtol=1e-9)
+    assert LinearDecay(0.1, total_epochs=4)(3) == pytest.approx(0.1 / 8)
+    assert LinearDecay(0.1, total_epochs=4)(9) == 0.0  # past the budget
+
+
 @pytest.mark.parametrize(
     "make, message",
     [
@@ -43,6 +52,7 @@ def test_cosine_decay_warms_up_and_ends_at_alpha():
         (lambda: StepDecay(0.1, every_epochs=0), r"Received: every_epochs=0"),
         (lambda: CosineDecay(0.1, total_epochs=0), r"Received: total_epochs=0"),
         (lambda: CosineDecay(0.1, total_epochs=5, warmup_epochs=5), r"Received: warmup_epochs=5"),
+        (lambda: LinearDecay(-1, total_epochs=5), r"Received: initial_learning_rate=-1"),
     ],
 )
 def test_schedules_reject_bad_arguments(make, message):

@@ -46,11 +46,11 @@ def paper_schedule(initial_learning_rate=0.01):
     return StepDecay(initial_learning_rate, decay=0.04, every_epochs=8)
 
 
-class CosineDecay:
-    """Per-epoch cosine decay from `initial_learning_rate` to `alpha` times it, with an
-    optional linear warm-up over the first `warmup_epochs` epochs."""
+class _WarmupDecay:
+    """A linear warm-up over the first `warmup_epochs` epochs, then a decay over the rest
+    that `_decayed(progress)` shapes, progress running from 0 to 1."""
 
-    def __init__(self, initial_learning_rate, total_epochs, warmup_epochs=0, alpha=0.0):
+    def __init__(self, initial_learning_rate, total_epochs, warmup_epochs=0):
         if not initial_learning_rate > 0:
             raise ValueError(
                 "`initial_learning_rate` must be positive. "
@@ -68,19 +68,47 @@ class CosineDecay:
         self.initial_learning_rate = float(initial_learning_rate)
         self.total_epochs = total_epochs
         self.warmup_epochs = warmup_epochs
-        self.alpha = float(alpha)
 
     def __call__(self, epoch, lr=None):
         if epoch < self.warmup_epochs:
             return self.initial_learning_rate * (epoch + 1) / (self.warmup_epochs + 1)
-        span = max(1, self.total_epochs - self.warmup_epochs)
-        progress = min(1.0, (epoch - self.warmup_epochs) / span)
-        cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
-        return self.initial_learning_rate * (self.alpha + (1.0 - self.alpha) * cosine)
+        return self.initial_learning_rate * self._decayed(epoch - self.warmup_epochs, max(1, self.total_epochs - self.warmup_epochs))
+
+
+class CosineDecay(_WarmupDecay):
+    """Per-epoch cosine decay from `initial_learning_rate` to `alpha` times it, with an
+    optional linear warm-up over the first `warmup_epochs` epochs."""
+
+    def __init__(self, initial_learning_rate, total_epochs, warmup_epochs=0, alpha=0.0):
+        super().__init__(initial_learning_rate, total_epochs, warmup_epochs)
+        self.alpha = float(alpha)
+
+    def _decayed(self, step, span):
+        cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, step / span)))
+        return self.alpha + (1.0 - self.alpha) * cosine
 
     def __repr__(self):
         return (
             f"CosineDecay(initial_learning_rate={self.initial_learning_rate}, "
             f"total_epochs={self.total_epochs}, warmup_epochs={self.warmup_epochs}, "
             f"alpha={self.alpha})"
+        )
+
+
+class LinearDecay(_WarmupDecay):
+    """Linear decay to zero at the end of the budget (Li, Yumer and Ramanan, "Budgeted
+    Training", ICLR 2020), after an optional linear warm-up.
+
+    The rate is set once an epoch (`LearningRateScheduler`), so each epoch runs at the
+    rate a per-step decay to zero has at the epoch's middle: the epochs' mean is that
+    decay's, and the last epoch still trains.
+    """
+
+    def _decayed(self, step, span):
+        return max(0.0, 1.0 - (step + 0.5) / span)
+
+    def __repr__(self):
+        return (
+            f"LinearDecay(initial_learning_rate={self.initial_learning_rate}, "
+            f"total_epochs={self.total_epochs}, warmup_epochs={self.warmup_epochs})"
         )

@@ -199,8 +199,11 @@ class TrainingTask:
         t = self.config.train
         if t.schedule == "paper":
             return schedules.paper_schedule(t.learning_rate)
+        warmup = min(2, t.epochs - 1)
         if t.schedule == "cosine":
-            return schedules.CosineDecay(t.learning_rate, t.epochs, warmup_epochs=min(2, t.epochs - 1), alpha=0.01)
+            return schedules.CosineDecay(t.learning_rate, t.epochs, warmup_epochs=warmup, alpha=0.01)
+        if t.schedule == "linear":
+            return schedules.LinearDecay(t.learning_rate, t.epochs, warmup_epochs=warmup)
         return lambda epoch, lr=None: t.learning_rate
 
     # --- Callbacks ---------------------------------------------------------------------
@@ -379,7 +382,7 @@ class TrainingTask:
         return dict(
             evaluated_split=self.test_name, training_time_s=training_time,
             train_images_per_second=(train_size * epochs_done / training_time) if training_time else None,
-            epochs=epochs_done, epoch_equivalents=budget.epoch_equivalents([self.config.data.image_size] * epochs_done),
+            epochs=epochs_done, compute_epochs=budget.compute_epochs([(train_size, budget.training_macs(model))] * epochs_done),
             best_epoch=best["epoch"] + 1 if best else None, train_examples=train_size,
             precision=t.precision, runtime=runtime.loaded_setting().name, strategy=t.strategy,
             replicas=self.strategy.num_replicas_in_sync, workers=self.role.count,

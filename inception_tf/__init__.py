@@ -51,7 +51,7 @@ __version__ = "0.1.0"
 def __getattr__(name):
     if name not in _EXPORTS:
         raise AttributeError(f"module 'inception_tf' has no attribute {name!r}")
-    registration.register_layers()  # with any public name, as Keras is loading anyway
+    registration.register_classes()  # with any public name, as Keras is loading anyway
     value = getattr(importlib.import_module(f"inception_tf.{_EXPORTS[name]}"), name)
     globals()[name] = value
     return value

@@ -69,6 +69,10 @@ class DataConfig:
         "auto", "default: auto (standard for 28-32 px data sets, paper otherwise)",
         choices=("auto",) + choices.AUGMENT_POLICIES, show_default=False,
     )
+    alternate_flips: bool = option(
+        False, "mirror each training image in every other epoch, not at random (in-memory data sets)",
+        show_default=False,
+    )
     # Zhong et al. erase with p=0.5, for runs of hundreds of epochs; a run of tens of
     # epochs has less time to fit through that much noise, so the default erases less
     # (results/README.md has the runs behind it).
@@ -120,6 +124,13 @@ class TrainConfig:
     ema: float = option(
         0.0, "momentum of a moving average of the weights, updated every step, evaluated and exported as the "
         "model (0: off; 0.999 averages about the last 1,000 steps)", interval=FRACTION, metavar="M",
+    )
+    beta_rate: float = option(
+        1.0, "BatchNorm's offsets train at this multiple of the rate", interval=POSITIVE, metavar="X"
+    )
+    lookahead: int = option(
+        None, "Lookahead over SGD: every K steps the weights move back half way to where they were K steps "
+        "before (default: off)", positive=True, metavar="K", show_default=False,
     )
     precision: str = option(
         "auto", "default: auto (the fastest here, timed once per machine and stored)", choices=("auto",) + choices.PRECISIONS,
@@ -199,6 +210,11 @@ class RunConfig:
         if self.data.image_size < minimum:
             raise ValueError(f"`image_size` must be at least {minimum}. Received: image_size={self.data.image_size}")
         _check_memory(self.data.image_size)
+        if self.data.alternate_flips and self.data.dataset not in choices.SMALL_IMAGE_SOURCES:
+            raise ValueError(
+                f"`alternate_flips` needs an in-memory data set, one of {choices.SMALL_IMAGE_SOURCES}. "
+                f"Received: dataset={self.data.dataset!r}"
+            )
         return self
 
     def resolved_run_dir(self):

@@ -1,4 +1,4 @@
-"""The package's layers registered with Keras as soon as Keras loads, without loading it.
+"""The package's layers and optimizer registered with Keras as soon as Keras loads, without loading it.
 
 `keras.models.load_model` finds a custom layer only in Keras's registry: Keras imports a
 saved layer's module by itself only for its own family (keras, keras_hub, keras_cv,
@@ -16,20 +16,22 @@ import importlib.util
 import sys
 import warnings
 
-LAYERS_MODULE = "inception_tf.modeling.layers"  # where the layers are defined and registered
+# Where the classes a saved model may name are defined and registered.
+REGISTERED_MODULES = ("inception_tf.modeling.layers", "inception_tf.tasks.optimizers")
 
 
-def register_layers():
-    """Defines (and so registers) the package's layers; loads Keras."""
-    importlib.import_module(LAYERS_MODULE)
+def register_classes():
+    """Defines (and so registers) the package's layers and optimizer; loads Keras."""
+    for module in REGISTERED_MODULES:
+        importlib.import_module(module)
 
 
 def register_when_keras_loads():
-    """`register_layers` now if Keras is loaded, else right after its first import."""
+    """`register_classes` now if Keras is loaded, else right after its first import."""
     if "keras" in sys.modules:
-        register_layers()
+        register_classes()
     elif not any(isinstance(finder, _AfterImport) for finder in sys.meta_path):
-        sys.meta_path.insert(0, _AfterImport("keras", register_layers))
+        sys.meta_path.insert(0, _AfterImport("keras", register_classes))
 
 
 class _AfterImport(importlib.abc.MetaPathFinder):
@@ -52,7 +54,7 @@ class _AfterImport(importlib.abc.MetaPathFinder):
             try:
                 self.callback()
             except Exception as error:  # a failed registration must not break `import keras`
-                warnings.warn(f"inception_tf could not register its layers with Keras: {error!r}", stacklevel=2)
+                warnings.warn(f"inception_tf could not register its layers and optimizer with Keras: {error!r}", stacklevel=2)
 
         spec.loader.exec_module = exec_module
         return spec

@@ -439,3 +439,37 @@ def test_without_an_epoch_each_pass_is_a_new_epoch(idx_dir):
     for bad in (range(2, 2), range(0, 6, 2), -1):
         with pytest.raises(ValueError, match=re.escape(f"or a range of them. Received: epoch={bad!r}, training=True")):
             data.make_dataset(split, 32, 8, training=True, epoch=bad)
+
+
+def _mirrored_each_epoch(alternate, epochs=4, skip=0):
+    """Per epoch, which of 40 left-to-right ramps came out mirrored (index = label)."""
+    ramps = np.tile(np.linspace(0, 255, 28, dtype=np.uint8)[None, None, :, None], (40, 28, 1, 1))
+    split = sources.Split(40, images=ramps, labels=np.arange(40, dtype=np.int32))
+    config = AugmentConfig(policy="standard", crop=False, photometric=False, alternate_flips=alternate)
+    seen = []
+    for epoch in range(epochs):
+        x, labels = _all(data.make_dataset(split, 28, 8, training=True, augment=config, seed=3, heads=None, epoch=epoch, skip=skip))
+        mirrored = np.zeros(40, bool)
+        mirrored[labels] = x[:, 0, 0, 0] > x[:, 0, -1, 0]  # the ramp falls left to right
+        seen.append((mirrored, set(labels.tolist())))
+    return seen
+
+
+def test_alternating_flips_mirror_each_image_in_every_other_epoch():
+    seen = _mirrored_each_epoch(alternate=True)
+    first = seen[0][0]
+    assert 10 < first.sum() < 30  # a random half in the first epoch
+    for epoch, (mirrored, _) in enumerate(seen):
+        np.testing.assert_array_equal(mirrored, first if epoch % 2 == 0 else ~first)
+    # A resumed epoch draws the same mirrors for the batches it still trains.
+    for (mirrored, kept), (full, _) in zip(_mirrored_each_epoch(alternate=True, skip=2), seen):
+        assert len(kept) == 24 and all(mirrored[i] == full[i] for i in kept)
+    # At random, some image is mirrored in two epochs in a row.
+    random = _mirrored_each_epoch(alternate=False)
+    assert any((a & b).any() for (a, _), (b, _) in zip(random, random[1:]))
+
+
+def test_alternating_flips_refuse_splits_without_indices(tmp_path):
+    split = catalog.load_source("folder", data_dir=write_image_folder(tmp_path / "images", per_class=2)).splits["train"]
+    with pytest.raises(ValueError, match=r"`alternate_flips` needs each image's index.*Received: a split of image files"):
+        data.make_dataset(split, 49, 4, training=True, augment=AugmentConfig(alternate_flips=True), epoch=0)

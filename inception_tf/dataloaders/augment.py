@@ -27,6 +27,10 @@ class AugmentConfig:
     policy: "paper" (random-resized crop, flip, photometric distortion), "standard"
         (pad-and-crop + flip, for small images such as CIFAR) or "none".
     crop, flip, photometric: switch each part of the policy off on its own.
+    alternate_flips: with `flip`, mirror each image in every other epoch instead of at
+        random (airbench, Keller Jordan): the first epoch mirrors a random half, each
+        later epoch the other images of the one before, so that consecutive epochs see
+        both sides of every image. Needs the image's index in the split (`data`).
     area_range, aspect_range: the paper's crop: 8%-100% of the area, aspect 3/4 to 4/3.
     pad_fraction: the standard policy's padding, as a fraction of the side (4 px of 32).
     erasing: the probability of random erasing (Zhong et al., 2017, "Random Erasing Data
@@ -41,6 +45,7 @@ class AugmentConfig:
     policy: str = "paper"
     crop: bool = True
     flip: bool = True
+    alternate_flips: bool = False
     photometric: bool = True
     area_range: tuple = (0.08, 1.0)
     aspect_range: tuple = (3 / 4, 4 / 3)
@@ -77,6 +82,13 @@ class AugmentConfig:
         return self.crop or self.flip or (self.policy == "paper" and self.photometric) or self.erasing > 0
 
 
+def alternate_mirrors(seed, count, indices, epoch):
+    """Whether each image at `indices` (of a split of `count`) is mirrored in `epoch` under
+    `alternate_flips`: a random half in epoch 0, by `seed`, and the rest in every odd one."""
+    first = tf.random.stateless_uniform([count], tf.stack([tf.constant(seed, tf.int64), tf.constant(-1, tf.int64)])) < 0.5
+    return tf.not_equal(tf.gather(first, indices), tf.equal(tf.math.floormod(tf.cast(epoch, tf.int64), 2), 1))
+
+
 def _uniform(seed, shape, low, high):
     return tf.random.stateless_uniform(shape, seed, minval=low, maxval=high, dtype=tf.float32)
 
@@ -109,15 +121,17 @@ def pad_and_crop_boxes(seed, batch, pad_fraction):
     return tf.concat([shift, shift + 1.0], axis=1)
 
 
-def flip_boxes(seed, boxes):
-    """Mirror a random half of the boxes horizontally (x1 and x2 swapped)."""
-    flip = _uniform(seed, [tf.shape(boxes)[0]], 0.0, 1.0) < 0.5
+def flip_boxes(seed, boxes, mirrored=None):
+    """Mirror a random half of the boxes horizontally (x1 and x2 swapped), or those
+    `mirrored` (bool [batch]) says."""
+    flip = _uniform(seed, [tf.shape(boxes)[0]], 0.0, 1.0) < 0.5 if mirrored is None else mirrored
     y1, x1, y2, x2 = tf.unstack(boxes, axis=1)
     return tf.stack([y1, tf.where(flip, x2, x1), y2, tf.where(flip, x1, x2)], axis=1)
 
 
-def train_boxes(seed, batch, height, width, config):
-    """The crop-and-flip boxes of a batch, or None when the config neither crops nor flips."""
+def train_boxes(seed, batch, height, width, config, mirrored=None):
+    """The crop-and-flip boxes of a batch, or None when the config neither crops nor flips;
+    `mirrored`: which images to flip, where the config alternates them."""
     if config.policy == "none" or not (config.crop or config.flip):
         return None
     crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
@@ -128,7 +142,7 @@ def train_boxes(seed, batch, height, width, config):
     else:
         boxes = tf.tile(tf.constant([[0.0, 0.0, 1.0, 1.0]]), [batch, 1])
     if config.flip:
-        boxes = flip_boxes(flip_seed, boxes)
+        boxes = flip_boxes(flip_seed, boxes, mirrored)
     return boxes
 
 

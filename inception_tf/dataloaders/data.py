@@ -38,12 +38,13 @@ def view_images(images, image_size, views, preprocessing="tf"):
     return tf.reshape(inputs, [batch, count, image_size, image_size, 3])
 
 
-def augment_images(images, image_size, config, seed, preprocessing="tf"):
+def augment_images(images, image_size, config, seed, preprocessing="tf", mirrored=None):
     """What training does to a batch: crop, flip, resize, photometric distortion, random
-    erasing, then the same `to_model_input` as evaluation."""
+    erasing, then the same `to_model_input` as evaluation. `mirrored`: the images to
+    flip where `config.alternate_flips` chooses them (`augment.alternate_mirrors`)."""
     shape = tf.shape(images)
     crop_seed, color_seed, erase_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
-    boxes = augment_lib.train_boxes(crop_seed, shape[0], shape[1], shape[2], config)
+    boxes = augment_lib.train_boxes(crop_seed, shape[0], shape[1], shape[2], config, mirrored)
     resized = resize_images(images, image_size, boxes)
     if config.policy == "paper" and config.photometric:
         resized = augment_lib.photometric(color_seed, resized, config)
@@ -187,10 +188,11 @@ def _epoch_batches(plan, tables, epoch, skip):
         images, labels = tables
         order = tf.random.experimental.stateless_shuffle(tf.range(split.size, dtype=tf.int64), epoch_seed)
         batches = tf.data.Dataset.from_tensor_slices(order[skip * batch_size:]).batch(batch_size, plan.drop_remainder)
-        return tf.data.Dataset.zip(batches, _draws(epoch_seed, skip)).map(
-            lambda indices, pair: transform(tf.gather(images, indices), tf.gather(labels, indices), pair),
-            num_parallel_calls=autotune,
-        )
+        def gathered(indices, pair):
+            mirrored = augment_lib.alternate_mirrors(plan.seed, split.size, indices, epoch) if plan.alternate_flips else None
+            return transform(tf.gather(images, indices), tf.gather(labels, indices), pair, mirrored)
+
+        return tf.data.Dataset.zip(batches, _draws(epoch_seed, skip)).map(gathered, num_parallel_calls=autotune)
     first = skip * batch_size  # the first example kept
     examples, read_skipped = _epoch_examples(split, tables, epoch_seed, first)
     if read_skipped:  # the skipped examples were read: count the readable ones
@@ -249,8 +251,9 @@ class _Plan:
     batch_size: int
     drop_remainder: bool
     shard: tuple
-    transform: object  # (images, labels, pair_seed) -> (images, labels)
+    transform: object  # (images, labels, pair_seed[, mirrored]) -> (images, labels)
     seed: int = 0
+    alternate_flips: bool = False
 
 
 def _training_batches(plan, epoch, skip):
@@ -322,7 +325,14 @@ def make_dataset(split, image_size, batch_size, training=False, augment=None, se
     transform = _transform(image_size, training, augment, views, preprocessing)
     if training:
         seed = secrets.randbelow(2**31) if seed is None else seed
-        dataset = _training_batches(_Plan(split, batch_size, drop_remainder, shard, transform, seed), epoch, skip)
+        alternate = augment.active and augment.flip and augment.alternate_flips
+        if alternate and split.kind != "arrays":
+            raise ValueError(
+                "`alternate_flips` needs each image's index in the split, which only the in-memory data sets "
+                f"keep ({', '.join(choices.SMALL_IMAGE_SOURCES)}). Received: a split of image {split.kind}"
+            )
+        plan = _Plan(split, batch_size, drop_remainder, shard, transform, seed, alternate)
+        dataset = _training_batches(plan, epoch, skip)
     else:
         dataset = _evaluation_batches(_Plan(split, batch_size, drop_remainder, shard, transform))
     if one_hot:
@@ -378,8 +388,8 @@ def _check_epochs(training, views, epoch, skip):
 def _transform(image_size, training, augment, views, preprocessing):
     """`(images, labels, pair_seed) -> (images, labels)`: augmented, multi-view or plain."""
     if training and augment.active:
-        def transform(images, labels, pair_seed):
-            return augment_images(images, image_size, augment, pair_seed, preprocessing), labels
+        def transform(images, labels, pair_seed, mirrored=None):
+            return augment_images(images, image_size, augment, pair_seed, preprocessing, mirrored), labels
     elif views is not None:
         def transform(images, labels, pair_seed):
             return view_images(images, image_size, views, preprocessing), labels

@@ -5,6 +5,7 @@ import keras
 
 from inception_tf import choices, keras_fixes
 from inception_tf.modeling import network
+from inception_tf.tasks import optimizers
 
 AUX_LOSS_WEIGHT = 0.3  # the paper's weight of each auxiliary loss
 # Variable names left out of weight decay: shrinking a bias or a BatchNorm scale towards
@@ -21,7 +22,8 @@ def _classifier_is_logits(model):
 
 
 def compile_for_training(model, learning_rate=0.01, momentum=0.9, labels="sparse", aux_loss_weight=AUX_LOSS_WEIGHT,
-                         label_smoothing=0.0, weight_decay=None, jit_compile="auto", ema_momentum=None):
+                         label_smoothing=0.0, weight_decay=None, jit_compile="auto", ema_momentum=None, beta_rate=1.0,
+                         lookahead_steps=None):
     """Compiles a GoogLeNet for training with SGD + momentum and weighted aux losses.
 
     The loss is `main + aux_loss_weight * (aux1 + aux2)` (paper: 0.3), each term a
@@ -43,6 +45,10 @@ def compile_for_training(model, learning_rate=0.01, momentum=0.9, labels="sparse
         ema_momentum: keep an exponential moving average of the weights, updated after
             every step with this momentum (Keras's `use_ema`), or None. `fit` copies it
             into the model when it ends (see `keras_fixes.weight_average_held`).
+        beta_rate: BatchNorm's offsets train at this multiple of the rate
+            (`optimizers.SGD`).
+        lookahead_steps: Lookahead over SGD, synchronising every this many steps, or
+            None (`optimizers.SGD`).
 
     Returns:
         The model, compiled, with the variables of its optimizer, metrics and losses
@@ -52,7 +58,10 @@ def compile_for_training(model, learning_rate=0.01, momentum=0.9, labels="sparse
     _check_labels(labels, label_smoothing)
     losses, weights, metrics = _losses_and_metrics(model, labels, label_smoothing, aux_loss_weight)
     average = {"use_ema": True, "ema_momentum": ema_momentum} if ema_momentum is not None else {}
-    optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay, **average)
+    optimizer = optimizers.SGD(
+        learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay, beta_rate=beta_rate,
+        lookahead_steps=lookahead_steps, **average,
+    )
     if weight_decay:
         optimizer.exclude_from_weight_decay(var_names=list(NO_WEIGHT_DECAY))
     model.compile(optimizer=optimizer, loss=losses, loss_weights=weights, metrics=metrics, jit_compile=jit_compile)

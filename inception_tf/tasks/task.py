@@ -151,7 +151,9 @@ class TrainingTask:
         d, t = self.config.data, self.config.train
         return data_lib.make_dataset(
             self.source.splits["train"], d.image_size, t.batch_size, training=True, seed=t.seed, epoch=epochs,
-            skip=skip, augment=augment_lib.AugmentConfig(policy=d.augment, erasing=d.random_erasing),
+            skip=skip, augment=augment_lib.AugmentConfig(
+                policy=d.augment, erasing=d.random_erasing, alternate_flips=d.alternate_flips,
+            ),
             **self._dataset_arguments(model),
         )
 
@@ -177,6 +179,7 @@ class TrainingTask:
             model, learning_rate=t.learning_rate, momentum=t.momentum,
             labels="categorical" if t.label_smoothing else "sparse", label_smoothing=t.label_smoothing,
             weight_decay=t.weight_decay, jit_compile=runtime.jit_compile(), ema_momentum=t.ema or None,
+            beta_rate=t.beta_rate, lookahead_steps=t.lookahead,
         )
 
     def build_model(self):

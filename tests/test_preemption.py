@@ -28,10 +28,12 @@ from runs import command_here, env, history_without_times, kill, start_train, tr
 # 15 steps an epoch (230 training images, batch 16): room for a stop well inside epoch 1;
 # the smallest input the aux heads take. The precision is named, not measured
 # (test_experiment.py runs the measured choice): a stop proves the same either way. The
-# moving average is the optimizer's state that a resume must restore besides the weights.
+# moving average and Lookahead's slow weights (every 3 steps: a stop falls between two
+# synchronisations) are the optimizer's state that a resume must restore besides the
+# weights; the alternating flips depend on the epoch; the other levers ride along.
 ARGS = ["--dataset", "fashion_mnist", "--image-size", "49", "--batch-size", "16", "--limit", "256",
-        "--variant", "bn", "--epochs", "2", "--test-crops", "1", "--ema", "0.9",
-        "--precision", "float32"]
+        "--variant", "bn", "--epochs", "2", "--test-crops", "1", "--ema", "0.9", "--lookahead", "3",
+        "--alternate-flips", "--beta-rate", "4", "--schedule", "linear", "--precision", "float32"]
 STEPS = 15
 
 

@@ -16,18 +16,19 @@ from inception_tf.startup import runtime  # noqa: E402  (loads nothing)
 runtime.quiet_import_tensorflow()  # TensorFlow's own runtime: the measured one is for training
 
 from inception_tf.dataloaders import catalog, data  # noqa: E402
-from inception_tf.dataloaders.augment import POLICIES, AugmentConfig  # noqa: E402
+from inception_tf import choices  # noqa: E402
+from inception_tf.dataloaders.augment import AugmentConfig  # noqa: E402
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=data.SOURCES, default="fashion_mnist")
+    parser.add_argument("--dataset", choices=choices.SOURCES, default="fashion_mnist")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--batches", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--augment", choices=POLICIES, default="paper")
+    parser.add_argument("--augment", choices=choices.AUGMENT_POLICIES, default="paper")
     parser.add_argument("--eval", action="store_true", help="the evaluation pipeline instead")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

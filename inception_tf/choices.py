@@ -18,6 +18,7 @@ TEST_CROPS = (1, 2, 10)
 PREPROCESSING = ("tf", "caffe")
 SCHEDULES = ("paper", "cosine", "linear", "constant")
 # Keras's dtype policies a run trains in (float16 on a CPU only as a stand-in for a GPU).
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+FLOAT32, FLOAT16, BFLOAT16 = "float32", "mixed_float16", "mixed_bfloat16"
+PRECISIONS = (FLOAT32, FLOAT16, BFLOAT16)
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker")
 LITERT_QUANTIZATIONS = ("float32", "float16", "int8")

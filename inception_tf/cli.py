@@ -183,7 +183,7 @@ def _run_evaluate(args):
     import keras
 
     from inception_tf import config
-    from inception_tf.dataloaders import augment, catalog
+    from inception_tf.dataloaders import catalog
     from inception_tf.modeling import convert, imagenet, model_files
     from inception_tf.tasks import evaluation
 
@@ -207,7 +207,7 @@ def _run_evaluate(args):
     run_data = config.data_beside(args.model)  # what the run beside the model did, unless the flags say otherwise
     crops = args.test_crops or run_data.get("test_crops") or 1
     policy = args.augment or run_data.get("augment")
-    if policy not in augment.POLICIES:
+    if policy not in choices.AUGMENT_POLICIES:
         policy = config.RunConfig().replace(**{"data.dataset": args.dataset}).resolved_augment()
     views = evaluation.test_views(args.dataset, crops, policy)  # as a run tests (ImageNet: as BVLC did)
     metrics = evaluation.evaluate(
@@ -236,7 +236,7 @@ def _add_export(subparsers):
     parser.add_argument("--overwrite", action="store_true", help="into a folder of other files too: replace only the export's")
     parser.add_argument("--labels", help="class names, one per line (default: those saved with the model)")
     parser.add_argument("--top-k", type=_positive_int, default=5, metavar="K", help="classes serving_default ranks, default: 5")
-    parser.add_argument("--tflite", nargs="+", choices=litert.QUANTIZATIONS, metavar="{" + ",".join(litert.QUANTIZATIONS) + "}",
+    parser.add_argument("--tflite", nargs="+", choices=choices.LITERT_QUANTIZATIONS, metavar="{" + ",".join(choices.LITERT_QUANTIZATIONS) + "}",
                         help="LiteRT files to write beside the SavedModel; int8 is full-integer, calibrated on training images")
     group = parser.add_argument_group("int8 calibration (default: the data set of the run's config.json beside --model)")
     group.add_argument("--dataset", choices=choices.SOURCES)

@@ -6,7 +6,8 @@ import keras
 import pytest
 
 from inception_tf.startup import cluster, machine, measured, precision
-from inception_tf.startup.precision import BFLOAT16, FLOAT16, FLOAT32, Workload
+from inception_tf.choices import BFLOAT16, FLOAT16, FLOAT32
+from inception_tf.startup.precision import Workload
 from inception_tf.tasks import distribute, timing
 
 WORKLOAD = Workload(variant="bn", image_size=64, batch_size=128)

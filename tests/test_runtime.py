@@ -3,8 +3,10 @@ own variables, co-located processes, the real probe process, and a quiet start."
 
 import atexit
 import gc
+import importlib
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -342,3 +344,13 @@ def test_the_convolution_check_screens_candidates_never_a_named_precision(monkey
     assert report([F32, BF16], screen=True) == (emulated, [F32])
     assert report([BF16], screen=True) == (emulated, [])  # bfloat16's own process, screened
     assert report([BF16], screen=False) == ({}, [BF16])
+
+
+def test_the_message_after_tensorflow_loaded_names_a_function_that_exists():
+    with pytest.raises(RuntimeError, match=r"Received: tensorflow already imported") as caught:
+        import tensorflow  # noqa: F401  (what a user's script did first)
+
+        runtime.apply(measured.Choice("runtime", Setting(True, 1), "measured here"))
+    path = re.search(r"call (inception_tf[\w.]+)\(\)", str(caught.value)).group(1)
+    module, _, name = path.rpartition(".")
+    assert callable(getattr(importlib.import_module(module), name))

@@ -2,6 +2,7 @@
 modules in folders by role whose imports go one way."""
 
 import ast
+import importlib
 import pathlib
 import re
 
@@ -182,3 +183,82 @@ def test_static_tools_see_every_public_name_where_it_is_defined():
     (block,) = [node for node in tree.body if isinstance(node, ast.If) and ast.unparse(node.test) == "typing.TYPE_CHECKING"]
     static = {alias.name: node.module.removeprefix("inception_tf.") for node in block.body for alias in node.names}
     assert static == inception_tf._EXPORTS
+
+
+def _module_names():
+    """A module's or subpackage's own name -> its dotted path, for the names no two share."""
+    paths = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        parts = parts[:-1] if parts[-1] == "__init__" else parts
+        paths.setdefault(parts[-1], []).append(".".join(parts))
+    return {name: found[0] for name, found in paths.items() if len(found) == 1}
+
+
+def _named_paths():
+    """Each `inception_tf.a.b`, and each backticked `module.name` of the package's own
+    modules, that a docstring or message of the package names (file names such as
+    `inception_tf.json` left out), with where."""
+    modules = _module_names()
+    full = re.compile(r"\binception_tf(?:\.[A-Za-z_]\w*)+")
+    short = re.compile(r"`([A-Za-z_]\w*)((?:\.[A-Za-z_]\w*)+)")
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
+                continue
+            where = f"{path.relative_to(PACKAGE).as_posix()}:{node.lineno}"
+            dotted = [m.group() for m in full.finditer(node.value)]
+            dotted += [modules[m.group(1)] + m.group(2) for m in short.finditer(node.value) if m.group(1) in modules]
+            for name in dotted:
+                if name.rsplit(".", 1)[-1] not in ("json", "keras", "tflite", "py", "h5", "txt", "csv", "png", "proto"):
+                    yield where, name
+
+
+def _resolves(dotted):
+    parts = dotted.split(".")
+    for split in range(len(parts), 0, -1):
+        try:
+            found = importlib.import_module(".".join(parts[:split]))
+        except ModuleNotFoundError:
+            continue
+        for name in parts[split:]:
+            if not hasattr(found, name):
+                return False
+            found = getattr(found, name)
+        return True
+    return False
+
+
+def test_docstrings_and_messages_name_modules_and_functions_that_exist():
+    named = list(_named_paths())
+    assert len(named) > 50  # the walk finds the package's own references
+    missing = sorted({f"{where} {dotted}" for where, dotted in named if not _resolves(dotted)})
+    assert not missing, "\n".join(missing)
+
+
+def _aliases(tree):
+    """Module-level names bound to another module's name: `NAME = module.NAME`, tuples
+    unpacked from one, or a constant imported under another name."""
+    imported = set()
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                imported.add((alias.asname or alias.name).split(".")[0])
+                if isinstance(node, ast.ImportFrom) and alias.asname and alias.name.isupper():
+                    yield node.lineno, f"{alias.name} as {alias.asname}"
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, (ast.Name, ast.Attribute)):
+            root = node.value
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            if isinstance(root, ast.Name) and root.id in imported:
+                yield node.lineno, ast.unparse(node)
+
+
+def test_no_module_level_alias_of_an_imported_name():
+    found = [
+        f"{path.relative_to(PACKAGE).as_posix()}:{line} {text}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for line, text in _aliases(ast.parse(path.read_text()))
+    ]
+    assert not found, "\n".join(found)

@@ -14,8 +14,6 @@ import tensorflow as tf
 
 from inception_tf import choices
 
-POLICIES = choices.AUGMENT_POLICIES
-TEST_CROPS = choices.TEST_CROPS
 # The paper's test crops are 224 of a 256 side; ours keep that ratio.
 TEST_CORNER_SIDE = 224 / 256
 
@@ -59,8 +57,8 @@ class AugmentConfig:
     erasing_aspect: tuple = (0.3, 1 / 0.3)
 
     def __post_init__(self):
-        if self.policy not in POLICIES:
-            raise ValueError(f"`policy` must be one of {POLICIES}. Received: policy={self.policy!r}")
+        if self.policy not in choices.AUGMENT_POLICIES:
+            raise ValueError(f"`policy` must be one of {choices.AUGMENT_POLICIES}. Received: policy={self.policy!r}")
         for name in ("area_range", "erasing_area"):
             low, high = getattr(self, name)
             if not 0 < low <= high <= 1:
@@ -156,8 +154,8 @@ def test_view_boxes(crops, config):
     standard policy's images shifted by half its padding, the paper policy's crops of
     224/256 of the side.
     """
-    if crops not in TEST_CROPS:
-        raise ValueError(f"`crops` must be one of {TEST_CROPS}. Received: crops={crops!r}")
+    if crops not in choices.TEST_CROPS:
+        raise ValueError(f"`crops` must be one of {choices.TEST_CROPS}. Received: crops={crops!r}")
     positions = [(0.0, 0.0, 1.0, 1.0)]
     if crops == 10:
         if config.policy == "standard":
@@ -183,8 +181,8 @@ def caffe_view_boxes(crops):
     """The boxes of BVLC's own evaluation of GoogLeNet (Caffe's resize to 256x256, then
     `oversample`): 1, the centre 224x224; 2, it and its mirror; 10, the centre and the
     four corners, each with its mirror."""
-    if crops not in TEST_CROPS:
-        raise ValueError(f"`crops` must be one of {TEST_CROPS}. Received: crops={crops!r}")
+    if crops not in choices.TEST_CROPS:
+        raise ValueError(f"`crops` must be one of {choices.TEST_CROPS}. Received: crops={crops!r}")
     side = TEST_CORNER_SIDE  # 224 of 256, as the paper policy's crops
     margin = (1.0 - side) / 2
     positions = [(margin, margin, margin + side, margin + side)]
@@ -215,7 +213,7 @@ def photometric(seed, images, config):
 
 
 def random_erasing(seed, images, config):
-    """With probability `config.erasing`, one rectangle of each image (its share of the
+    """With probability `AugmentConfig.erasing`, one rectangle of each image (its share of the
     area and aspect drawn as the crops are) becomes uniform noise.
 
     `images`: float32 [batch, height, width, channels] in [0, 1]. Where a drawn rectangle

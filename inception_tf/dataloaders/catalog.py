@@ -12,7 +12,7 @@ def load_source(name, data_dir=None, validation_split=0.0, limit=None, skip_corr
     """A data set by name, with its splits cut and checked.
 
     Args:
-        name: one of SOURCES, or "imagenet" (the ILSVRC-2012 validation set, `ilsvrc`).
+        name: one of `choices.SOURCES`, or "imagenet" (the ILSVRC-2012 validation set, `ilsvrc`).
         data_dir: where to look instead of the default places (required for "folder"
             and "tfrecord").
         validation_split: fraction of the training split held out as "validation"

@@ -22,7 +22,6 @@ from inception_tf.modeling.image_input import (
     decode_image, preprocess_each, preprocess_images, resize_images, to_model_input,
 )
 
-SOURCES = choices.SOURCES
 SHUFFLE_BUFFER_RECORDS = 4096  # encoded images (ImageNet's are ~110 KB each)
 
 
@@ -41,7 +40,7 @@ def view_images(images, image_size, views, preprocessing="tf"):
 def augment_images(images, image_size, config, seed, preprocessing="tf", mirrored=None):
     """What training does to a batch: crop, flip, resize, photometric distortion, random
     erasing, then the same `to_model_input` as evaluation. `mirrored`: the images to
-    flip where `config.alternate_flips` chooses them (`augment.alternate_mirrors`)."""
+    flip where `AugmentConfig.alternate_flips` chooses them (`augment.alternate_mirrors`)."""
     shape = tf.shape(images)
     crop_seed, color_seed, erase_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
     boxes = augment_lib.train_boxes(crop_seed, shape[0], shape[1], shape[2], config, mirrored)
@@ -325,13 +324,7 @@ def make_dataset(split, image_size, batch_size, training=False, augment=None, se
     transform = _transform(image_size, training, augment, views, preprocessing)
     if training:
         seed = secrets.randbelow(2**31) if seed is None else seed
-        alternate = augment.active and augment.flip and augment.alternate_flips
-        if alternate and split.kind != "arrays":
-            raise ValueError(
-                "`alternate_flips` needs each image's index in the split, which only the in-memory data sets "
-                f"keep ({', '.join(choices.SMALL_IMAGE_SOURCES)}). Received: a split of image {split.kind}"
-            )
-        plan = _Plan(split, batch_size, drop_remainder, shard, transform, seed, alternate)
+        plan = _Plan(split, batch_size, drop_remainder, shard, transform, seed, _alternates(augment, split))
         dataset = _training_batches(plan, epoch, skip)
     else:
         dataset = _evaluation_batches(_Plan(split, batch_size, drop_remainder, shard, transform))
@@ -367,6 +360,18 @@ def _check_sizes(image_size, batch_size, shard, preprocessing):
         if not (isinstance(count, int) and isinstance(index, int) and 0 <= index < count):
             raise ValueError(f"`shard` must be (count, index) with 0 <= index < count. Received: shard={shard!r}")
     preprocessing_lib.check_mode(preprocessing)
+
+
+def _alternates(augment, split):
+    """Whether training flips alternately (`AugmentConfig.alternate_flips`), which needs
+    each image's index: in-memory arrays keep it."""
+    alternate = augment.active and augment.flip and augment.alternate_flips
+    if alternate and split.kind != "arrays":
+        raise ValueError(
+            "`alternate_flips` needs each image's index in the split, which only the in-memory data sets "
+            f"keep ({', '.join(choices.SMALL_IMAGE_SOURCES)}). Received: a split of image {split.kind}"
+        )
+    return alternate
 
 
 def _check_epochs(training, views, epoch, skip):

@@ -205,7 +205,7 @@ def _check_input_shape(input_shape, variant, with_aux):
 
 def _check_weights(weights, variant, include_top, num_classes):
     """The rules of `keras.applications` for `weights="imagenet"`, before anything is fetched."""
-    if weights != weights_lib.IMAGENET:
+    if weights != imagenet.WEIGHTS:
         return
     if variant != "paper":
         raise ValueError(

@@ -28,7 +28,7 @@ import urllib.request
 
 from inception_tf import files
 from inception_tf.modeling import caffe
-from inception_tf.modeling.imagenet import WEIGHTS as IMAGENET
+from inception_tf.modeling import imagenet
 
 URL = "http://dl.caffe.berkeleyvision.org/bvlc_googlenet.caffemodel"
 SHA1 = "405fc5acd08a3bb12de8ee5e23a96bec22f08204"
@@ -107,7 +107,7 @@ def load(model, source, log=print):
     first use) into `model`; returns (layers copied, layers left fresh)."""
     import keras  # loaded already: `model` is a Keras model (see the module's docstring)
 
-    path = download(log) if str(source) == IMAGENET else pathlib.Path(source)
+    path = download(log) if str(source) == imagenet.WEIGHTS else pathlib.Path(source)
     name = path.name.lower()
     if not name.endswith(SUFFIXES):
         raise WeightsError(

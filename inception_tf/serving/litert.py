@@ -6,7 +6,7 @@ A `.tflite` file holds the SavedModel's `preprocessed` signature: float32
 and resizing stay with the caller; `predict` uses `image_input.preprocess_images`, the function
 evaluation and the SavedModel use.
 
-Quantizations (`QUANTIZATIONS`):
+Quantizations (`choices.LITERT_QUANTIZATIONS`):
 - "float32": the SavedModel's arithmetic.
 - "float16": weights stored in float16, computed in float32 (half the file).
 - "int8": full-integer: weights and activations in int8, int8 input and output,
@@ -28,7 +28,6 @@ import numpy as np
 from inception_tf import choices, files
 from inception_tf.modeling import preprocessing as preprocessing_lib
 
-QUANTIZATIONS = choices.LITERT_QUANTIZATIONS
 CALIBRATION_IMAGES = 300  # TensorFlow's guide suggests 100-500; the ranges settle well before 300
 METADATA = "inception_tf"
 SUFFIX = ".tflite"
@@ -40,8 +39,8 @@ class LiteRTMissing(ImportError):
 
 
 def check_quantization(quantization):
-    if quantization not in QUANTIZATIONS:
-        raise ValueError(f"`quantization` must be one of {QUANTIZATIONS}. Received: quantization={quantization!r}")
+    if quantization not in choices.LITERT_QUANTIZATIONS:
+        raise ValueError(f"`quantization` must be one of {choices.LITERT_QUANTIZATIONS}. Received: quantization={quantization!r}")
     return quantization
 
 
@@ -60,7 +59,7 @@ def to_flatbuffer(saved_model, quantization="float32", calibration=None):
 
     Args:
         saved_model: the SavedModel folder.
-        quantization: one of QUANTIZATIONS.
+        quantization: one of `choices.LITERT_QUANTIZATIONS`.
         calibration: for "int8", float32 [n, size, size, 3] preprocessed inputs
             (`data.calibration_inputs`) over which the activation ranges are measured.
     """

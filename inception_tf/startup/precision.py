@@ -11,11 +11,10 @@ that later runs skip the probe. A precision given by name is never second-guesse
 
 import dataclasses
 
-from inception_tf import choices
+from inception_tf.choices import BFLOAT16, FLOAT16, FLOAT32
 from inception_tf.startup import machine as machine_lib
 from inception_tf.startup import measured
 
-FLOAT32, FLOAT16, BFLOAT16 = choices.PRECISIONS
 # The order of a tie: the simpler precision first.
 ORDER = (FLOAT32, BFLOAT16, FLOAT16)
 CACHE_FILE = "precision.json"
@@ -66,7 +65,7 @@ def choose_policy(precision, workload, timer, gpus=None, agree=None, log=print):
         precision: "auto", or a policy name, which is returned as it is.
         workload: the `Workload` to time (needed for "auto").
         timer: `timer(policies, workload) -> {policy: images/s}`, a policy that cannot
-            train here at 0: `tasks.probe.time_policies`, unless a test fakes it.
+            train here at 0: `timing.time_policies`, unless a test fakes it.
         gpus: the GPUs' details as `machine.gpu_details()` gives them (None: ask TensorFlow).
         agree: under several workers, `agree(rates) -> rates` makes every worker decide
             on the same figures (see `distribute.agree_on_rates`).

@@ -350,7 +350,7 @@ def apply(choice):
 def _check_not_loaded():
     if "tensorflow" in sys.modules:
         raise RuntimeError(
-            "The runtime must be chosen before TensorFlow loads: call inception_tf.runtime.configure() "
+            "The runtime must be chosen before TensorFlow loads: call inception_tf.startup.runtime.configure() "
             "before importing tensorflow, keras or a name from inception_tf. Received: tensorflow already imported"
         )
 

@@ -14,11 +14,10 @@ import statistics
 import sys
 import time
 
-from inception_tf import native_stderr
+from inception_tf import choices, native_stderr
 from inception_tf.startup import measured
 from inception_tf.startup import precision as precision_lib
 from inception_tf.startup import probes, runtime
-from inception_tf.startup.precision import FLOAT32
 
 # The convolution check only screens out a precision the CPU emulates, an order of
 # magnitude slower: one whose small convolution is merely slower can still win the whole
@@ -87,7 +86,7 @@ def time_policies(policies, workload, jit_compile=False, log=print, seconds=prec
                     log(f"precision: {policy} left out: its 3x3 convolution runs over {EMULATED:g}x longer "
                         "than float32's here")
                     continue
-                with native_stderr.held() if policy != FLOAT32 else contextlib.nullcontext():
+                with native_stderr.held() if policy != choices.FLOAT32 else contextlib.nullcontext():
                     timers[policy] = StepTimer(policy, workload, jit_compile).rate
             except Exception as error:  # whatever the kernels raise: the policy cannot train here
                 failures.append(error)
@@ -103,7 +102,7 @@ def time_policies(policies, workload, jit_compile=False, log=print, seconds=prec
 def emulated(policy, workload):
     """How many times longer `policy`'s 3x3 convolution takes than float32's where that
     is over `EMULATED` (the CPU emulates the precision: leave it out unbuilt), else None."""
-    if policy == FLOAT32:
+    if policy == choices.FLOAT32:
         return None
     slowdown = convolution_slowdown(policy, workload)
     return slowdown if slowdown > EMULATED else None

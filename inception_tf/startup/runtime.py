@@ -87,8 +87,8 @@ CANDIDATES = (
     Setting(onednn=True),
 )
 # A known answer for a known class of CPU, checked by timing it: on CPUs with bfloat16
-# arithmetic, oneDNN off trained 2.6 to 4.4 times slower than on in every workload
-# measured (machines D and E, results/README.md "Runtime"), so there only oneDNN on is
+# arithmetic, oneDNN off trained several times slower than on in every workload
+# measured (machines D and E: results/README.md, "Runtime"), so there only oneDNN on is
 # timed (each precision in a process of its own, side by side), and off only if on fails.
 ONEDNN_KNOWN_FASTER_ON = ("avx512_bf16", "amx_bf16")
 

@@ -1,6 +1,10 @@
 import os
 import pathlib
+import sys
 import tempfile
+
+# The helpers every folder of tests imports (`from runs import ...`), in one place.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "support"))
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # `precision="auto"` times the candidates once per machine and workload: the tests share
@@ -10,7 +14,7 @@ os.environ.setdefault(
     str(pathlib.Path(tempfile.gettempdir()) / f"inception_tf-tests-{os.environ.get('PYTEST_XDIST_TESTRUNUID', os.getpid())}"),
 )
 
-# The runtime is timed by tests/test_runtime.py with fakes and in its own probe test, and
+# The runtime is timed by tests/startup/test_runtime.py with fakes and in its own probe test, and
 # test_experiment's run loads a stored answer; every other test times nothing and runs
 # oneDNN, as train.py chose on every CPU measured (TensorFlow leaves it off on AVX2 CPUs,
 # where the suite then trains at about 0.6x the speed).
@@ -43,9 +47,9 @@ def _fresh_keras_state():
 # `--dist loadfile --no-loadscope-reorder` a worker takes a whole file at a time, in this
 # order; a long file taken last would leave the other workers idle at the end.
 LONGEST_FILES = (
-    "test_preemption.py", "test_experiment.py", "test_training.py", "test_determinism.py", "test_export.py",
-    "test_model.py", "test_other_backends.py", "test_runtime.py", "test_notebook.py", "test_disk_full.py",
-    "test_benchmarks.py", "test_data.py", "test_litert.py", "test_serve.py", "test_pretrained.py", "test_caffe.py",
+    "test_preemption.py", "test_experiment.py", "test_compiling.py", "test_determinism.py", "test_export.py",
+    "test_network.py", "test_other_backends.py", "test_runtime.py", "test_notebook.py", "test_disk_full.py",
+    "test_benchmarks.py", "test_data.py", "test_litert.py", "test_server.py", "test_weights.py", "test_caffe.py",
     "test_predict.py", "test_precision.py", "test_registration.py",
 )
 

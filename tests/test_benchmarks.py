@@ -130,7 +130,7 @@ def test_litert_formats_reports_every_format(small_run, tmp_path):
     assert all(f["latency"]["median_ms"] > 0 for f in figures["formats"].values())
 
 
-@pytest.mark.slow  # three short training runs; tests/test_preemption.py checks the same resume
+@pytest.mark.slow  # three short training runs; tests/tasks/test_preemption.py checks the same resume
 def test_preemption_stops_resumes_and_compares(tmp_path):
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks/preemption.py"), "--rounds", "1", "--seed", "0", "--",

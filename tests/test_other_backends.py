@@ -24,7 +24,7 @@ from runs import ROOT, env
 
 TOLERANCE = 1e-5  # max abs difference, float32
 BACKEND = os.environ.get("INCEPTION_TF_TEST_BACKEND", "jax")
-SIDE = ROOT / "tests" / "backend_side.py"
+SIDE = ROOT / "tests" / "support" / "backend_side.py"
 CASES = {
     "paper": dict(num_classes=10, input_shape=(64, 64, 3), variant="paper"),
     "paper_no_aux": dict(num_classes=10, input_shape=(64, 64, 3), variant="paper", aux_heads=False),

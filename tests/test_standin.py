@@ -30,7 +30,7 @@ SHORT = [
 
 def _on_two_cpus(*args):
     result = subprocess.run(
-        [sys.executable, str(runs.ROOT / "tests" / "standin_two_cpus.py"), *args],
+        [sys.executable, str(runs.ROOT / "tests" / "support" / "standin_two_cpus.py"), *args],
         capture_output=True, text=True, env=runs.env(), timeout=1500,
     )
     assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
@@ -58,7 +58,7 @@ def test_standin_mirrored_two_replicas_train_the_weights_of_one_device(variant, 
     # (results/standin/). With BatchNorm, only if the replicas normalise by the global
     # batch's statistics as the one device does.
     result = subprocess.run(
-        [sys.executable, str(runs.ROOT / "tests" / "standin_mirrored_steps.py"), str(steps), variant],
+        [sys.executable, str(runs.ROOT / "tests" / "support" / "standin_mirrored_steps.py"), str(steps), variant],
         capture_output=True, text=True, env=runs.env(), timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -262,3 +262,18 @@ def test_no_module_level_alias_of_an_imported_name():
         for line, text in _aliases(ast.parse(path.read_text()))
     ]
     assert not found, "\n".join(found)
+
+
+def test_the_tests_of_a_module_are_found_by_its_name():
+    """tests/FOLDER/test_NAME.py tests inception_tf/FOLDER/NAME.py; the runs of whole
+    commands and the checks of the project stay at the top of tests/."""
+    tests = PACKAGE.parent / "tests"
+    folders = sorted(path.name for path in tests.iterdir() if path.is_dir() and path.name not in ("support", "__pycache__"))
+    assert folders == sorted(path.name for path in PACKAGE.iterdir() if (path / "__init__.py").is_file())
+    stray = [
+        path.relative_to(tests).as_posix()
+        for folder in folders
+        for path in (tests / folder).glob("test_*.py")
+        if not (PACKAGE / folder / f"{path.stem.removeprefix('test_')}.py").is_file()
+    ]
+    assert not stray

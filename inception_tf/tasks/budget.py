@@ -13,7 +13,7 @@ the seconds they took do not.
 
 REFERENCE_SIZE = 64  # the default job's input side
 REFERENCE_IMAGES = 54_000  # Fashion-MNIST's training split, its validation held out
-# The default network (bn, aux heads, 10 classes) at 64x64; tests/test_budget.py counts it again.
+# The default network (bn, aux heads, 10 classes) at 64x64; tests/tasks/test_budget.py counts it again.
 REFERENCE_MACS = 135_469_056
 
 

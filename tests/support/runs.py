@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 # The bn variant learns in a few dozen steps, where the paper variant needs hundreds: at
 # the smallest input the aux heads take, 58 steps of 32 (2 epochs at learning rate 0.02)
 # leave chance (0.1) far behind.

@@ -1,5 +1,5 @@
 """The model builder's checks on another Keras backend, in a process of its own:
-`KERAS_BACKEND=jax python tests/backend_side.py CASES.json OUT.npz` (tests/test_other_backends.py).
+`KERAS_BACKEND=jax python tests/support/backend_side.py CASES.json OUT.npz` (tests/test_other_backends.py).
 
 CASES.json lists what the TensorFlow side built and saved; this side builds the same here
 (from the saved weights: `weights=` a .keras file or a caffemodel, and `load_model`), runs

@@ -17,7 +17,7 @@ from inception_tf.serving.export import as_float32
 from runs import command_here, env
 
 CLASSES = ["zero", "one", "two", "three", "four"]
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 PHOTOS = ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png")  # photographs matplotlib ships, of two sizes
 
 # Runs in a fresh interpreter that refuses to import inception_tf.

@@ -1,4 +1,4 @@
-"""`python tests/standin_mirrored_steps.py STEPS [VARIANT [unsynchronized]]`: trains GoogLeNet
+"""`python tests/support/standin_mirrored_steps.py STEPS [VARIANT [unsynchronized]]`: trains GoogLeNet
 (VARIANT, default paper; three heads, no dropout) for STEPS steps of batch 64 on one device and with
 MirroredStrategy over two logical CPU devices, on the same batches, and prints the largest
 difference of a trainable weight tensor relative to that tensor's largest value.

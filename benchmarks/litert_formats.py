@@ -30,7 +30,7 @@ runtime.quiet_import_tensorflow()  # TensorFlow's own runtime: the measured one 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from inception_tf import config  # noqa: E402
+from inception_tf import choices, config  # noqa: E402
 from inception_tf.dataloaders import catalog, data  # noqa: E402
 from inception_tf.modeling.image_input import preprocess_each, preprocess_images  # noqa: E402
 from inception_tf.modeling import model_files  # noqa: E402
@@ -55,7 +55,7 @@ def export_all(run_dir, out, calibration_images):
     calibration = data.calibration_inputs(train, size, calibration_images, info.preprocessing)
     saved_model = export.export_saved_model(model, out / "saved_model", info.class_names, preprocessing=info.preprocessing)
     paths, seconds = {"SavedModel": saved_model}, {}
-    for quantization in litert.QUANTIZATIONS:
+    for quantization in choices.LITERT_QUANTIZATIONS:
         start = time.perf_counter()
         paths[f"LiteRT {quantization}"] = litert.write_tflite(
             saved_model, litert.tflite_path(saved_model, quantization), quantization, calibration=calibration,

@@ -188,8 +188,10 @@ def _epoch_batches(plan, tables, epoch, skip):
         order = tf.random.experimental.stateless_shuffle(tf.range(split.size, dtype=tf.int64), epoch_seed)
         batches = tf.data.Dataset.from_tensor_slices(order[skip * batch_size:]).batch(batch_size, plan.drop_remainder)
         def gathered(indices, pair):
-            mirrored = augment_lib.alternate_mirrors(plan.seed, split.size, indices, epoch) if plan.alternate_flips else None
-            return transform(tf.gather(images, indices), tf.gather(labels, indices), pair, mirrored)
+            batch = (tf.gather(images, indices), tf.gather(labels, indices), pair)
+            if plan.alternate_flips:
+                return transform(*batch, augment_lib.alternate_mirrors(plan.seed, split.size, indices, epoch))
+            return transform(*batch)
 
         return tf.data.Dataset.zip(batches, _draws(epoch_seed, skip)).map(gathered, num_parallel_calls=autotune)
     first = skip * batch_size  # the first example kept

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from inception_tf import GoogLeNet, export_saved_model
+from inception_tf import GoogLeNet, choices, export_saved_model
 from inception_tf.dataloaders import catalog, data
 from inception_tf.modeling import image_input, model_files
 from inception_tf.serving import litert
@@ -36,7 +36,7 @@ def exported(tmp_path_factory):
     paths = {
         q: litert.write_tflite(saved_model, litert.tflite_path(saved_model, q), q, calibration=calibration,
                                class_names=CLASSES, calibrated_on="32 test images")
-        for q in litert.QUANTIZATIONS
+        for q in choices.LITERT_QUANTIZATIONS
     }
     test = catalog.load_source("fashion_mnist", limit=64).splits["test"]
     inputs = np.asarray(image_input.preprocess_images(test.images, SIZE))

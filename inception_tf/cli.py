@@ -84,7 +84,7 @@ def _add_train(subparsers, prog=None):
     group = parser.add_argument_group("run")
     _add_flag(group, _field(config.RunConfig, "run_dir"))
     group.add_argument("--config", help="a config.json to run again (flags given here override it)")
-    group.add_argument("--preset", choices=sorted(config.PRESETS), help="quick: a few minutes on 2 CPU cores; paper: the paper's recipe")
+    group.add_argument("--preset", choices=sorted(config.PRESETS), help="quick: a few minutes on 2 CPU cores; laptop: about an hour of training on 2 cores; paper: the paper's recipe")
     group.add_argument("--overwrite", action="store_true", help="replace what the run directory holds")
     parser.set_defaults(handler=_run_train)
 

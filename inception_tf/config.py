@@ -323,6 +323,18 @@ PRESETS = {
         "train.epochs": 2,
         "train.batch_size": 64,
     },
+    # One hour of training on a 2-core AVX2 laptop: 8 epochs at 64x64 is 432,000 images,
+    # 8.0 compute-epochs, with the levers of issue #51 that each paid alone at 5
+    # (results/README.md, "Fast-training levers").
+    "laptop": {
+        "data.image_size": 64,
+        "data.alternate_flips": True,
+        "train.epochs": 8,
+        "train.schedule": "linear",
+        "train.label_smoothing": 0.2,
+        "train.beta_rate": 8.0,
+        "train.lookahead": 5,
+    },
     # The paper's recipe as published: 224x224, its crops and colour distortion, LRN and
     # no BatchNorm, SGD momentum 0.9, 4% lower every 8 epochs, no label smoothing, no
     # random erasing. The paper gives no weight decay (Caffe's reproduction used 2e-4 coupled).

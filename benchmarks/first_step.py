@@ -11,7 +11,7 @@ In turns, each in a fresh Keras session of one process, with and without `--ema`
 moving average; the CPU time is the process's, over the compile and the step. Run from
 the repository root:
 
-    .venv/bin/python benchmarks/first_step.py > results/machine_d/first-step/output.txt
+    .venv/bin/python benchmarks/first_step.py > results/first_run/d-first-step/output.txt
 """
 
 import subprocess

@@ -75,7 +75,7 @@ class DataConfig:
     )
     # Zhong et al. erase with p=0.5, for runs of hundreds of epochs; a run of tens of
     # epochs has less time to fit through that much noise, so the default erases less
-    # (results/README.md has the runs behind it).
+    # (results/default_run/README.md has the runs behind it).
     random_erasing: float = option(
         0.25, "probability of erasing a random rectangle of a training image", interval=PROBABILITY, metavar="P"
     )
@@ -106,7 +106,7 @@ class ModelConfig:
 @dataclasses.dataclass
 class TrainConfig:
     # A larger batch takes fewer, better-filled steps on a CPU (the rate is scaled to it);
-    # results/README.md holds the runs behind the epochs and the batch.
+    # results/recipes/README.md holds the runs behind the epochs and the batch.
     epochs: int = option(30, "", positive=True)
     batch_size: int = option(128, "global batch", positive=True)
     learning_rate: float = option(0.1, "initial rate", interval=POSITIVE)
@@ -325,7 +325,7 @@ PRESETS = {
     },
     # One hour of training on a 2-core AVX2 laptop: 8 epochs at 64x64 is 432,000 images,
     # 8.0 compute-epochs, with the levers of issue #51 that each paid alone at 5
-    # (results/README.md, "Fast-training levers").
+    # (results/recipes/README.md, "Fast-training levers").
     "laptop": {
         "data.image_size": 64,
         "data.alternate_flips": True,

@@ -79,9 +79,9 @@ def test_defaults_suit_fashion_mnist():
 
 
 def test_committed_evidence_comes_from_the_default_configuration():
-    # results/fashion_mnist/ is the README's figure: it must be what `python train.py` runs,
+    # results/default_run/a-30ep/ is the README's figure: it must be what `python train.py` runs,
     # with only the run directory and the values resolved from "auto" filled in.
-    committed = RunConfig.from_json(Path(__file__).resolve().parents[1] / "results/fashion_mnist/config.json")
+    committed = RunConfig.from_json(Path(__file__).resolve().parents[1] / "results/default_run/a-30ep/config.json")
     defaults = cli.config_from_args(_args())
     resolved = {"run_dir": committed.run_dir, "data.augment": defaults.resolved_augment(),
                 "train.precision": "mixed_bfloat16", "train.strategy": "default"}

@@ -16,7 +16,7 @@ RESULT = runpy.run_path(str(SCRIPT))["RESULT"]  # the line its processes report 
 # bn at 64x64, batch 64 (the sums are large enough there for TensorFlow to reorder them),
 # as the package loads TensorFlow ("fixed"), under the tests' runtime (conftest.py). The
 # negative control, INCEPTION_TF_DETERMINISM_SETTING=tf (TensorFlow's defaults), shows the
-# test failing without the fix: results/determinism/.
+# test failing without the fix: results/reproducibility/e-determinism/.
 SETTING = os.environ.get("INCEPTION_TF_DETERMINISM_SETTING", "fixed")
 CHILD = ["--child", SETTING, "--image-size", "64", "--batch-size", "64", "--warmup", "2", "--steps", "4"]
 # A third process keeping a core busy with matrix products until killed. One thread is

@@ -12,11 +12,12 @@ import sys
 
 import pytest
 
-import runs
-from inception_tf import cli
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "support"))  # as the conftest does, for `python tests/test_readme.py`
+import runs  # noqa: E402
+from inception_tf import cli  # noqa: E402
 
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
-DOCS = (README, README.parent / "results" / "README.md", README.parent / "docs" / "command_line.md")
+DOCS = (README, *sorted((README.parent / "results").glob("**/*.md")), README.parent / "docs" / "command_line.md")
 LONGEST_README = 350  # lines: what a newcomer reads in one sitting; the history goes to results/
 
 
@@ -139,6 +140,46 @@ def test_benchmark_commands_use_existing_flags(monkeypatch):
         help_text = out.getvalue()
         for flag in flags:
             assert flag in help_text, f"README: {script} uses {flag}, which its --help lacks"
+
+
+RESULTS = README.parent / "results"
+LONGEST_RESULTS_INDEX = 300  # lines: an index a reader walks, the history in the topics
+
+
+def _markdown_files():
+    root = README.parent
+    return [README, *root.glob("docs/*.md"), *RESULTS.glob("**/*.md"), root / "benchmarks" / "README.md"]
+
+
+def test_every_relative_link_of_the_docs_resolves():
+    checked = 0
+    for doc in _markdown_files():
+        for target in re.findall(r"\]\(([^)\s]+)\)", doc.read_text()):
+            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+                continue
+            assert (doc.parent / target.split("#")[0]).exists(), f"{doc}: the link {target!r} leads nowhere"
+            checked += 1
+    assert checked > 50
+
+
+def test_results_are_topics_each_stating_its_finding_and_the_index_links_them_all():
+    index = (RESULTS / "README.md").read_text()
+    assert len(index.splitlines()) < LONGEST_RESULTS_INDEX
+    topics = sorted(path for path in RESULTS.iterdir() if path.is_dir())
+    assert len(topics) >= 10
+    for topic in topics:
+        text = (topic / "README.md").read_text()
+        assert text.startswith("# ") and "**Finding.** " in text.split("\n## ")[0], topic
+        assert f"]({topic.name}/README.md)" in index, f"results/README.md does not link {topic.name}/"
+    scripts = [path for path in RESULTS.rglob("*") if path.suffix in (".py", ".sh", ".ipynb")]
+    assert not scripts, f"scripts belong in benchmarks/, not results/: {scripts}"
+
+
+def test_benchmarks_readme_names_every_script_once():
+    root = README.parent / "benchmarks"
+    listed = re.findall(r"^\| `([\w/]+\.(?:py|sh))` \|", (root / "README.md").read_text(), flags=re.M)
+    scripts = sorted(str(path.relative_to(root)) for path in root.rglob("*") if path.suffix in (".py", ".sh"))
+    assert sorted(listed) == scripts
 
 
 if __name__ == "__main__":

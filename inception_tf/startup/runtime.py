@@ -80,7 +80,7 @@ class Setting:
 
 
 # oneDNN both ways. One inter-op thread and XLA were candidates too, until measurements
-# dropped them (results/machine_d/peers-runtime.json). `jit_compile` stays False, said
+# dropped them (results/peers/d-peers/runtime.json). `jit_compile` stays False, said
 # explicitly to Keras, whose "auto" would compile with XLA.
 CANDIDATES = (
     Setting(onednn=False),
@@ -88,7 +88,7 @@ CANDIDATES = (
 )
 # A known answer for a known class of CPU, checked by timing it: on CPUs with bfloat16
 # arithmetic, oneDNN off trained several times slower than on in every workload
-# measured (machines D and E: results/README.md, "Runtime"), so there only oneDNN on is
+# measured (machines D and E: results/peers/README.md), so there only oneDNN on is
 # timed (each precision in a process of its own, side by side), and off only if on fails.
 ONEDNN_KNOWN_FASTER_ON = ("avx512_bf16", "amx_bf16")
 

@@ -21,7 +21,7 @@ from inception_tf.startup import probes, runtime
 
 # The convolution check only screens out a precision the CPU emulates, an order of
 # magnitude slower: one whose small convolution is merely slower can still win the whole
-# step (an AMX CPU's bfloat16 did, results/machine_e/precision/), so anything under this
+# step (an AMX CPU's bfloat16 did, results/precision/e-probe-miss/), so anything under this
 # is left to the timed training step.
 EMULATED = 4.0
 

@@ -28,7 +28,7 @@ BATCH = 128
 
 
 def accuracies(model, split, size, views):
-    probabilities, labels, _ = evaluation.predict(model, split, size, 500, views=views)
+    probabilities, labels, _ = evaluation.predict(model, split, data_lib.InputSpec(size, 500), views=views)
     main_head = probabilities["main"].mean(1)
     aux = probabilities["aux1"].mean(1) + probabilities["aux2"].mean(1)
     # argmax, as `evaluation.evaluate` scores a run (a tie goes to the first class)
@@ -64,9 +64,9 @@ def main(run_dir, batches=200):
     model = keras.models.load_model(os.path.join(run_dir, "model.keras"), compile=False)
     views = evaluation.test_views("fashion_mnist", data["test_crops"], data["augment"])
     train, test = source.splits["train"], source.splits["test"]
-    plain = data_lib.make_dataset(train, size, BATCH, heads=None).shuffle(64, seed=1)
+    plain = data_lib.make_dataset(train, data_lib.InputSpec(size, BATCH, heads=None)).shuffle(64, seed=1)
     # The run's own training augmentation, as `tasks.task` builds it.
-    augmented = data_lib.make_dataset(train, size, BATCH, training=True, heads=None, seed=3, epoch=0,
+    augmented = data_lib.make_dataset(train, data_lib.InputSpec(size, BATCH, heads=None), training=True, seed=3, epoch=0,
                                       augment=augment.AugmentConfig(policy=data["augment"], erasing=data["random_erasing"]))
     for name, dataset in (("as trained", None), ("BatchNorm from plain images", plain),
                           ("BatchNorm from augmented images", augmented)):

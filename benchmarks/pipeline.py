@@ -35,12 +35,8 @@ def main(argv=None):
 
     source = catalog.load_source(args.dataset, data_dir=args.data_dir)
     dataset = data.make_dataset(
-        source.splits["train"],
-        args.image_size,
-        args.batch_size,
-        training=not args.eval,
-        augment=AugmentConfig(policy=args.augment),
-        seed=args.seed,
+        source.splits["train"], data.InputSpec(args.image_size, args.batch_size), training=not args.eval,
+        augment=AugmentConfig(policy=args.augment), seed=args.seed,
     ).repeat()
     iterator = iter(dataset)
     for _ in range(args.warmup):

@@ -183,7 +183,7 @@ def _run_evaluate(args):
     import keras
 
     from inception_tf import config
-    from inception_tf.dataloaders import catalog
+    from inception_tf.dataloaders import catalog, data
     from inception_tf.modeling import convert, imagenet, model_files
     from inception_tf.tasks import evaluation
 
@@ -210,10 +210,8 @@ def _run_evaluate(args):
     if policy not in choices.AUGMENT_POLICIES:
         policy = config.RunConfig().replace(**{"data.dataset": args.dataset}).resolved_augment()
     views = evaluation.test_views(args.dataset, crops, policy)  # as a run tests (ImageNet: as BVLC did)
-    metrics = evaluation.evaluate(
-        model, source.splits[args.split], source.class_names, image_size, args.batch_size, out,
-        split_name=args.split, views=views, preprocessing=model_files.read_info(args.model).preprocessing,
-    )
+    spec = data.InputSpec(image_size, args.batch_size, preprocessing=model_files.read_info(args.model).preprocessing)
+    metrics = evaluation.evaluate(model, source.splits[args.split], source.class_names, spec, out, args.split, views)
     metrics.update(evaluated_split=args.split, dataset=args.dataset, model=str(args.model))
     files.write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     print(metrics["report"])

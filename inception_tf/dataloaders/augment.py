@@ -1,4 +1,5 @@
-"""Training-time augmentation, vectorised over a batch and driven by stateless seeds.
+"""What a batch of images becomes before the model: training's augmentation and testing's
+views, vectorised over a batch and driven by stateless seeds.
 
 Every random draw takes a `seed` tensor of shape [2] (from `tf.data.Dataset.random`), so a
 pipeline with a fixed seed gives the same images in every run, whatever the parallelism.
@@ -13,6 +14,7 @@ import math
 import tensorflow as tf
 
 from inception_tf import choices
+from inception_tf.modeling.image_input import resize_images, to_model_input
 
 # The paper's test crops are 224 of a 256 side; ours keep that ratio.
 TEST_CORNER_SIDE = 224 / 256
@@ -234,3 +236,30 @@ def random_erasing(seed, images, config):
     mask = rows[:, :, None] & cols[:, None, :] & erase[:, None, None]
     noise = tf.random.stateless_uniform(shape, seeds[2], dtype=images.dtype)
     return tf.where(mask[..., None], noise, images)
+
+
+# --- Whole batches: training's augmentation, testing's views, then the model's input ---
+
+def view_images(images, image_size, views, preprocessing="tf"):
+    """uint8 [batch, h, w, c] -> float32 [batch, len(views), size, size, 3]: the model
+    input of every view box (`test_view_boxes`) of every image."""
+    count = len(views)
+    batch = tf.shape(images)[0]
+    boxes = tf.tile(tf.constant(views, tf.float32), [batch, 1])
+    inputs = to_model_input(resize_images(images, image_size, boxes, tf.repeat(tf.range(batch), count)), preprocessing)
+    return tf.reshape(inputs, [batch, count, image_size, image_size, 3])
+
+
+def augment_images(images, image_size, config, seed, preprocessing="tf", mirrored=None):
+    """What training does to a batch: crop, flip, resize, photometric distortion, random
+    erasing, then the same `to_model_input` as evaluation. `mirrored`: the images to
+    flip where `AugmentConfig.alternate_flips` chooses them (`alternate_mirrors`)."""
+    shape = tf.shape(images)
+    crop_seed, color_seed, erase_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+    boxes = train_boxes(crop_seed, shape[0], shape[1], shape[2], config, mirrored)
+    resized = resize_images(images, image_size, boxes)
+    if config.policy == "paper" and config.photometric:
+        resized = photometric(color_seed, resized, config)
+    if config.policy != "none" and config.erasing > 0:
+        resized = random_erasing(erase_seed, resized, config)
+    return to_model_input(resized, preprocessing)

@@ -18,38 +18,9 @@ from inception_tf.dataloaders import augment as augment_lib
 from inception_tf.dataloaders import sources
 from inception_tf.modeling import network
 from inception_tf.modeling import preprocessing as preprocessing_lib
-from inception_tf.modeling.image_input import (
-    decode_image, preprocess_each, preprocess_images, resize_images, to_model_input,
-)
+from inception_tf.modeling.image_input import decode_image, preprocess_each, preprocess_images
 
 SHUFFLE_BUFFER_RECORDS = 4096  # encoded images (ImageNet's are ~110 KB each)
-
-
-# --- Views and augmentation, then the model's own preprocessing ---------------------------
-
-def view_images(images, image_size, views, preprocessing="tf"):
-    """uint8 [batch, h, w, c] -> float32 [batch, len(views), size, size, 3]: the model
-    input of every view box (`augment.test_view_boxes`) of every image."""
-    count = len(views)
-    batch = tf.shape(images)[0]
-    boxes = tf.tile(tf.constant(views, tf.float32), [batch, 1])
-    inputs = to_model_input(resize_images(images, image_size, boxes, tf.repeat(tf.range(batch), count)), preprocessing)
-    return tf.reshape(inputs, [batch, count, image_size, image_size, 3])
-
-
-def augment_images(images, image_size, config, seed, preprocessing="tf", mirrored=None):
-    """What training does to a batch: crop, flip, resize, photometric distortion, random
-    erasing, then the same `to_model_input` as evaluation. `mirrored`: the images to
-    flip where `AugmentConfig.alternate_flips` chooses them (`augment.alternate_mirrors`)."""
-    shape = tf.shape(images)
-    crop_seed, color_seed, erase_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
-    boxes = augment_lib.train_boxes(crop_seed, shape[0], shape[1], shape[2], config, mirrored)
-    resized = resize_images(images, image_size, boxes)
-    if config.policy == "paper" and config.photometric:
-        resized = augment_lib.photometric(color_seed, resized, config)
-    if config.policy != "none" and config.erasing > 0:
-        resized = augment_lib.random_erasing(erase_seed, resized, config)
-    return to_model_input(resized, preprocessing)
 
 
 # --- Pipelines ------------------------------------------------------------------------
@@ -280,33 +251,53 @@ def _training_batches(plan, epoch, skip):
     return dataset
 
 
-def make_dataset(split, image_size, batch_size, training=False, augment=None, seed=None, heads=network.HEADS,
-                 drop_remainder=False, one_hot=None, device=None, shard=None, views=None, preprocessing="tf",
-                 epoch=None, skip=0):
-    """Batches of (images, labels) for a model of input `image_size` x `image_size` x 3.
+@dataclasses.dataclass(frozen=True)
+class InputSpec:
+    """What a model takes from a data set, batch by batch: its input side, the batch, its
+    label layout and input convention, and where the batches go. Checked when built.
 
     Args:
-        split: a `sources.Split` (from `catalog.load_source(...).splits[...]`).
         image_size: the model's input side.
         batch_size: the global batch (tf.distribute divides it among replicas).
-        training: shuffle and augment; evaluation is neither, and deterministic.
-        augment: an `augment.AugmentConfig` (default: the paper's policy).
-        seed: fixes the shuffle order and every augmentation draw.
         heads: output names to repeat the labels for (a dict per batch), or None for
             plain label tensors.
-        drop_remainder: drop the last, smaller batch.
         one_hot: the number of classes, to give one-hot float32 labels (for label
             smoothing) instead of int32 class ids.
-        device: prefetch batches to this device (e.g. "/gpu:0") when one trains there
-            without a tf.distribute strategy that distributes the data set itself.
+        preprocessing: the model's input convention, "tf" or "caffe" (`choices.PREPROCESSING`).
+        drop_remainder: drop the last, smaller batch.
         shard: `(count, index)` of this worker under a multi-worker strategy. Image
             files, and TFRecord shards when there are at least `count` of them, are
             split by file before anything is read; in-memory arrays (and too few
             TFRecord files) are split by data, tf.distribute keeping every count-th
             batch. Leave `batch_size` global either way.
+        device: prefetch batches to this device (e.g. "/gpu:0") when one trains there
+            without a tf.distribute strategy that distributes the data set itself.
+    """
+
+    image_size: int
+    batch_size: int
+    heads: tuple = network.HEADS
+    one_hot: int = None
+    preprocessing: str = "tf"
+    drop_remainder: bool = False
+    shard: tuple = None
+    device: str = None
+
+    def __post_init__(self):
+        _check_sizes(self.image_size, self.batch_size, self.shard, self.preprocessing)
+
+
+def make_dataset(split, spec, training=False, augment=None, seed=None, views=None, epoch=None, skip=0):
+    """Batches of (images, labels) for a model of input `spec.image_size` x `spec.image_size` x 3.
+
+    Args:
+        split: a `sources.Split` (from `catalog.load_source(...).splits[...]`).
+        spec: an `InputSpec`: the model's input side, the batch, the labels' layout.
+        training: shuffle and augment; evaluation is neither, and deterministic.
+        augment: an `augment.AugmentConfig` (default: the paper's policy).
+        seed: fixes the shuffle order and every augmentation draw.
         views: evaluation only: boxes of multi-crop testing (`augment.test_view_boxes`);
             each batch then holds every view of each image, [b, views, size, size, 3].
-        preprocessing: the model's input convention, "tf" or "caffe" (`choices.PREPROCESSING`).
         epoch: training only: the epoch's number. Its order and augmentation draws
             depend on `seed` and `epoch` alone, so that a run resumed at any epoch sees
             what it would have seen. A `range` of numbers gives those epochs one after
@@ -320,24 +311,31 @@ def make_dataset(split, image_size, batch_size, training=False, augment=None, se
     Returns:
         A `tf.data.Dataset` of `(float32 [b, size, size, 3], labels)`, normalised.
     """
-    _check_sizes(image_size, batch_size, shard, preprocessing)
+    if not isinstance(spec, InputSpec):
+        raise TypeError(f"`spec` must be a `data.InputSpec`. Received: spec={spec!r}")
     _check_epochs(training, views, epoch, skip)
     augment = augment if augment is not None else augment_lib.AugmentConfig()
-    transform = _transform(image_size, training, augment, views, preprocessing)
+    transform = _transform(spec.image_size, training, augment, views, spec.preprocessing)
+    shard = spec.shard
     if training:
         seed = secrets.randbelow(2**31) if seed is None else seed
-        plan = _Plan(split, batch_size, drop_remainder, shard, transform, seed, _alternates(augment, split))
+        plan = _Plan(split, spec.batch_size, spec.drop_remainder, shard, transform, seed, _alternates(augment, split))
         dataset = _training_batches(plan, epoch, skip)
     else:
-        dataset = _evaluation_batches(_Plan(split, batch_size, drop_remainder, shard, transform))
-    if one_hot:
-        dataset = dataset.map(lambda images, labels: (images, tf.one_hot(labels, one_hot)))
-    if heads:
-        dataset = dataset.map(lambda images, labels: (images, {head: labels for head in heads}))
-    if shard is not None and shard[0] > 1:
-        dataset = dataset.with_options(_shard_options(split, shard, training))
-    if device is not None:
-        return dataset.apply(tf.data.experimental.prefetch_to_device(device))
+        dataset = _evaluation_batches(_Plan(split, spec.batch_size, spec.drop_remainder, shard, transform))
+    return _delivered(dataset, split, spec, training)
+
+
+def _delivered(dataset, split, spec, training):
+    """The labels as the model's heads take them, the batches sharded and prefetched."""
+    if spec.one_hot:
+        dataset = dataset.map(lambda images, labels: (images, tf.one_hot(labels, spec.one_hot)))
+    if spec.heads:
+        dataset = dataset.map(lambda images, labels: (images, {head: labels for head in spec.heads}))
+    if spec.shard is not None and spec.shard[0] > 1:
+        dataset = dataset.with_options(_shard_options(split, spec.shard, training))
+    if spec.device is not None:
+        return dataset.apply(tf.data.experimental.prefetch_to_device(spec.device))
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
@@ -396,10 +394,10 @@ def _transform(image_size, training, augment, views, preprocessing):
     """`(images, labels, pair_seed) -> (images, labels)`: augmented, multi-view or plain."""
     if training and augment.active:
         def transform(images, labels, pair_seed, mirrored=None):
-            return augment_images(images, image_size, augment, pair_seed, preprocessing, mirrored), labels
+            return augment_lib.augment_images(images, image_size, augment, pair_seed, preprocessing, mirrored), labels
     elif views is not None:
         def transform(images, labels, pair_seed):
-            return view_images(images, image_size, views, preprocessing), labels
+            return augment_lib.view_images(images, image_size, views, preprocessing), labels
     else:
         def transform(images, labels, pair_seed):
             return preprocess_images(images, image_size, preprocessing), labels

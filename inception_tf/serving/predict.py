@@ -289,14 +289,15 @@ def ranked(probabilities, top_k, name):
     return [{"class": name(i), "index": int(i), "score": float(probabilities[i])} for i in order]
 
 
-def main(model_path, paths, top_k=5, as_json=False, batch_size=32, output=None, explain=None, out=None, err=None):
+def main(model_path, paths, top_k=5, as_json=False, batch_size=32, output=None, explain=None):
     """Predicts every image file in `paths` (files and folders), `batch_size` per model
     call; returns 1 if any could not be read (an error line each, the rest predicted).
 
-    `output` (.csv or .jsonl) collects the rows in a file instead of `out`; `explain`
-    names a folder for one Grad-CAM overlay PNG per image (.keras models).
+    `output` (.csv or .jsonl) collects the rows in a file instead of standard output;
+    `explain` names a folder for one Grad-CAM overlay PNG per image (.keras models).
+    Errors and the progress bar go to standard error.
     """
-    out, err = out or sys.stdout, err or sys.stderr  # looked up now: tests and callers redirect them
+    out, err = sys.stdout, sys.stderr  # looked up now: tests and callers redirect them
     check_arguments(top_k, batch_size, output, explain, model_path)
     predictor = Predictor(model_path)
     explainer = None

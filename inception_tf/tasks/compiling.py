@@ -11,6 +11,8 @@ AUX_LOSS_WEIGHT = 0.3  # the paper's weight of each auxiliary loss
 # Variable names left out of weight decay: shrinking a bias or a BatchNorm scale towards
 # zero regularises nothing and only fights the normalisation.
 NO_WEIGHT_DECAY = ("bias", "gamma", "beta")
+# compile_for_training's optimizer settings and their defaults: all off.
+OPTIMIZER_OPTIONS = {"weight_decay": None, "ema_momentum": None, "beta_rate": 1.0, "lookahead_steps": None}
 
 
 def _classifier_is_logits(model):
@@ -22,8 +24,7 @@ def _classifier_is_logits(model):
 
 
 def compile_for_training(model, learning_rate=0.01, momentum=0.9, labels="sparse", aux_loss_weight=AUX_LOSS_WEIGHT,
-                         label_smoothing=0.0, weight_decay=None, jit_compile="auto", ema_momentum=None, beta_rate=1.0,
-                         lookahead_steps=None):
+                         label_smoothing=0.0, jit_compile="auto", **optimizer_options):
     """Compiles a GoogLeNet for training with SGD + momentum and weighted aux losses.
 
     The loss is `main + aux_loss_weight * (aux1 + aux2)` (paper: 0.3), each term a
@@ -38,10 +39,11 @@ def compile_for_training(model, learning_rate=0.01, momentum=0.9, labels="sparse
         labels: "sparse" (integer class ids) or "categorical" (one-hot rows).
         aux_loss_weight: weight of each auxiliary loss.
         label_smoothing: with `labels="categorical"` only.
+        jit_compile: passed to `Model.compile`.
+        **optimizer_options: the optimizer's other settings, each off unless given:
         weight_decay: decoupled weight decay of the optimizer (each step multiplies the
             weights by `1 - learning_rate * weight_decay`), or None. Biases and
             BatchNorm's scale and offset are left out, as in most recipes.
-        jit_compile: passed to `Model.compile`.
         ema_momentum: keep an exponential moving average of the weights, updated after
             every step with this momentum (Keras's `use_ema`), or None. `fit` copies it
             into the model when it ends (see `keras_fixes.weight_average_held`).
@@ -54,15 +56,14 @@ def compile_for_training(model, learning_rate=0.01, momentum=0.9, labels="sparse
         The model, compiled, with the variables of its optimizer, metrics and losses
         (which a resumed epoch sets to a backup's before its first step).
     """
-    _check_rates(learning_rate, momentum, aux_loss_weight, weight_decay, ema_momentum)
+    options = _optimizer_options(optimizer_options)
+    _check_rates(learning_rate, momentum, aux_loss_weight, options["weight_decay"], options["ema_momentum"])
     _check_labels(labels, label_smoothing)
     losses, weights, metrics = _losses_and_metrics(model, labels, label_smoothing, aux_loss_weight)
+    ema_momentum = options.pop("ema_momentum")
     average = {"use_ema": True, "ema_momentum": ema_momentum} if ema_momentum is not None else {}
-    optimizer = optimizers.SGD(
-        learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay, beta_rate=beta_rate,
-        lookahead_steps=lookahead_steps, **average,
-    )
-    if weight_decay:
+    optimizer = optimizers.SGD(learning_rate=learning_rate, momentum=momentum, **options, **average)
+    if options["weight_decay"]:
         optimizer.exclude_from_weight_decay(var_names=list(NO_WEIGHT_DECAY))
     model.compile(optimizer=optimizer, loss=losses, loss_weights=weights, metrics=metrics, jit_compile=jit_compile)
     keras_fixes.build_metrics(model, _batch_spec(model, labels))
@@ -79,6 +80,17 @@ def _batch_spec(model, labels):
         label = keras.KerasTensor((None, model.outputs[0].shape[-1]), "float32")
     names = list(model.output_names)
     return images, label if len(names) == 1 else {name: label for name in names}
+
+
+def _optimizer_options(given):
+    """`compile_for_training`'s optimizer settings: the defaults, then those given."""
+    unknown = sorted(set(given) - set(OPTIMIZER_OPTIONS))
+    if unknown:
+        raise TypeError(
+            f"compile_for_training() takes no argument {unknown[0]!r}; the optimizer's settings are "
+            f"{', '.join(OPTIMIZER_OPTIONS)}. Received: {unknown[0]}={given[unknown[0]]!r}"
+        )
+    return {**OPTIMIZER_OPTIONS, **given}
 
 
 def _check_rates(learning_rate, momentum, aux_loss_weight, weight_decay, ema_momentum):

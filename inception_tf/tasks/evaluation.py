@@ -1,6 +1,7 @@
 """Test-set metrics, the per-class table, the confusion matrix and the training curves."""
 
 import csv
+import dataclasses
 import pathlib
 import time
 
@@ -26,17 +27,18 @@ def test_views(dataset, crops, policy):
     return augment_lib.test_view_boxes(crops, augment_lib.AugmentConfig(policy=policy))
 
 
-def predict(model, split, image_size, batch_size, views=None, preprocessing="tf"):
-    """Probabilities of every head of `model` on `split`, the labels, and images/s.
+def predict(model, split, spec, views=None):
+    """Probabilities of every head of `model` on `split`, the labels, and images/s, in
+    batches of `spec` (a `data.InputSpec`; its `heads` do not matter here).
 
     With `views` (boxes from `augment.test_view_boxes`) each head's probabilities are
-    [examples, views, classes], one row per view; else [examples, classes].
+    [examples, views, classes], one row per view, and a batch of `spec.batch_size` views
+    holds that many over the view count of images; else [examples, classes].
     """
     count = len(views) if views else 1
-    dataset = data_lib.make_dataset(
-        split, image_size, max(1, batch_size // count), training=False, heads=None, views=views,
-        preprocessing=preprocessing,
-    )
+    spec = dataclasses.replace(spec, batch_size=max(1, spec.batch_size // count), heads=None, one_hot=None)
+    dataset = data_lib.make_dataset(split, spec, views=views)
+    image_size = spec.image_size
     heads = list(model.output_names)
     outputs = {head: [] for head in heads}
     labels = []
@@ -240,22 +242,21 @@ def plot_curves(history_path, path):
     _save_figure(fig, path)
 
 
-def evaluate(
-    model, split, class_names, image_size, batch_size, out_dir, split_name="test", views=None, preprocessing="tf"
-):
-    """Metrics of `model` on `split`; writes `confusion_matrix.png` and `mistakes.png` (the
-    most confident mistakes) into `out_dir`.
+def evaluate(model, split, class_names, spec, out_dir, split_name="test", views=None):
+    """Metrics of `model` on `split`, in batches of `spec` (a `data.InputSpec`: the
+    model's input side and convention); writes `confusion_matrix.png` and `mistakes.png`
+    (the most confident mistakes) into `out_dir`.
 
     With `views` (multi-crop testing, `augment.test_view_boxes`), each head's softmax is
     averaged over the views, as the paper does; with more than one, the whole-image view
     alone is reported beside it as `{split}_single_crop_accuracy`. None is the whole
-    image, as one view is. `preprocessing` is the model's input convention ("tf", "caffe").
+    image, as one view is.
 
     Returns a dict: `{split}_accuracy`, `{split}_top5_accuracy`, `{split}_loss` (the main
     head's cross-entropy), each aux head's accuracy, the number of crops, images/s, the
     per-class table, and the confusion matrix.
     """
-    outputs, labels, images_per_second = predict(model, split, image_size, batch_size, views, preprocessing)
+    outputs, labels, images_per_second = predict(model, split, spec, views)
     crops = len(views) if views else 1
     single = outputs
     if views:  # [examples, views, classes]: the whole image first

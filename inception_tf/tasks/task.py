@@ -136,33 +136,31 @@ class TrainingTask:
     def _shard(self):
         return (self.role.count, self.role.index) if self.role.count > 1 else None
 
-    def _dataset_arguments(self, model):
-        """What the training and validation pipelines share."""
-        return dict(
+    def input_spec(self, model):
+        """What the training and validation pipelines share: the model's input and heads."""
+        d, t = self.config.data, self.config.train
+        return data_lib.InputSpec(
+            d.image_size, t.batch_size,
             heads=tuple(model.output_names) if len(model.outputs) > 1 else None,  # one head: plain labels
-            one_hot=self.source.num_classes if self.config.train.label_smoothing else None,
-            shard=self._shard,
-            preprocessing=self.config.model.preprocessing,
+            one_hot=self.source.num_classes if t.label_smoothing else None,
+            preprocessing=self.config.model.preprocessing, shard=self._shard,
         )
 
     def training_data(self, model, epochs, skip=0):
         """The training batches of `epochs` (a number, or a range of them) from step `skip`:
         a function of the seed and the epoch, so that a resumed run sees what it would have seen."""
-        d, t = self.config.data, self.config.train
+        d = self.config.data
+        augment = augment_lib.AugmentConfig(policy=d.augment, erasing=d.random_erasing, alternate_flips=d.alternate_flips)
         return data_lib.make_dataset(
-            self.source.splits["train"], d.image_size, t.batch_size, training=True, seed=t.seed, epoch=epochs,
-            skip=skip, augment=augment_lib.AugmentConfig(
-                policy=d.augment, erasing=d.random_erasing, alternate_flips=d.alternate_flips,
-            ),
-            **self._dataset_arguments(model),
+            self.source.splits["train"], self.input_spec(model), training=True, augment=augment,
+            seed=self.config.train.seed, epoch=epochs, skip=skip,
         )
 
     def validation_data(self, model):
         validation = self.source.splits.get("validation")
         if validation is None:
             return None
-        d, t = self.config.data, self.config.train
-        return data_lib.make_dataset(validation, d.image_size, t.batch_size, **self._dataset_arguments(model))
+        return data_lib.make_dataset(validation, self.input_spec(model))
 
     # --- Model -------------------------------------------------------------------------
 
@@ -350,10 +348,10 @@ class TrainingTask:
     def evaluate(self, model):
         """The test split's metrics and report files, in the run's test views."""
         d = self.config.data
+        spec = data_lib.InputSpec(d.image_size, self.config.train.batch_size, preprocessing=self.config.model.preprocessing)
         return evaluation.evaluate(
-            model, self.source.splits[self.test_name], self.source.class_names, d.image_size,
-            self.config.train.batch_size, self.paths.run_dir, split_name="test",
-            views=evaluation.test_views(d.dataset, d.test_crops, d.augment), preprocessing=self.config.model.preprocessing,
+            model, self.source.splits[self.test_name], self.source.class_names, spec, self.paths.run_dir,
+            split_name="test", views=evaluation.test_views(d.dataset, d.test_crops, d.augment),
         )
 
     def finalise(self, model, digest):

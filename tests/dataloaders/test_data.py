@@ -50,7 +50,7 @@ def test_fashion_mnist_from_idx_files(idx_dir):
     source = catalog.load_source("fashion_mnist", data_dir=idx_dir)
     assert source.class_names[0] == "T-shirt/top" and source.num_classes == 10
     assert {k: s.size for k, s in source.splits.items()} == {"train": 60, "test": 20}
-    images, labels = _all(data.make_dataset(source.splits["test"], 64, 8))
+    images, labels = _all(data.make_dataset(source.splits["test"], data.InputSpec(64, 8)))
     assert images.shape == (20, 64, 64, 3) and images.dtype == np.float32
     assert images.min() >= -1.0 and images.max() <= 1.0
     np.testing.assert_array_equal(labels, TEST)
@@ -81,7 +81,7 @@ def test_missing_fashion_mnist_names_every_place_and_the_install_command(no_syst
 def test_mnist_from_the_keras_cache(no_system_data):
     write_mnist_npz(no_system_data / "mnist.npz", TRAIN, TEST)
     source = catalog.load_source("mnist")
-    images, labels = _all(data.make_dataset(source.splits["train"], 32, 16, heads=None))
+    images, labels = _all(data.make_dataset(source.splits["train"], data.InputSpec(32, 16, heads=None)))
     np.testing.assert_array_equal(label_from_pixels(images), TRAIN)
     assert source.class_names == tuple("0123456789")
 
@@ -97,7 +97,7 @@ def test_cifar10_in_the_keras3_cache_layout(no_system_data):
     source = catalog.load_source("cifar10")
     assert source.class_names == tuple(names)
     assert source.splits["train"].images.shape == (60, 32, 32, 3)
-    images, labels = _all(data.make_dataset(source.splits["train"], 48, 7))
+    images, labels = _all(data.make_dataset(source.splits["train"], data.InputSpec(48, 7)))
     np.testing.assert_array_equal(labels, TRAIN)
     np.testing.assert_array_equal(label_from_pixels(images), TRAIN)
 
@@ -143,15 +143,15 @@ def _resized_reference(images, size):
 
 def test_eval_is_deterministic_and_never_augmented(idx_dir):
     split = catalog.load_source("fashion_mnist", data_dir=idx_dir).splits["train"]
-    first = _all(data.make_dataset(split, 40, 16))
-    second = _all(data.make_dataset(split, 40, 16))
+    first = _all(data.make_dataset(split, data.InputSpec(40, 16)))
+    second = _all(data.make_dataset(split, data.InputSpec(40, 16)))
     np.testing.assert_array_equal(first[0], second[0])
     # The export's function is the same pipeline.
     np.testing.assert_allclose(first[0], image_input.preprocess_images(split.images, 40).numpy(), atol=1e-6)
     # ... which resizes as it should: on noise, where every sample point tells.
     noise = np.random.default_rng(0).integers(0, 256, (6, 28, 28, 1), dtype=np.uint8)
     noisy = sources.Split(6, images=noise, labels=np.arange(6, dtype=np.int32))
-    x, _ = _all(data.make_dataset(noisy, 40, 4, heads=None))
+    x, _ = _all(data.make_dataset(noisy, data.InputSpec(40, 4, heads=None)))
     np.testing.assert_allclose(x, _resized_reference(noise, 40), atol=1e-5)
 
 
@@ -160,21 +160,21 @@ def test_eval_views_hold_every_crop_of_each_image():
     images = rng.integers(0, 256, (5, 28, 28, 1), dtype=np.uint8)
     split = sources.Split(5, images=images, labels=np.arange(5, dtype=np.int32))
     views = augment.test_view_boxes(10, AugmentConfig(policy="standard"))
-    x, labels = _all(data.make_dataset(split, 32, 2, heads=None, views=views))
+    x, labels = _all(data.make_dataset(split, data.InputSpec(32, 2, heads=None), views=views))
     assert x.shape == (5, 10, 32, 32, 3)
     np.testing.assert_array_equal(labels, np.arange(5))
     np.testing.assert_allclose(x[:, 0], image_input.preprocess_images(images, 32).numpy(), atol=1e-6)
     np.testing.assert_allclose(x[:, 1], x[:, 0, :, ::-1], atol=1e-5)  # the mirror
     assert not np.allclose(x[:, 2], x[:, 0], atol=1e-3)  # a shifted corner view
     with pytest.raises(ValueError, match=r"Received: training=True"):
-        data.make_dataset(split, 32, 2, training=True, views=views)
+        data.make_dataset(split, data.InputSpec(32, 2), training=True, views=views)
 
 
 def test_training_shuffles_and_augments_reproducibly(tmp_path):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (32, 28, 28, 1), dtype=np.uint8)
     split = sources.Split(32, images=images, labels=np.arange(32, dtype=np.int32) % 10)
-    train = lambda seed: _all(data.make_dataset(split, 40, 8, training=True, seed=seed, heads=None))  # noqa: E731
+    train = lambda seed: _all(data.make_dataset(split, data.InputSpec(40, 8, heads=None), training=True, seed=seed))  # noqa: E731
     a, b, c = train(7), train(7), train(8)
     np.testing.assert_array_equal(a[0], b[0])
     assert not np.array_equal(a[1], np.arange(32) % 10)  # shuffled
@@ -183,14 +183,15 @@ def test_training_shuffles_and_augments_reproducibly(tmp_path):
     order = [int(np.argmin(np.abs(evaluated - x).sum(axis=(1, 2, 3)))) for x in a[0]]
     assert not np.allclose(a[0], evaluated[order], atol=1e-3)  # augmentation changed them
     for policy in ("standard", "none"):
-        x, _ = _all(data.make_dataset(split, 40, 8, training=True, seed=1, augment=AugmentConfig(policy=policy), heads=None))
+        x, _ = _all(data.make_dataset(split, data.InputSpec(40, 8, heads=None),
+            training=True, seed=1, augment=AugmentConfig(policy=policy)))
         assert x.shape == (32, 40, 40, 3) and x.min() >= -1 and x.max() <= 1
 
 
 def test_training_pipeline_erases_after_resizing():
     flat = sources.Split(16, images=np.full((16, 28, 28, 1), 255, np.uint8), labels=np.zeros(16, np.int32))
     erase = AugmentConfig(policy="standard", crop=False, flip=False, erasing=1.0)
-    images, _ = _all(data.make_dataset(flat, 48, 8, training=True, seed=0, augment=erase, heads=None))
+    images, _ = _all(data.make_dataset(flat, data.InputSpec(48, 8, heads=None), training=True, seed=0, augment=erase))
     noise = images < 1.0
     assert noise.any(axis=(1, 2, 3)).all() and noise.mean() < 0.45
     # Grayscale noise, erased before the channels are repeated: the three stay equal.
@@ -199,14 +200,14 @@ def test_training_pipeline_erases_after_resizing():
 
 def test_training_keeps_labels_with_their_images(idx_dir):
     split = catalog.load_source("fashion_mnist", data_dir=idx_dir).splits["train"]
-    images, labels = _all(data.make_dataset(split, 32, 8, training=True, seed=3, augment=NO_PHOTOMETRIC))
+    images, labels = _all(data.make_dataset(split, data.InputSpec(32, 8), training=True, seed=3, augment=NO_PHOTOMETRIC))
     assert sorted(labels) == sorted(TRAIN)
     np.testing.assert_array_equal(label_from_pixels(images), labels)
 
 
 def test_heads_get_the_same_labels(idx_dir):
     split = catalog.load_source("fashion_mnist", data_dir=idx_dir).splits["test"]
-    _, labels = next(iter(data.make_dataset(split, 32, 4)))
+    _, labels = next(iter(data.make_dataset(split, data.InputSpec(32, 4))))
     assert set(labels) == {"main", "aux1", "aux2"}
     for head in ("aux1", "aux2"):
         np.testing.assert_array_equal(labels[head], labels["main"])
@@ -220,12 +221,13 @@ def test_folder_source(tmp_path):
     assert {k: s.size for k, s in source.splits.items()} == {"train": 12, "validation": 6}
     assert set(source.splits["validation"].labels) == {0, 1, 2}  # the fixed order mixes classes
     for key in ("train", "validation"):
-        dataset = data.make_dataset(source.splits[key], 36, 5, heads=None)
+        dataset = data.make_dataset(source.splits[key], data.InputSpec(36, 5, heads=None))
         assert dataset.cardinality().numpy() == -(-source.splits[key].size // 5)
         images, labels = _all(dataset)
         assert images.shape == (source.splits[key].size, 36, 36, 3)
         np.testing.assert_array_equal(label_from_pixels(images), labels)
-    images, labels = _all(data.make_dataset(source.splits["train"], 36, 5, training=True, seed=0, augment=NO_PHOTOMETRIC))
+    images, labels = _all(data.make_dataset(source.splits["train"], data.InputSpec(36, 5),
+        training=True, seed=0, augment=NO_PHOTOMETRIC))
     np.testing.assert_array_equal(label_from_pixels(images), labels)
 
 
@@ -263,7 +265,7 @@ def test_corrupt_files_are_named_or_skipped(tmp_path):
     assert "--skip-corrupt" in message
     with pytest.warns(UserWarning, match=r"Left out 3 unreadable image file"):
         source = catalog.load_source("folder", data_dir=root, skip_corrupt=True)
-    images, labels = _all(data.make_dataset(source.splits["train"], 32, 4))
+    images, labels = _all(data.make_dataset(source.splits["train"], data.InputSpec(32, 4)))
     assert len(labels) == 9
     np.testing.assert_array_equal(label_from_pixels(images), labels)
 
@@ -275,10 +277,11 @@ def test_tfrecord_source(tmp_path):
     source = catalog.load_source("tfrecord", data_dir=root)
     assert source.class_names == ("a", "b", "c", "d")
     assert {k: s.size for k, s in source.splits.items()} == {"train": 30, "validation": 8}
-    images, got = _all(data.make_dataset(source.splits["train"], 32, 8))
+    images, got = _all(data.make_dataset(source.splits["train"], data.InputSpec(32, 8)))
     np.testing.assert_array_equal(got, labels)  # shard order, then record order
     np.testing.assert_array_equal(label_from_pixels(images), got)
-    images, got = _all(data.make_dataset(source.splits["train"], 32, 8, training=True, seed=0, augment=NO_PHOTOMETRIC))
+    images, got = _all(data.make_dataset(source.splits["train"], data.InputSpec(32, 8),
+        training=True, seed=0, augment=NO_PHOTOMETRIC))
     assert sorted(got) == sorted(labels)
     np.testing.assert_array_equal(label_from_pixels(images), got)
 
@@ -288,7 +291,7 @@ def test_tfrecord_limit_and_validation_split_without_labels_file(tmp_path):
     source = catalog.load_source("tfrecord", data_dir=root, limit=15, validation_split=0.2)
     assert source.class_names == ("0", "1", "2", "3", "4")
     assert {k: s.size for k, s in source.splits.items()} == {"train": 12, "validation": 3}
-    _, got = _all(data.make_dataset(source.splits["validation"], 32, 2, heads=None))
+    _, got = _all(data.make_dataset(source.splits["validation"], data.InputSpec(32, 2, heads=None)))
     np.testing.assert_array_equal(got, source.splits["validation"].labels)
 
 
@@ -317,8 +320,8 @@ def test_labels_outside_the_classes_in_memory(tmp_path):
         (lambda s: catalog.load_source("imagenet"), r"--dataset imagenet needs --data-dir.*Received: data_dir=None"),
         (lambda s: catalog.load_source("fashion_mnist", validation_split=1.0), r"Received: validation_split=1.0"),
         (lambda s: catalog.load_source("fashion_mnist", limit=0), r"Received: limit=0"),
-        (lambda s: data.make_dataset(s, 0, 8), r"Received: image_size=0"),
-        (lambda s: data.make_dataset(s, 32, 0), r"Received: batch_size=0"),
+        (lambda s: data.make_dataset(s, data.InputSpec(0, 8)), r"Received: image_size=0"),
+        (lambda s: data.make_dataset(s, data.InputSpec(32, 0)), r"Received: batch_size=0"),
         (lambda s: data.replica_batch_size(30, 4), r"4 replicas. Received: batch_size=30"),
         (lambda s: AugmentConfig(policy="autoaugment"), r"Received: policy='autoaugment'"),
         (lambda s: AugmentConfig(area_range=(0.0, 1.0)), r"Received: area_range=\(0.0, 1.0\)"),
@@ -351,7 +354,7 @@ def test_pipeline_benchmark_prints_its_line(idx_dir):
 def _labels_of_two_workers(split, batch_size):
     """The labels each of two workers reads; together they must be the split's, once each."""
     parts = [
-        _all(data.make_dataset(split, 32, batch_size, training=True, seed=0, heads=None, shard=(2, index)))[1]
+        _all(data.make_dataset(split, data.InputSpec(32, batch_size, heads=None, shard=(2, index)), training=True, seed=0))[1]
         for index in (0, 1)
     ]
     assert sorted(np.concatenate(parts).tolist()) == sorted(split.labels.tolist())
@@ -362,7 +365,7 @@ def test_workers_split_image_files_by_file(tmp_path):
     root = write_image_folder(tmp_path / "images", per_class=5)
     split = catalog.load_source("folder", data_dir=str(root)).splits["train"]
     assert _labels_of_two_workers(split, 4) == [8, 7]
-    options = data.make_dataset(split, 32, 4, shard=(2, 1)).options()
+    options = data.make_dataset(split, data.InputSpec(32, 4, shard=(2, 1))).options()
     assert options.experimental_distribute.auto_shard_policy == tf.data.experimental.AutoShardPolicy.OFF
 
 
@@ -371,13 +374,13 @@ def test_workers_split_tfrecord_files_when_there_are_enough(tmp_path):
     split = catalog.load_source("tfrecord", data_dir=str(folder)).splits["train"]
     assert _labels_of_two_workers(split, 5) == [20, 20]
     # More workers than files: split by data, by tf.distribute.
-    options = data.make_dataset(split, 32, 5, training=True, seed=0, shard=(5, 0)).options()
+    options = data.make_dataset(split, data.InputSpec(32, 5, shard=(5, 0)), training=True, seed=0).options()
     assert options.experimental_distribute.auto_shard_policy == tf.data.experimental.AutoShardPolicy.DATA
 
 
 def test_in_memory_arrays_are_split_by_data(idx_dir):
     split = catalog.load_source("fashion_mnist", data_dir=str(idx_dir)).splits["train"]
-    dataset = data.make_dataset(split, 32, 8, training=True, seed=0, shard=(2, 1))
+    dataset = data.make_dataset(split, data.InputSpec(32, 8, shard=(2, 1)), training=True, seed=0)
     assert dataset.options().experimental_distribute.auto_shard_policy == tf.data.experimental.AutoShardPolicy.DATA
     assert len(_all(dataset)[1]) == split.size  # tf.distribute shards it, not the pipeline
 
@@ -385,7 +388,7 @@ def test_in_memory_arrays_are_split_by_data(idx_dir):
 def test_a_bad_shard_is_refused(idx_dir):
     split = catalog.load_source("fashion_mnist", data_dir=str(idx_dir)).splits["train"]
     with pytest.raises(ValueError, match=r"Received: shard=\(2, 2\)"):
-        data.make_dataset(split, 32, 8, shard=(2, 2))
+        data.make_dataset(split, data.InputSpec(32, 8, shard=(2, 2)))
 
 
 def _splits_of_every_kind(tmp_path, idx_dir):
@@ -405,7 +408,8 @@ def test_an_epoch_is_a_function_of_seed_and_epoch_and_skip_leaves_out_its_first_
     split = _splits_of_every_kind(tmp_path, idx_dir)[kind]
 
     def epoch(number, skip=0, seed=3):
-        return _all(data.make_dataset(split, 32, 4, training=True, seed=seed, heads=None, epoch=number, skip=skip))
+        return _all(data.make_dataset(split, data.InputSpec(32, 4, heads=None),
+            training=True, seed=seed, epoch=number, skip=skip))
 
     images, labels = epoch(1)
     assert data.batches_per_epoch(split, 4) == -(-split.size // 4) and len(labels) == split.size
@@ -422,23 +426,23 @@ def test_an_epoch_is_a_function_of_seed_and_epoch_and_skip_leaves_out_its_first_
     both_images, both_labels = epoch(range(1, 3), skip=2)
     np.testing.assert_array_equal(both_images, np.concatenate([images[8:], epoch(2)[0]]))
     np.testing.assert_array_equal(both_labels, np.concatenate([labels[8:], other_epoch]))
-    span = data.make_dataset(split, 32, 4, training=True, seed=3, heads=None, epoch=range(1, 3), skip=2)
+    span = data.make_dataset(split, data.InputSpec(32, 4, heads=None), training=True, seed=3, epoch=range(1, 3), skip=2)
     assert span.cardinality().numpy() == 2 * data.batches_per_epoch(split, 4) - 2
 
 
 def test_without_an_epoch_each_pass_is_a_new_epoch(idx_dir):
     split = catalog.load_source("fashion_mnist", data_dir=str(idx_dir)).splits["train"]
-    dataset = data.make_dataset(split, 32, 8, training=True, seed=0, heads=None)
+    dataset = data.make_dataset(split, data.InputSpec(32, 8, heads=None), training=True, seed=0)
     first, second = _all(dataset)[1], _all(dataset)[1]
     assert sorted(first) == sorted(second) and (first != second).any()
     assert dataset.cardinality().numpy() == data.batches_per_epoch(split, 8)
     with pytest.raises(ValueError, match=r"`skip` counts batches of a numbered epoch. Received: skip=2, epoch=None"):
-        data.make_dataset(split, 32, 8, training=True, skip=2)
+        data.make_dataset(split, data.InputSpec(32, 8), training=True, skip=2)
     with pytest.raises(ValueError, match=r"Received: epoch=1, training=False"):
-        data.make_dataset(split, 32, 8, epoch=1)
+        data.make_dataset(split, data.InputSpec(32, 8), epoch=1)
     for bad in (range(2, 2), range(0, 6, 2), -1):
         with pytest.raises(ValueError, match=re.escape(f"or a range of them. Received: epoch={bad!r}, training=True")):
-            data.make_dataset(split, 32, 8, training=True, epoch=bad)
+            data.make_dataset(split, data.InputSpec(32, 8), training=True, epoch=bad)
 
 
 def _mirrored_each_epoch(alternate, epochs=4, skip=0):
@@ -448,7 +452,8 @@ def _mirrored_each_epoch(alternate, epochs=4, skip=0):
     config = AugmentConfig(policy="standard", crop=False, photometric=False, alternate_flips=alternate)
     seen = []
     for epoch in range(epochs):
-        x, labels = _all(data.make_dataset(split, 28, 8, training=True, augment=config, seed=3, heads=None, epoch=epoch, skip=skip))
+        x, labels = _all(data.make_dataset(split, data.InputSpec(28, 8, heads=None),
+            training=True, augment=config, seed=3, epoch=epoch, skip=skip))
         mirrored = np.zeros(40, bool)
         mirrored[labels] = x[:, 0, 0, 0] > x[:, 0, -1, 0]  # the ramp falls left to right
         seen.append((mirrored, set(labels.tolist())))
@@ -472,4 +477,4 @@ def test_alternating_flips_mirror_each_image_in_every_other_epoch():
 def test_alternating_flips_refuse_splits_without_indices(tmp_path):
     split = catalog.load_source("folder", data_dir=write_image_folder(tmp_path / "images", per_class=2)).splits["train"]
     with pytest.raises(ValueError, match=r"`alternate_flips` needs each image's index.*Received: a split of image files"):
-        data.make_dataset(split, 49, 4, training=True, augment=AugmentConfig(alternate_flips=True), epoch=0)
+        data.make_dataset(split, data.InputSpec(49, 4), training=True, augment=AugmentConfig(alternate_flips=True), epoch=0)

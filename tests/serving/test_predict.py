@@ -1,3 +1,4 @@
+import contextlib
 import csv
 import io
 import json
@@ -159,13 +160,15 @@ def test_progress_bar_on_a_terminal_only(models, images):
     from inception_tf.serving import predict
 
     terminal, out = _Terminal(), io.StringIO()
-    assert predict.main(models / "saved_model", [images], batch_size=2, out=out, err=terminal) == 1
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(terminal):
+        assert predict.main(models / "saved_model", [images], batch_size=2) == 1
     assert "\r8/8 images, " in terminal.getvalue() and terminal.getvalue().endswith(" images/s\n")
     assert "\r2/8 images, " in terminal.getvalue()
     # broken.jpg is read in the second batch: its error starts a line of its own.
     assert "images/s\nerror: cannot read an image from " in terminal.getvalue()
     quiet = io.StringIO()
-    predict.main(models / "saved_model", [images / "a.png"], out=out, err=quiet)
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(quiet):
+        predict.main(models / "saved_model", [images / "a.png"])
     assert quiet.getvalue() == ""
 
 

@@ -87,6 +87,12 @@ def test_bad_compile_arguments(kwargs, message):
         compile_for_training(model, **kwargs)
 
 
+def test_an_optimizer_setting_it_does_not_know_is_named():
+    model = GoogLeNet(num_classes=4, input_shape=(49, 49, 3), aux_heads=False)
+    with pytest.raises(TypeError, match=r"settings are weight_decay, ema_momentum, beta_rate, lookahead_steps. Received: lookahead=5"):
+        compile_for_training(model, lookahead=5)
+
+
 def test_weight_decay_shrinks_kernels_but_not_biases_or_batchnorm():
     model = GoogLeNet(num_classes=4, input_shape=(64, 64, 3), variant="bn", aux_heads=False)
     compile_for_training(model, learning_rate=0.1, momentum=0.0, weight_decay=0.5)

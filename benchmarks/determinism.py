@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 
-from inception_tf.startup import machine, precision, runtime
+from inception_tf.startup import machine, precision, runtime, settings
 
 RESULT = "determinism-figure: "
 SETTINGS = ("tf", "fixed")
@@ -38,7 +38,7 @@ def _load(args):
     if args.child == "fixed":  # as every command of this package loads TensorFlow
         runtime.configure("bn", args.image_size, args.batch_size, log=lambda _: None)
     else:
-        runtime.apply(runtime.choose_setting(precision.Workload("bn", args.image_size, args.batch_size), log=lambda _: None))
+        settings.apply(runtime.choose_setting(precision.Workload("bn", args.image_size, args.batch_size), log=lambda _: None))
     import keras
     import numpy as np
 

@@ -13,9 +13,9 @@ import csv
 import pathlib
 import sys
 
-from inception_tf.startup import runtime
+from inception_tf.startup import loading
 
-runtime.quiet_import_tensorflow()
+loading.quiet_import_tensorflow()
 import tensorflow as tf  # noqa: E402
 
 

@@ -19,9 +19,10 @@ import time
 
 import numpy as np
 
-from inception_tf.startup import runtime
+from inception_tf.startup import loading
+from inception_tf.startup import settings
 
-runtime.quiet_import_tensorflow()
+loading.quiet_import_tensorflow()
 
 import keras  # noqa: E402
 
@@ -36,7 +37,7 @@ BUILDS = {
 
 print(subprocess.run("lscpu | grep -E '^(Model name|CPU family|Model|CPU\\(s\\)):'", shell=True,
                      capture_output=True, text=True).stdout.strip())
-print("oneDNN:", runtime.onednn_enabled(), "keras", keras.__version__)
+print("oneDNN:", settings.onednn_enabled(), "keras", keras.__version__)
 x, y = np.random.rand(32, 49, 49, 3).astype("float32"), np.random.randint(0, 10, 32)
 built_by_compile = keras_fixes.build_metrics
 for turn in range(3):

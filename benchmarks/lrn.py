@@ -14,9 +14,9 @@ import argparse
 import sys
 import time
 
-from inception_tf.startup import runtime  # noqa: E402  (loads nothing)
+from inception_tf.startup import loading  # noqa: E402  (loads nothing)
 
-runtime.quiet_import_tensorflow()  # TensorFlow's own runtime: the measured one is for training
+loading.quiet_import_tensorflow()  # TensorFlow's own runtime: the measured one is for training
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402

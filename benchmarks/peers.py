@@ -37,7 +37,7 @@ import sys
 
 from inception_tf import files  # noqa: E402  (neither loads TensorFlow)
 from inception_tf.startup import machine as machine_lib
-from inception_tf.startup import precision, runtime
+from inception_tf.startup import loading, precision, runtime, settings
 from inception_tf.tasks import timing
 
 RESULT = "peers-figure: "
@@ -96,7 +96,7 @@ def tutorial_googlenet(num_classes, size):
 
 def figure(request):
     """One figure, in this process: the model of `request` trained on one random batch."""
-    runtime.quiet_import_tensorflow()
+    loading.quiet_import_tensorflow()
     import keras
     import numpy as np
     import tensorflow as tf
@@ -121,11 +121,11 @@ def figure(request):
     labels = compiling.labels_for_heads(model, rng.integers(0, 10, batch))
     data = tf.data.Dataset.from_tensors((images, labels)).repeat()
     rate = timed_training(model, data, batch, 1, request["seconds"])[0]
-    print(RESULT + json.dumps({"images_per_second": rate, "precision": policy, "onednn": runtime.onednn_enabled()}))
+    print(RESULT + json.dumps({"images_per_second": rate, "precision": policy, "onednn": settings.onednn_enabled()}))
 
 
 def _run_figure(request, environment, torch_python=None):
-    env = {name: value for name, value in os.environ.items() if name not in runtime.VARIABLES}
+    env = {name: value for name, value in os.environ.items() if name not in settings.VARIABLES}
     if request["model"] == TORCH:
         command = [torch_python, str(TORCH_SCRIPT), json.dumps(request)]
     else:
@@ -140,7 +140,7 @@ def _run_figure(request, environment, torch_python=None):
 def plan(args):
     """`[(label, request, environment)]` for every figure, in the order they run."""
     found = []
-    tensorflow_default = {runtime.ONEDNN: "0"} if args.avx2_stand_in else {}
+    tensorflow_default = {settings.ONEDNN: "0"} if args.avx2_stand_in else {}
     for size, batch in args.workloads:
         base = {"image_size": size, "batch_size": batch, "seconds": args.seconds, "jit_compile": False}
         for model in MODELS:

@@ -11,9 +11,9 @@ import resource
 import sys
 import time
 
-from inception_tf.startup import runtime  # noqa: E402  (loads nothing)
+from inception_tf.startup import loading  # noqa: E402  (loads nothing)
 
-runtime.quiet_import_tensorflow()  # TensorFlow's own runtime: the measured one is for training
+loading.quiet_import_tensorflow()  # TensorFlow's own runtime: the measured one is for training
 
 from inception_tf.dataloaders import catalog, data  # noqa: E402
 from inception_tf import choices  # noqa: E402

@@ -15,6 +15,7 @@ import sys
 import time
 
 from inception_tf.startup import runtime
+from inception_tf.startup import settings
 
 if __name__ == "__main__":
     runtime.configure_from_flags(sys.argv[1:], variant="paper", image_size=224, batch_size=32, precision="auto")
@@ -71,7 +72,7 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=8, help="timed steps per form and round")
     args = parser.parse_args(argv)
     size, batch = args.image_size, args.batch_size
-    print(f"machine: {machine.describe_machine()}; {(runtime.applied() or measured.Choice('runtime', runtime.Setting(), '')).line}")
+    print(f"machine: {machine.describe_machine()}; {(settings.applied() or measured.Choice('runtime', settings.Setting(), '')).line}")
     keras.utils.set_random_seed(0)
     models = {form: build(form, size) for form in ("padded", "same")}
     models["same"].set_weights(models["padded"].get_weights())
@@ -84,7 +85,7 @@ def main(argv=None):
     images = rng.uniform(-1, 1, (batch, size, size, 3)).astype("float32")
     steps = {}
     for form in models:
-        model = compiling.compile_for_training(build(form, size), jit_compile=runtime.jit_compile())
+        model = compiling.compile_for_training(build(form, size), jit_compile=settings.jit_compile())
         labels = compiling.labels_for_heads(model, rng.integers(0, 10, batch))
         steps[form] = lambda model=model, labels=labels: model.train_on_batch(images, labels)
         steps[form]()

@@ -17,9 +17,9 @@ import sys
 import tempfile
 import time
 
-from inception_tf.startup import runtime  # noqa: E402  (loads nothing)
+from inception_tf.startup import loading  # noqa: E402  (loads nothing)
 
-runtime.quiet_import_tensorflow()  # TensorFlow's own runtime: the measured one is for training
+loading.quiet_import_tensorflow()  # TensorFlow's own runtime: the measured one is for training
 
 import cv2  # noqa: E402
 

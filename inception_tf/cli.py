@@ -424,7 +424,7 @@ def _load_tensorflow(args, held):
     chooses its runtime (`runtime.configure`, from the resolved flags): a second process on
     the run directory is refused before it loads or times anything. Every command then
     loads TensorFlow without its start-up lines."""
-    from inception_tf.startup import backend, cluster, runtime
+    from inception_tf.startup import backend, cluster, loading, runtime
 
     backend.check_tensorflow_backend(args.command)  # before a whole run, which would fail at its end
     if args.command == "train":
@@ -440,7 +440,7 @@ def _load_tensorflow(args, held):
         runtime.configure(variant=m.variant, image_size=d.image_size, batch_size=t.batch_size,
                           aux_heads=m.aux_heads, precision=t.precision)
     else:
-        runtime.quiet_import_tensorflow()
+        loading.quiet_import_tensorflow()
 
 
 def train_main(argv=None):

@@ -21,11 +21,11 @@ os.environ.setdefault(
 os.environ.setdefault("INCEPTION_TF_RUNTIME", "default")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
-from inception_tf.startup import runtime  # noqa: E402
+from inception_tf.startup import loading  # noqa: E402
 
 # TensorFlow and Keras leave some 300,000 objects that live as long as the worker: frozen
 # here, they drop out of the full collections that the tests' garbage sets off.
-runtime.quiet_import_tensorflow()
+loading.quiet_import_tensorflow()
 
 import keras  # noqa: E402
 import pytest  # noqa: E402

@@ -18,6 +18,9 @@ import statistics
 from inception_tf import files
 
 CACHE_ENV = "INCEPTION_TF_CACHE_DIR"
+# One store per machine: the runtime's and the precision's answers side by side, each
+# entry keyed by its kind, the machine and the workload.
+CACHE_FILE = "measurements.json"
 ROUNDS = 2  # timed turns after the first
 # After the first turn, a candidate this much slower than the fastest is not timed again.
 CLEAR_MARGIN = 1.5
@@ -46,12 +49,21 @@ class Choice:
 
 @dataclasses.dataclass(frozen=True)
 class Question:
-    """Where an answer is stored and what it holds for: a machine (as `machine.machine`
-    describes it) and a workload (a dict)."""
+    """Where an answer is stored and what it holds for: its kind ("runtime",
+    "precision"), a machine (as `machine.machine` describes it) and a workload (a dict)."""
 
     path: pathlib.Path
+    kind: str
     machine: dict
     workload: dict
+
+    def key(self):
+        return {"kind": self.kind, "machine": self.machine, "workload": self.workload}
+
+
+def question(kind, machine, workload):
+    """The question of `kind` for this machine and workload, in this machine's store."""
+    return Question(cache_path(), kind, machine, workload)
 
 
 # --- Timing in turns ---------------------------------------------------------------------------
@@ -99,7 +111,7 @@ def format_rates(rates, left_out=None, ran_in=None):
 
 # --- The stored answers ------------------------------------------------------------------------
 
-def cache_path(file_name):
+def cache_path(file_name=CACHE_FILE):
     """$INCEPTION_TF_CACHE_DIR/`file_name`, else under $XDG_CACHE_HOME or ~/.cache."""
     root = os.environ.get(CACHE_ENV)
     if not root:
@@ -119,21 +131,23 @@ def _read(path):
 def stored(question):
     """The entry stored for the question's machine and workload, or None."""
     for entry in _read(question.path):
-        if isinstance(entry, dict) and (entry.get("machine"), entry.get("workload")) == (question.machine, question.workload):
+        if _answers(entry, question.key()):
             return entry
     return None
 
 
+def _answers(entry, key):
+    return isinstance(entry, dict) and all(entry.get(name) == value for name, value in key.items())
+
+
 def store(path, entry):
-    """Adds `entry` to the file, replacing one for the same machine and workload.
+    """Adds `entry` to the file, replacing one of the same kind, machine and workload.
     Concurrent runs take turns on a lock file; the file itself is replaced atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.parent / f".{path.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        kept = [
-            e for e in _read(path)
-            if not (isinstance(e, dict) and (e.get("machine"), e.get("workload")) == (entry["machine"], entry["workload"]))
-        ]
+        key = {name: entry[name] for name in ("kind", "machine", "workload")}
+        kept = [e for e in _read(path) if not _answers(e, key)]
         files.write_text_atomic(path, json.dumps({"entries": kept + [entry]}, indent=2) + "\n")
 
 
@@ -149,8 +163,7 @@ def new_entry(question, rates, choice, **extra):
     """What the store keeps of one measurement: `extra` holds what else explains it
     (`left_out`: `{name: why}` of candidates not timed)."""
     return {
-        "machine": question.machine,
-        "workload": question.workload,
+        **question.key(),
         "rates": {name: round(float(rate), 2) for name, rate in rates.items()},
         "choice": choice,
         "measured_at": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),

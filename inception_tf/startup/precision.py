@@ -17,7 +17,6 @@ from inception_tf.startup import measured
 
 # The order of a tie: the simpler precision first.
 ORDER = (FLOAT32, BFLOAT16, FLOAT16)
-CACHE_FILE = "precision.json"
 # A precision's whole step is timed in turns of this many seconds.
 SECONDS = 1.0
 
@@ -53,9 +52,9 @@ def policies(gpus):
     return [FLOAT32, BFLOAT16]
 
 
-def question(workload, gpus=()):
+def policy_question(workload, gpus=()):
     """Where the answer for `workload` on this machine (with these GPUs) is stored."""
-    return measured.Question(measured.cache_path(CACHE_FILE), machine_lib.machine(gpus), dataclasses.asdict(workload))
+    return measured.question("precision", machine_lib.machine(gpus), dataclasses.asdict(workload))
 
 
 def choose_policy(precision, workload, timer, gpus=None, agree=None, log=print):
@@ -79,7 +78,7 @@ def choose_policy(precision, workload, timer, gpus=None, agree=None, log=print):
     candidates = policies(gpus)
     if len(candidates) == 1:
         return measured.Choice("precision", candidates[0], "the only precision this GPU runs well")
-    asked = question(workload, gpus)
+    asked = policy_question(workload, gpus)
 
     def timed():
         log(f"precision: timing {' and '.join(candidates)} on this machine (once; the answer is stored in {asked.path})")

@@ -20,72 +20,31 @@ The entry points (`train.py`, `python -m inception_tf train`, the benchmarks) ca
     choice = runtime.configure(variant="bn", image_size=64, batch_size=128)
     # now import tensorflow / keras; compile with jit_compile=choice.value.jit_compile
 
-A variable the user set is kept, and only the settings it leaves open are timed. Importing
-this module loads neither TensorFlow nor Keras.
+A variable the user set is kept, and only the settings it leaves open are timed
+(`settings` reads the variables and applies the choice; `loading` then loads TensorFlow).
+Importing this module loads neither TensorFlow nor Keras.
 """
 
-import atexit
 import contextlib
 import dataclasses
 import fcntl
 import functools
-import gc
 import os
-import sys
 
-from inception_tf import native_stderr
+from inception_tf.startup import loading
 from inception_tf.startup import machine as machine_lib
 from inception_tf.startup import measured
 from inception_tf.startup import precision as precision_lib
 from inception_tf.startup import probes
+from inception_tf.startup import settings as settings_lib
+from inception_tf.startup.settings import MODE, MODES, Setting
 
-ONEDNN = "TF_ENABLE_ONEDNN_OPTS"
-INTER_OP = "TF_NUM_INTEROP_THREADS"
-INTRA_OP = "TF_NUM_INTRAOP_THREADS"
-VARIABLES = (ONEDNN, INTER_OP, INTRA_OP)
-LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL"
-# "default": keep TensorFlow's own settings and time nothing (the tests' choice); "auto" times.
-MODE = "INCEPTION_TF_RUNTIME"
-MODES = ("auto", "default")
-CACHE_FILE = "runtime.json"  # beside precision.json
 PROBE_SECONDS = 1.0  # timed training per candidate and turn (one step at least; the median step counts)
 # Rates this close to the fastest are a tie (between processes they differ by more), won
-# by the candidate that changes less: the earlier one in CANDIDATES.
+# by the candidate that changes less: the earlier one in `settings.CANDIDATES`.
 TIE = 0.03
 
 
-@dataclasses.dataclass(frozen=True)
-class Setting:
-    """One runtime: oneDNN on or off (None: as TensorFlow decides), TensorFlow's inter-op
-    pool (0: its own choice) and XLA compilation of the train step."""
-
-    onednn: bool = None
-    inter_op_threads: int = 0
-    jit_compile: bool = False
-
-    def environment(self):
-        env = {} if self.onednn is None else {ONEDNN: "1" if self.onednn else "0"}
-        if self.inter_op_threads:
-            env[INTER_OP] = str(self.inter_op_threads)
-        return env
-
-    @property
-    def name(self):
-        parts = ["TensorFlow's own settings" if self.onednn is None else f"oneDNN {'on' if self.onednn else 'off'}"]
-        if self.inter_op_threads:
-            parts.append(f"{self.inter_op_threads} inter-op thread{'s' if self.inter_op_threads > 1 else ''}")
-        if self.jit_compile:
-            parts.append("XLA")
-        return ", ".join(parts)
-
-
-# oneDNN both ways. One inter-op thread and XLA were candidates too, until measurements
-# dropped them (results/peers/d-peers/runtime.json). `jit_compile` stays False, said
-# explicitly to Keras, whose "auto" would compile with XLA.
-CANDIDATES = (
-    Setting(onednn=False),
-    Setting(onednn=True),
-)
 # A known answer for a known class of CPU, checked by timing it: on CPUs with bfloat16
 # arithmetic, oneDNN off trained several times slower than on in every workload
 # measured (machines D and E: results/peers/README.md), so there only oneDNN on is
@@ -93,55 +52,9 @@ CANDIDATES = (
 ONEDNN_KNOWN_FASTER_ON = ("avx512_bf16", "amx_bf16")
 
 
-# --- What the user set, and what is left to time -------------------------------------------
-
-def _flag(name, value):
-    text = str(value).strip().lower()
-    if text in ("1", "true", "on", "yes"):
-        return True
-    if text in ("0", "false", "off", "no"):
-        return False
-    raise ValueError(f"{name} must be 0 or 1. Received: {name}={value!r}")
-
-
-def _count(name, value):
-    try:
-        count = int(value)
-    except ValueError:
-        count = -1
-    if count < 0:
-        raise ValueError(f"{name} must be a non-negative integer. Received: {name}={value!r}")
-    return count
-
-
-def given_variables(environ=None):
-    """The runtime variables the user set, checked: `{name: value}`."""
-    environ = os.environ if environ is None else environ
-    given = {name: environ[name] for name in VARIABLES if environ.get(name, "") != ""}
-    if ONEDNN in given:
-        _flag(ONEDNN, given[ONEDNN])
-    for name in (INTER_OP, INTRA_OP):
-        if name in given:
-            _count(name, given[name])
-    return given
-
-
-def settings_to_time(given):
-    """CANDIDATES with the user's variables imposed, without repeats, in order."""
-    found = []
-    for setting in CANDIDATES:
-        if ONEDNN in given:
-            setting = dataclasses.replace(setting, onednn=_flag(ONEDNN, given[ONEDNN]))
-        if INTER_OP in given:
-            setting = dataclasses.replace(setting, inter_op_threads=_count(INTER_OP, given[INTER_OP]))
-        if setting not in found:
-            found.append(setting)
-    return found
-
-
-def question(workload, precision, given):
+def settings_question(workload, precision, given):
     """Where the runtime's answer for this workload, precision and user variables is stored."""
-    return measured.Question(measured.cache_path(CACHE_FILE), machine_lib.cpu_machine(),
+    return measured.question("runtime", machine_lib.cpu_machine(),
                              {**dataclasses.asdict(workload), "precision": precision, "given": given})
 
 
@@ -195,13 +108,6 @@ def _cores():
         return os.cpu_count() or 1
 
 
-def onednn_enabled():
-    """Whether the TensorFlow loaded here runs oneDNN (its own answer, after the variable)."""
-    from tensorflow.python.util import _pywrap_util_port  # TensorFlow's one report of it (2.21)
-
-    return bool(_pywrap_util_port.IsMklEnabled())
-
-
 # --- The choice --------------------------------------------------------------------------------
 
 def _given_text(given):
@@ -216,7 +122,7 @@ def choose_setting(workload, precision="float32", start=probes.Probe, log=print,
     under every setting, the runtime is the one of the fastest pair, and the precision's
     answer (its rates under that runtime) is stored for `precision.choose_policy` to find.
     `start(setting, workload, precisions)` is `Probe` unless a test fakes it; `environ`
-    is os.environ and `cpu_features` this CPU's (as `question` read them) unless a test gives
+    is os.environ and `cpu_features` this CPU's (as `settings_question` read them) unless a test gives
     its own. A stored answer for this machine and workload is reused; co-located
     processes (a cluster's workers on one machine) measure once, the others wait for it.
     """
@@ -224,18 +130,17 @@ def choose_setting(workload, precision="float32", start=probes.Probe, log=print,
     mode = environ.get(MODE) or "auto"
     if mode not in MODES:
         raise ValueError(f"{MODE} must be one of {MODES}. Received: {MODE}={mode!r}")
-    given = given_variables(environ)
+    given = settings_lib.given_variables(environ)
     if mode == "default":
-        setting = Setting(onednn=_flag(ONEDNN, given[ONEDNN]) if ONEDNN in given else None,
-                          inter_op_threads=_count(INTER_OP, given.get(INTER_OP, 0)))
-        return _choice(setting, f"{MODE}=default" + (f"; {_given_text(given)} set by you" if given else ""), given=given)
-    found = settings_to_time(given)
+        reason = f"{MODE}=default" + (f"; {_given_text(given)} set by you" if given else "")
+        return _choice(settings_lib.as_given(given), reason, given=given)
+    found = settings_lib.settings_to_time(given)
     if (machine_lib.has_gpu() if gpu is None else gpu):
         return _choice(Setting(), "GPUs train here: nothing to time on the CPU that feeds them", given=given)
     if len(found) == 1:
         return _choice(found[0], f"set by you: {_given_text(given)}", given=given)
     precisions = precision_lib.policies([]) if precision == "auto" else [precision]
-    asked, names = question(workload, precision, given), {setting.name: setting for setting in found}
+    asked, names = settings_question(workload, precision, given), {setting.name: setting for setting in found}
     in_precision = {}
 
     known, not_timed = _known_answer(found, environ, asked.machine["cpu_features"] if cpu_features is None else cpu_features)
@@ -310,7 +215,7 @@ def _fastest(rates, names):
 def _store_precision(workload, pairs, winner, left_out, log):
     """The precision's answer under the winning runtime, where `precision.choose_policy` looks."""
     rates = {policy: rate for (setting, policy), rate in pairs.items() if setting == winner}
-    asked = precision_lib.question(workload)
+    asked = precision_lib.policy_question(workload)
     entry = measured.new_entry(asked, rates, measured.fastest(rates, precision_lib.ORDER), left_out=left_out,
                                under=f"runtime: {winner.name}")
     measured.store_or_say(asked.path, entry, log=lambda error: log(f"precision: {error}"))
@@ -330,87 +235,16 @@ def _measuring(path):
         yield
 
 
-# --- Applying it, before TensorFlow loads ------------------------------------------------------
-
-_applied = None
-
-
-def apply(choice):
-    """Sets the variables of `choice` that the user did not set. Raises RuntimeError once
-    TensorFlow has loaded: it would no longer read them."""
-    global _applied
-    _check_not_loaded()
-    for name, value in choice.value.environment().items():
-        if name not in choice.given:
-            os.environ[name] = value
-    _applied = choice
-    return choice
-
-
-def _check_not_loaded():
-    if "tensorflow" in sys.modules:
-        raise RuntimeError(
-            "The runtime must be chosen before TensorFlow loads: call inception_tf.startup.runtime.configure() "
-            "before importing tensorflow, keras or a name from inception_tf. Received: tensorflow already imported"
-        )
-
-
-def applied():
-    """The `measured.Choice` this process loaded TensorFlow with, or None."""
-    return _applied
-
-
-def loaded_setting():
-    """The runtime TensorFlow runs under in this process, as it reports it."""
-    return Setting(onednn=onednn_enabled(), inter_op_threads=_count(INTER_OP, os.environ.get(INTER_OP) or 0),
-                   jit_compile=jit_compile() is True)
-
-
-def jit_compile():
-    """For `Model.compile`: the chosen XLA setting, else Keras's "auto"."""
-    return _applied.value.jit_compile if _applied else "auto"
-
-
-def quiet_import_tensorflow():
-    """Imports TensorFlow and finds its devices with their C++ start-up lines (oneDNN,
-    CUDA stubs and cuInit, absl) kept off the terminal: TensorFlow prints them whatever
-    TF_CPP_MIN_LOG_LEVEL says. A level of 0 or 1 asks for them, and gets them; unset, the
-    level becomes 2 (later C++ messages below warnings stay off too). On a failed import
-    the lines are shown with the error. Training steps then sum their gradients in a fixed
-    order (`keras_fixes.deterministic_gradient_sums`): a rerun gives the same bits.
-
-    The hundreds of thousands of objects that TensorFlow and Keras hold from then on are
-    frozen (`gc.freeze`): every full collection would scan them again, and halves its
-    time without them. An exit handler freezes the rest: Python's finalisation would scan
-    them all, for a second or two, only to free memory the process is giving back; files
-    are closed where they are written, never left to a collector."""
-    os.environ.setdefault(LOG_LEVEL, "2")
-    if "tensorflow" in sys.modules or os.environ[LOG_LEVEL] in ("0", "1"):
-        import tensorflow  # noqa: F401
-    else:
-        with native_stderr.held():
-            import tensorflow as tf
-
-            # Finding the devices is where CUDA's probe complains on a machine without it.
-            tf.config.list_physical_devices()
-    from inception_tf import keras_fixes  # imports Keras: only once TensorFlow is loaded
-
-    keras_fixes.deterministic_gradient_sums()
-    gc.freeze()
-    atexit.unregister(gc.freeze)  # once, however many calls
-    atexit.register(gc.freeze)
-
-
 def configure(variant="bn", image_size=64, batch_size=128, aux_heads=True, precision="float32", log=print,
               **choose_kwargs):
     """Chooses the runtime for training this workload here (`choose_setting`), applies it, logs
     its line, and loads TensorFlow quietly. Call it before anything imports TensorFlow;
     returns the `measured.Choice` (its `value.jit_compile` is for `Model.compile`)."""
-    _check_not_loaded()
+    settings_lib.check_not_loaded()
     workload = precision_lib.Workload(variant, image_size, batch_size, aux_heads)
-    choice = apply(choose_setting(workload, precision, log=log, **choose_kwargs))
+    choice = settings_lib.apply(choose_setting(workload, precision, log=log, **choose_kwargs))
     log(choice.line)
-    quiet_import_tensorflow()
+    loading.quiet_import_tensorflow()
     return choice
 
 
@@ -427,7 +261,7 @@ def configure_from_flags(argv, variant="bn", image_size=64, batch_size=128, prec
     parser.add_argument("--precision", default=precision)
     args, _ = parser.parse_known_args(argv)
     if any(flag in ("-h", "--help") for flag in argv):
-        quiet_import_tensorflow()
+        loading.quiet_import_tensorflow()
         return None
     return configure(args.variant[0], args.image_size, args.batch_size, precision=args.precision, log=log)
 

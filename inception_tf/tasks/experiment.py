@@ -30,7 +30,7 @@ from inception_tf import config as config_lib
 from inception_tf import files
 from inception_tf.dataloaders import data as data_lib
 from inception_tf.modeling import model_files
-from inception_tf.startup import cluster, measured, runtime
+from inception_tf.startup import cluster, measured, settings
 from inception_tf.startup import precision as precision_lib
 from inception_tf.tasks import callbacks as callbacks_lib
 from inception_tf.tasks import distribute, timing
@@ -58,7 +58,7 @@ def resolve(config, strategy, overwrite=False, log=print, **choose_kwargs):
     """
     config.validate()
     if distribute.worker_role(strategy).count > 1:
-        distribute.check_same_runtime(strategy, runtime.loaded_setting().name)
+        distribute.check_same_runtime(strategy, settings.loaded_setting().name)
     run_dir = config.resolved_run_dir()
     t = config.train
     preprocessing = config.model.preprocessing

@@ -26,7 +26,7 @@ from inception_tf.modeling import model_files
 from inception_tf.modeling import weights as weights_lib
 from inception_tf.modeling.network import GoogLeNet
 from inception_tf.serving import export
-from inception_tf.startup import runtime
+from inception_tf.startup import settings
 from inception_tf.tasks import callbacks as callbacks_lib
 from inception_tf.tasks import budget, compiling, distribute, evaluation, preemption, schedules
 
@@ -176,7 +176,7 @@ class TrainingTask:
         return compiling.compile_for_training(
             model, learning_rate=t.learning_rate, momentum=t.momentum,
             labels="categorical" if t.label_smoothing else "sparse", label_smoothing=t.label_smoothing,
-            weight_decay=t.weight_decay, jit_compile=runtime.jit_compile(), ema_momentum=t.ema or None,
+            weight_decay=t.weight_decay, jit_compile=settings.jit_compile(), ema_momentum=t.ema or None,
             beta_rate=t.beta_rate, lookahead_steps=t.lookahead,
         )
 
@@ -385,7 +385,7 @@ class TrainingTask:
             train_images_per_second=(train_size * epochs_done / training_time) if training_time else None,
             epochs=epochs_done, compute_epochs=budget.compute_epochs([(train_size, budget.training_macs(model))] * epochs_done),
             best_epoch=best["epoch"] + 1 if best else None, train_examples=train_size,
-            precision=t.precision, runtime=runtime.loaded_setting().name, strategy=t.strategy,
+            precision=t.precision, runtime=settings.loaded_setting().name, strategy=t.strategy,
             replicas=self.strategy.num_replicas_in_sync, workers=self.role.count,
             weights_sha256=digest, parameters=model.count_params(), finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         )

@@ -17,7 +17,7 @@ import time
 from inception_tf import choices, native_stderr
 from inception_tf.startup import measured
 from inception_tf.startup import precision as precision_lib
-from inception_tf.startup import probes, runtime
+from inception_tf.startup import loading, probes, settings
 
 # The convolution check only screens out a precision the CPU emulates, an order of
 # magnitude slower: one whose small convolution is merely slower can still win the whole
@@ -167,8 +167,8 @@ def probe_main(request):
     has loaded (a process that loaded it otherwise than its setting is refused before it
     builds anything), warms up, prints `probes.RESULT_PREFIX {"left_out": ...}`, then for
     each request line on stdin prints `probes.RESULT_PREFIX {"images_per_second": ...}`."""
-    runtime.quiet_import_tensorflow()
-    _say({"onednn": runtime.onednn_enabled()})
+    loading.quiet_import_tensorflow()
+    _say({"onednn": settings.onednn_enabled()})
     workload = precision_lib.Workload(**request["workload"])
     timers, screened, failed = {}, {}, {}
     for policy in request["precisions"]:

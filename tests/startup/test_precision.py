@@ -55,7 +55,7 @@ def test_a_second_run_on_the_same_machine_reuses_the_stored_answer():
     second = precision.choose_policy("auto", WORKLOAD, gpus=[], timer=_never, log=lambda _: None)
     assert len(timer.calls) == 1 and second.value == first.value == FLOAT32
     assert "measured on this machine" in second.reason and "float32 22.1 images/s" in second.reason
-    stored = json.loads(precision.question(WORKLOAD).path.read_text())["entries"]
+    stored = json.loads(precision.policy_question(WORKLOAD).path.read_text())["entries"]
     assert len(stored) == 1 and stored[0]["choice"] == FLOAT32
     assert stored[0]["machine"]["cores"] and stored[0]["machine"]["tensorflow"]
 
@@ -68,7 +68,7 @@ def test_another_machine_or_workload_measures_again(monkeypatch):
     faster_bf16 = _timer({FLOAT32: 30.0, BFLOAT16: 50.0})
     assert precision.choose_policy("auto", WORKLOAD, gpus=[], timer=faster_bf16, log=lambda _: None).value == BFLOAT16
     assert len(timer.calls) == 2 and len(faster_bf16.calls) == 1
-    assert len(json.loads(precision.question(WORKLOAD).path.read_text())["entries"]) == 3
+    assert len(json.loads(precision.policy_question(WORKLOAD).path.read_text())["entries"]) == 3
 
 
 def test_a_onednn_instruction_set_limit_is_another_machine(monkeypatch):
@@ -98,11 +98,11 @@ def test_an_unwritable_store_still_chooses(tmp_path, monkeypatch):
 
 
 def test_a_corrupt_store_is_measured_over(tmp_path):
-    precision.question(WORKLOAD).path.parent.mkdir(parents=True)
-    precision.question(WORKLOAD).path.write_text("{not json")
+    precision.policy_question(WORKLOAD).path.parent.mkdir(parents=True)
+    precision.policy_question(WORKLOAD).path.write_text("{not json")
     choice = precision.choose_policy("auto", WORKLOAD, gpus=[], timer=_timer({FLOAT32: 2.0, BFLOAT16: 1.0}), log=lambda _: None)
     assert choice.value == FLOAT32
-    assert len(json.loads(precision.question(WORKLOAD).path.read_text())["entries"]) == 1
+    assert len(json.loads(precision.policy_question(WORKLOAD).path.read_text())["entries"]) == 1
 
 
 @pytest.mark.parametrize(

@@ -1,12 +1,8 @@
 """Choosing TensorFlow's runtime by timing it: the choice, the stored answer, the user's
 own variables, co-located processes, the real probe process, and a quiet start."""
 
-import atexit
-import gc
-import importlib
 import json
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -14,12 +10,14 @@ import time
 
 import pytest
 
-from inception_tf.startup import measured, precision, probes, runtime
-from inception_tf.startup.runtime import CANDIDATES, INTER_OP, ONEDNN, Setting
+from inception_tf import choices
+from inception_tf.startup import loading, measured, precision, probes, runtime, settings
+from inception_tf.startup.precision import Workload
+from inception_tf.startup.settings import CANDIDATES, INTER_OP, ONEDNN, Setting
 from inception_tf.tasks import timing
 
 OFF, ON = CANDIDATES
-F32, BF16 = precision.FLOAT32, precision.BFLOAT16
+F32, BF16 = choices.FLOAT32, choices.BFLOAT16
 WORKLOAD = dict(variant="bn", image_size=64, batch_size=128)
 NO_USER_VARIABLES = {}
 
@@ -27,7 +25,7 @@ NO_USER_VARIABLES = {}
 @pytest.fixture(autouse=True)
 def _own_store(tmp_path, monkeypatch):
     monkeypatch.setenv(measured.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.setattr(runtime, "_applied", None)
+    monkeypatch.setattr(settings, "_applied", None)
 
 
 def _probes(rates, left_out=None, fail=()):
@@ -67,7 +65,7 @@ def _never(setting, workload, precisions, screen=None):
 def _choose(start, environ=NO_USER_VARIABLES, lines=None, precision="float32", cpu_features=("avx2", "fma"), **workload):
     """`choose_setting` on an AVX2 CPU (machine C's class) unless `cpu_features` say otherwise."""
     log = (lines if lines is not None else []).append
-    asked = runtime.precision_lib.Workload(**{**WORKLOAD, **workload})
+    asked = Workload(**{**WORKLOAD, **workload})
     return runtime.choose_setting(asked, precision, start=start, log=log, environ=environ, gpu=False,
                                   cpu_features=list(cpu_features))
 
@@ -162,6 +160,8 @@ def test_a_precision_left_out_is_stored_with_why_and_a_second_run_reuses_both_an
     assert again.value == ON and "measured on this machine" in again.reason and "oneDNN on 96.1 images/s in float32" in again.reason
     found = precision.choose_policy("auto", precision.Workload(**WORKLOAD), _never_precision, gpus=[], log=print)
     assert found.value == F32 and found.reason.endswith(f"float32 96.1 images/s, mixed_bfloat16 left out ({why})")
+    entries = json.loads(measured.cache_path().read_text())["entries"]
+    assert sorted(entry["kind"] for entry in entries) == ["precision", "runtime"]
 
 
 def _never_precision(policies, workload):
@@ -173,10 +173,11 @@ def test_a_second_run_reuses_the_stored_answer_and_another_workload_measures_aga
     _choose(start)
     second = _choose(_never)
     assert second.value == ON and "measured on this machine" in second.reason and "oneDNN on 96.1" in second.reason
-    stored = json.loads(runtime.question(precision.Workload(**WORKLOAD), "float32", {}).path.read_text())["entries"]
+    stored = json.loads(runtime.settings_question(Workload(**WORKLOAD), "float32", {}).path.read_text())["entries"]
     assert len(stored) == 1 and stored[0]["choice"] == "oneDNN on"
     assert stored[0]["machine"]["cores"] == os.cpu_count() and stored[0]["machine"]["tensorflow"]
-    assert runtime.question(precision.Workload(**WORKLOAD), "float32", {}).path.parent == precision.question(precision.Workload(**WORKLOAD)).path.parent
+    # One store per machine: the runtime's and the precision's answers in one file.
+    assert runtime.settings_question(Workload(**WORKLOAD), "float32", {}).path == precision.policy_question(Workload(**WORKLOAD)).path
     calls = len(start.calls)
     _choose(start, image_size=224, batch_size=32)
     assert len(start.calls) > calls
@@ -201,14 +202,14 @@ def test_with_oneDNN_set_nothing_is_timed_and_a_bad_value_is_named():
 
 
 def test_default_mode_and_gpu_machines_time_nothing():
-    choice = _choose(_never, environ={runtime.MODE: "default"})
+    choice = _choose(_never, environ={settings.MODE: "default"})
     assert choice.value.environment() == {} and choice.line == "runtime: TensorFlow's own settings (INCEPTION_TF_RUNTIME=default)"
-    kept = _choose(_never, environ={runtime.MODE: "default", ONEDNN: "0"})
+    kept = _choose(_never, environ={settings.MODE: "default", ONEDNN: "0"})
     assert kept.line == "runtime: oneDNN off (INCEPTION_TF_RUNTIME=default; TF_ENABLE_ONEDNN_OPTS=0 set by you)"
     on_gpu = runtime.choose_setting(precision.Workload(**WORKLOAD), start=_never, log=print, environ={}, gpu=True)
     assert on_gpu.value.environment() == {} and "GPUs train here" in on_gpu.reason
     with pytest.raises(ValueError, match=r"Received: INCEPTION_TF_RUNTIME='fast'"):
-        _choose(_never, environ={runtime.MODE: "fast"})
+        _choose(_never, environ={settings.MODE: "fast"})
 
 
 def test_a_failing_probe_is_left_out_and_all_failing_keeps_tensorflows_settings():
@@ -236,19 +237,6 @@ def test_processes_on_one_machine_measure_once_and_agree():
         thread.join()
     assert len(start.started) == 2 and {c.value for c in choices} == {ON}
     assert sorted("measured here" in c.reason for c in choices) == [False, True]
-
-
-def test_apply_sets_what_the_user_left_open_and_refuses_once_tensorflow_has_loaded(monkeypatch):
-    environ = {INTER_OP: "2"}
-    monkeypatch.setattr(os, "environ", environ)
-    choice = measured.Choice("runtime", Setting(True, 1), "measured here", given={INTER_OP: "2"})
-    with pytest.MonkeyPatch.context() as before_tensorflow:
-        before_tensorflow.delitem(sys.modules, "tensorflow")
-        runtime.apply(choice)
-    assert environ == {ONEDNN: "1", INTER_OP: "2"}
-    assert runtime.applied() is choice and runtime.jit_compile() is False
-    with pytest.raises(RuntimeError, match="before TensorFlow loads.*Received: tensorflow already imported"):
-        runtime.configure(**WORKLOAD, start=_never)
 
 
 def test_the_probe_processes_load_tensorflow_under_the_setting_they_time():
@@ -283,27 +271,13 @@ def test_the_probe_processes_load_tensorflow_under_the_setting_they_time():
             probe.close()
 
 
-def test_a_process_that_loaded_tensorflow_here_freezes_its_objects_then_and_at_exit_once(monkeypatch):
-    """Every full collection, and Python's finalisation, would scan the objects TensorFlow
-    and Keras hold (a second or two of every command's exit): `quiet_import_tensorflow`
-    freezes them once loaded, and leaves `gc.freeze` as one exit handler, however often
-    it is called."""
-    handlers, frozen = [], []
-    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(len(handlers)))
-    monkeypatch.setattr(atexit, "register", handlers.append)
-    monkeypatch.setattr(atexit, "unregister", lambda handler: handlers.remove(handler) if handler in handlers else None)
-    runtime.quiet_import_tensorflow()
-    runtime.quiet_import_tensorflow()
-    assert handlers == [gc.freeze] and frozen == [0, 1]  # each call freezes before it registers
-
-
 def _run(*args, env=None):
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=300,
                           env={**os.environ, **(env or {})})
 
 
 def test_help_loads_no_tensorflow_and_commands_start_without_its_lines():
-    env = {name: value for name, value in os.environ.items() if name != runtime.LOG_LEVEL}
+    env = {name: value for name, value in os.environ.items() if name != loading.LOG_LEVEL}
     code = "import sys; from inception_tf import cli; from inception_tf.startup import runtime; cli.build_parser(); print('tensorflow' in sys.modules)"
     assert _run("-c", code).stdout.strip() == "False"
     done = subprocess.run([sys.executable, "-m", "inception_tf", "summary", "--image-size", "64", "--num-classes", "3"],
@@ -311,7 +285,7 @@ def test_help_loads_no_tensorflow_and_commands_start_without_its_lines():
     assert done.returncode == 0 and "inception_5b" in done.stdout
     assert done.stderr == "", done.stderr
     # Asked for: TF_CPP_MIN_LOG_LEVEL=0 shows them.
-    shown = _run("-m", "inception_tf", "summary", "--image-size", "64", env={runtime.LOG_LEVEL: "0"})
+    shown = _run("-m", "inception_tf", "summary", "--image-size", "64", env={loading.LOG_LEVEL: "0"})
     assert "cudart_stub" in shown.stderr or "port.cc" in shown.stderr or "cuInit" in shown.stderr
 
 
@@ -344,13 +318,3 @@ def test_the_convolution_check_screens_candidates_never_a_named_precision(monkey
     assert report([F32, BF16], screen=True) == (emulated, [F32])
     assert report([BF16], screen=True) == (emulated, [])  # bfloat16's own process, screened
     assert report([BF16], screen=False) == ({}, [BF16])
-
-
-def test_the_message_after_tensorflow_loaded_names_a_function_that_exists():
-    with pytest.raises(RuntimeError, match=r"Received: tensorflow already imported") as caught:
-        import tensorflow  # noqa: F401  (what a user's script did first)
-
-        runtime.apply(measured.Choice("runtime", Setting(True, 1), "measured here"))
-    path = re.search(r"call (inception_tf[\w.]+)\(\)", str(caught.value)).group(1)
-    module, _, name = path.rpartition(".")
-    assert callable(getattr(importlib.import_module(module), name))

@@ -31,10 +31,10 @@ RUNTIME_LINE = "runtime: oneDNN on (INCEPTION_TF_RUNTIME=default; TF_ENABLE_ONED
 def env_with_store(cache):
     """`env()` reading stored answers from `cache`, without the conftest's runtime variables:
     a run there loads TensorFlow as the stored answer says."""
-    from inception_tf.startup import measured, runtime
+    from inception_tf.startup import measured, settings
 
     environ = {**env(), measured.CACHE_ENV: str(cache)}
-    for name in (runtime.MODE, runtime.ONEDNN):
+    for name in (settings.MODE, settings.ONEDNN):
         environ.pop(name, None)
     return environ
 
@@ -45,10 +45,10 @@ def store_runtime_answer(cache, workload, precision, choice):
     as fast as the other, both in float32. A run that finds it times nothing."""
     import dataclasses
 
-    from inception_tf.startup import machine, measured, runtime
+    from inception_tf.startup import machine, measured
 
     other = "oneDNN off" if choice == "oneDNN on" else "oneDNN on"
-    asked = measured.Question(pathlib.Path(cache) / runtime.CACHE_FILE, machine.cpu_machine(),
+    asked = measured.Question(pathlib.Path(cache) / measured.CACHE_FILE, "runtime", machine.cpu_machine(),
                               {**dataclasses.asdict(workload), "precision": precision, "given": {}})
     measured.store(asked.path, measured.new_entry(
         asked, {other: 10.0, choice: 20.0}, choice, precisions={other: "float32", choice: "float32"},
@@ -63,7 +63,8 @@ def store_precision_answer(cache, workload, policy="float32"):
 
     from inception_tf.startup import machine, measured, precision
 
-    asked = measured.Question(pathlib.Path(cache) / precision.CACHE_FILE, machine.machine([]), dataclasses.asdict(workload))
+    asked = measured.Question(pathlib.Path(cache) / measured.CACHE_FILE, "precision", machine.machine([]),
+                              dataclasses.asdict(workload))
     left_out = {other: "faked" for other in precision.policies([]) if other != policy}
     measured.store(asked.path, measured.new_entry(asked, {policy: 20.0}, policy, left_out=left_out))
 

@@ -128,7 +128,9 @@ def config_from_args(args):
         for field in config.fields(cls):
             if getattr(args, field.name) is not None:
                 given[section + field.name] = getattr(args, field.name)
-    return run_config.replace(**given).validate()
+    run_config = run_config.replace(**given)
+    # Resolved once, here: the lock, the run and the messages read the same directory.
+    return run_config.replace(run_dir=run_config.resolved_run_dir()).validate()
 
 
 def _run_train(args):
@@ -150,8 +152,7 @@ def _run_train(args):
         print(f"\n{error}", file=sys.stderr)
         return preemption.EXIT_CODE
     except KeyboardInterrupt:  # outside training, where nothing is lost
-        run_dir = run_config.resolved_run_dir()
-        print(f"\nInterrupted. Run the same command again to resume {run_dir}.", file=sys.stderr)
+        print(f"\nInterrupted. Run the same command again to resume {run_config.run_dir}.", file=sys.stderr)
         return 130
     return 0
 
@@ -183,15 +184,23 @@ def _run_evaluate(args):
     import keras
 
     from inception_tf import config
-    from inception_tf.dataloaders import catalog, data
+    from inception_tf.dataloaders import data
     from inception_tf.modeling import convert, imagenet, model_files
-    from inception_tf.tasks import evaluation
+    from inception_tf.tasks import task
 
     # A report on BVLC's weights goes to the working folder, not into Keras's cache.
     folder = pathlib.Path(".") if args.model == imagenet.WEIGHTS else pathlib.Path(args.model).parent
     args.model = convert.resolve(args.model)
 
-    source = catalog.load_source(args.dataset, data_dir=args.data_dir, validation_split=args.validation_split, limit=args.limit)
+    run_data = config.data_beside(args.model)  # what the run beside the model did, unless the flags say otherwise
+    policy = args.augment or run_data.get("augment")
+    if policy not in choices.AUGMENT_POLICIES:
+        policy = config.RunConfig().replace(**{"data.dataset": args.dataset}).resolved_augment()
+    data_config = config.DataConfig(  # tested as a run tests (ImageNet: as BVLC did)
+        dataset=args.dataset, data_dir=args.data_dir, validation_split=args.validation_split, limit=args.limit,
+        augment=policy, test_crops=args.test_crops or run_data.get("test_crops") or 1,
+    )
+    source = task.open_source(data_config, log=lambda line: None)
     args.split = args.split or ("test" if "test" in source.splits else "validation")
     if args.split not in source.splits:
         raise ValueError(f"{args.dataset} has no {args.split} split here: {sorted(source.splits)}. Received: split={args.split!r}")
@@ -203,15 +212,8 @@ def _run_evaluate(args):
         )
     out = pathlib.Path(args.out or folder / f"evaluation-{args.dataset}-{args.split}")
     out.mkdir(parents=True, exist_ok=True)
-    image_size = model.inputs[0].shape[1]
-    run_data = config.data_beside(args.model)  # what the run beside the model did, unless the flags say otherwise
-    crops = args.test_crops or run_data.get("test_crops") or 1
-    policy = args.augment or run_data.get("augment")
-    if policy not in choices.AUGMENT_POLICIES:
-        policy = config.RunConfig().replace(**{"data.dataset": args.dataset}).resolved_augment()
-    views = evaluation.test_views(args.dataset, crops, policy)  # as a run tests (ImageNet: as BVLC did)
-    spec = data.InputSpec(image_size, args.batch_size, preprocessing=model_files.read_info(args.model).preprocessing)
-    metrics = evaluation.evaluate(model, source.splits[args.split], source.class_names, spec, out, args.split, views)
+    spec = data.InputSpec(model.inputs[0].shape[1], args.batch_size, preprocessing=model_files.read_info(args.model).preprocessing)
+    metrics = task.evaluate_split(model, source, args.split, data_config, spec, out)
     metrics.update(evaluated_split=args.split, dataset=args.dataset, model=str(args.model))
     files.write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     print(metrics["report"])
@@ -431,14 +433,13 @@ def _load_tensorflow(args, held):
         args.run_config = config_from_args(args)
         cluster.check_tf_config()  # before the runtime's timings, which a bad cluster would waste
         if cluster.writes_run_dir(args.run_config.train.strategy):
-            held.enter_context(files.exclusive_lock(args.run_config.resolved_run_dir()))
+            held.enter_context(files.exclusive_lock(args.run_config.run_dir))
     if args.command == "train" and "tensorflow" in sys.modules:
         # Called in a process that loaded TensorFlow already (a notebook, a test).
         print("runtime: as TensorFlow was loaded before this command", flush=True)
     elif args.command == "train":
-        d, m, t = args.run_config.data, args.run_config.model, args.run_config.train
-        runtime.configure(variant=m.variant, image_size=d.image_size, batch_size=t.batch_size,
-                          aux_heads=m.aux_heads, precision=t.precision)
+        workload = args.run_config.workload(cluster.cpu_replicas(args.run_config.train.strategy))
+        runtime.configure(**dataclasses.asdict(workload), precision=args.run_config.train.precision)
     else:
         loading.quiet_import_tensorflow()
 

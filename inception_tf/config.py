@@ -12,6 +12,7 @@ import pathlib
 
 from inception_tf import choices
 from inception_tf.modeling import geometry
+from inception_tf.startup import precision as precision_lib
 
 CONFIG_FILE = "config.json"  # in every run directory
 
@@ -215,7 +216,18 @@ class RunConfig:
                 f"`alternate_flips` needs an in-memory data set, one of {choices.SMALL_IMAGE_SOURCES}. "
                 f"Received: dataset={self.data.dataset!r}"
             )
+        self._checked = self.to_json()
         return self
+
+    def checked(self):
+        """This configuration, validated: `validate()`, unless it was already, as it is now."""
+        return self if getattr(self, "_checked", None) == self.to_json() else self.validate()
+
+    def workload(self, replicas=1):
+        """What the runtime and precision probes time: a training step of this model at
+        the batch of one of `replicas` (which share the global batch)."""
+        return precision_lib.Workload(self.model.variant, self.data.image_size, self.train.batch_size // replicas,
+                                  self.model.aux_heads)
 
     def resolved_run_dir(self):
         """`run_dir`, else `runs/fashion_mnist-bn-64px-30ep`: the same command finds its run

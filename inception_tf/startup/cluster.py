@@ -72,6 +72,13 @@ def writes_run_dir(strategy="auto"):
     return task["type"] == first and task.get("index", 0) == 0
 
 
+def cpu_replicas(strategy="auto"):
+    """The replicas that share the batch of a run on CPUs, from TF_CONFIG alone (before
+    TensorFlow loads): one per worker of a multi-worker run, else one. What the runtime's
+    probe times, where GPUs train, nothing."""
+    return max(1, tf_config_workers()) if resolve_strategy(strategy, gpus=[])[0] == "multi_worker" else 1
+
+
 def resolve_strategy(strategy="auto", gpus=None):
     """`(name, reason)` of the tf.distribute strategy to use.
 

@@ -28,13 +28,12 @@ import re
 
 from inception_tf import config as config_lib
 from inception_tf import files
-from inception_tf.dataloaders import data as data_lib
 from inception_tf.modeling import model_files
 from inception_tf.startup import cluster, measured, settings
 from inception_tf.startup import precision as precision_lib
 from inception_tf.tasks import callbacks as callbacks_lib
 from inception_tf.tasks import distribute, timing
-from inception_tf.tasks.task import RunPaths, TrainingTask
+from inception_tf.tasks.task import ResolvedRun, RunPaths, TrainingTask
 
 RUN_FILES = (
     config_lib.CONFIG_FILE, "history.csv", "logs", "best.weights.h5", "best.json", "backup", "model.keras",
@@ -56,10 +55,9 @@ def resolve(config, strategy, overwrite=False, log=print, **choose_kwargs):
     keyword arguments `choose_kwargs` passes on). Several workers must have loaded
     TensorFlow under one runtime (`distribute.check_same_runtime`).
     """
-    config.validate()
     if distribute.worker_role(strategy).count > 1:
         distribute.check_same_runtime(strategy, settings.loaded_setting().name)
-    run_dir = config.resolved_run_dir()
+    run_dir = config.run_dir
     t = config.train
     preprocessing = config.model.preprocessing
     if preprocessing == "auto" and config.init_from:
@@ -67,17 +65,12 @@ def resolve(config, strategy, overwrite=False, log=print, **choose_kwargs):
         log(f"preprocessing: {preprocessing} (the input {config.init_from} expects)")
     elif preprocessing == "auto":
         preprocessing = "tf"
-    saved = pathlib.Path(run_dir) / config_lib.CONFIG_FILE
-    if t.precision == "auto" and saved.is_file() and not overwrite:
+    saved = pathlib.Path(run_dir or ".") / config_lib.CONFIG_FILE
+    if t.precision == "auto" and run_dir and saved.is_file() and not overwrite:
         policy = json.loads(saved.read_text()).get("train", {}).get("precision")
         choice = measured.Choice("precision", policy, f"the precision {run_dir} started in")
     else:
-        workload = precision_lib.Workload(
-            variant=config.model.variant,
-            image_size=config.data.image_size,
-            batch_size=data_lib.replica_batch_size(t.batch_size, strategy.num_replicas_in_sync),
-            aux_heads=config.model.aux_heads,
-        )
+        workload = config.workload(strategy.num_replicas_in_sync)
         if distribute.worker_role(strategy).count > 1:
             choose_kwargs.setdefault("agree", distribute.agree_on_rates(strategy))
         choose_kwargs.setdefault("timer", timing.time_policies)
@@ -130,23 +123,23 @@ def run(config, overwrite=False, log=print):
     the other workers train, write what they must to a temporary directory that they
     remove, and return None.
     """
-    config.validate()
+    config = config.checked()
     strategy_name, reason = cluster.resolve_strategy(config.train.strategy)
     # MultiWorkerMirroredStrategy must exist before TensorFlow runs anything else.
     strategy = distribute.make_strategy(strategy_name)
     log(f"strategy: {strategy_name} ({reason}), {strategy.num_replicas_in_sync} replica(s)")
     role = distribute.worker_role(strategy)
-    run_dir = config.resolved_run_dir()
-    config = config.replace(**{"train.strategy": strategy_name, "run_dir": run_dir})
+    config = config.replace(**{"train.strategy": strategy_name, "run_dir": config.run_dir or config.resolved_run_dir()})
+    chief = RunPaths.chief(config.run_dir)
     # One writer per run directory: the chief, which writes it (other workers only read).
-    with _run_dir_lock(run_dir) if role.is_chief else contextlib.nullcontext():
+    with _run_dir_lock(config.run_dir) if role.is_chief else contextlib.nullcontext():
         try:
-            return _run_locked(config, strategy, role, overwrite, log)
+            return _run_locked(config, strategy, role, chief, overwrite, log)
         except Exception as error:
             if files.is_disk_full(error):
-                raise _disk_full(error, config, role) from error
+                raise _disk_full(error, chief, role, config.train.epochs) from error
             if _is_out_of_memory(error):
-                raise _out_of_memory(error, config) from None
+                raise _out_of_memory(error, config, chief) from None
             raise
 
 
@@ -168,9 +161,8 @@ def _is_out_of_memory(error):
                for e in files.error_chain(error))
 
 
-def _out_of_memory(error, config):
+def _out_of_memory(error, config, chief):
     """One line: what ran out, what to change, and where the last backup is."""
-    chief = RunPaths.chief(config.run_dir)
     position = chief.backed_up()
     kept = (f"the last complete backup ({position.describe(config.train.epochs)}) stays in {chief.backup}"
             if position is not None else "nothing was backed up yet")
@@ -184,17 +176,15 @@ def _out_of_memory(error, config):
     )
 
 
-def _disk_full(error, config, role):
+def _disk_full(error, chief, role, epochs):
     """The one message of a full disk: what was being written, and where a rerun resumes."""
-    run_dir = pathlib.Path(config.run_dir)
     if role.is_chief:
-        files.remove_leftovers(run_dir)
-    written = getattr(error, "path", None) or getattr(error, "filename", None) or f"into {run_dir}"
-    chief = RunPaths.chief(run_dir)
+        files.remove_leftovers(chief.run_dir)
+    written = getattr(error, "path", None) or getattr(error, "filename", None) or f"into {chief.run_dir}"
     position = chief.backed_up()
     if position is not None:
         resume = (
-            f"The state at {position.describe(config.train.epochs)} is saved in {chief.backup}: "
+            f"The state at {position.describe(epochs)} is saved in {chief.backup}: "
             "free some space and run the same command again to resume from it."
         )
     else:
@@ -202,7 +192,8 @@ def _disk_full(error, config, role):
     return files.DiskFull(written, f". {resume}")
 
 
-def _run_locked(config, strategy, role, overwrite, log):
+def _run_locked(config, strategy, role, chief, overwrite, log):
+    """The run resolved (`ResolvedRun`), then trained on this worker."""
     config = resolve(config, strategy, overwrite, log)
     run_dir = pathlib.Path(config.run_dir)
     # Read-only on other workers: the chief alone changes the run directory (and
@@ -217,7 +208,7 @@ def _run_locked(config, strategy, role, overwrite, log):
     try:
         if role.is_chief:
             _start_run_dir(config, paths, state, log)
-        task = TrainingTask(config, strategy, role, paths, log)
+        task = TrainingTask(ResolvedRun(config, strategy, role, paths, chief), log)
         task.build_inputs()
         model, digest = task.train()
         if not role.is_chief:

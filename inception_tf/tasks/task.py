@@ -72,6 +72,45 @@ class RunPaths:
     logs = property(lambda self: self.out / "logs")
 
 
+@dataclasses.dataclass(frozen=True)
+class ResolvedRun:
+    """A run as every stage reads it, resolved once per process (`experiment.run`): the
+    configuration with every "auto" replaced and its run directory set, the strategy,
+    this worker's role, where it writes (`paths`), and the chief's files (`chief`), from
+    which every worker and a rerun resume."""
+
+    config: object
+    strategy: object
+    role: object
+    paths: RunPaths
+    chief: RunPaths
+
+
+def open_source(data, log=print):
+    """The data source a `config.DataConfig` names, with a split to evaluate on, logged."""
+    source = catalog.load_source(
+        data.dataset, data_dir=data.data_dir, validation_split=data.validation_split, limit=data.limit,
+        skip_corrupt=data.skip_corrupt,
+    )
+    if "test" not in source.splits and "validation" not in source.splits:
+        raise ValueError(
+            f"{source.name} at {source.location} has no test or validation split to evaluate on: "
+            f"pass --validation-split. Received: validation_split={data.validation_split}"
+        )
+    log(f"data: {source.name} from {source.location}, {source.num_classes} classes, "
+        + ", ".join(f"{key} {split.size}" for key, split in source.splits.items()))
+    return source
+
+
+def evaluate_split(model, source, split_name, data, spec, out_dir, report_as=None):
+    """`model` on a split of `source` in the test views of `data` (a `config.DataConfig`:
+    its crops, and the augmentation they shift by), batched by `spec`; the metrics and
+    report files (`evaluation.evaluate`) named after `report_as`, else the split."""
+    views = evaluation.test_views(data.dataset, data.test_crops, data.augment)
+    return evaluation.evaluate(model, source.splits[split_name], source.class_names, spec, out_dir,
+                               report_as or split_name, views)
+
+
 def transfer_weights(source_path, model, log=print):
     """`weights.load` with a line saying what was copied and which heads start fresh."""
     copied, fresh = weights_lib.load(model, source_path)
@@ -104,33 +143,20 @@ class _Callbacks:
 
 
 class TrainingTask:
-    """A resolved configuration's run on this worker (`distribute.worker_role`), writing
-    to `paths`. `build_inputs` first; then `train`, and on the chief `finalise`."""
+    """A `ResolvedRun` on this worker (`distribute.worker_role`), writing to its `paths`.
+    `build_inputs` first; then `train`, and on the chief `finalise`."""
 
-    def __init__(self, config, strategy, role, paths, log=print):
-        self.config, self.strategy, self.role, self.paths, self.log = config, strategy, role, paths, log
+    def __init__(self, run, log=print):
+        self.run, self.log = run, log
+        self.config, self.strategy, self.role, self.paths = run.config, run.strategy, run.role, run.paths
         self.source, self.test_name = None, None
 
     # --- Inputs ------------------------------------------------------------------------
 
     def build_inputs(self):
         """Loads the data source, and names the split the run is evaluated on."""
-        d = self.config.data
-        source = catalog.load_source(
-            d.dataset, data_dir=d.data_dir, validation_split=d.validation_split, limit=d.limit,
-            skip_corrupt=d.skip_corrupt,
-        )
-        splits = source.splits
-        if "test" not in splits and "validation" not in splits:
-            raise ValueError(
-                f"{source.name} at {source.location} has no test or validation split to evaluate on: "
-                f"pass --validation-split. Received: validation_split={d.validation_split}"
-            )
-        self.log(
-            f"data: {source.name} from {source.location}, {source.num_classes} classes, "
-            + ", ".join(f"{key} {split.size}" for key, split in splits.items())
-        )
-        self.source, self.test_name = source, "test" if "test" in splits else "validation"
+        self.source = open_source(self.config.data, self.log)
+        self.test_name = "test" if "test" in self.source.splits else "validation"
 
     @property
     def _shard(self):
@@ -291,7 +317,7 @@ class TrainingTask:
 
     def _last_backup(self, steps):
         """Where a rerun resumes, for a second signal's last line."""
-        chief = RunPaths.chief(self.paths.run_dir)
+        chief = self.run.chief
         position = chief.backed_up()
         if position is None:
             return "nothing was backed up yet; the same command starts again"
@@ -300,7 +326,7 @@ class TrainingTask:
 
     def _preempted(self, stop, steps):
         """`stop` with the message a user reads."""
-        backup = RunPaths.chief(self.paths.run_dir).backup
+        backup = self.run.chief.backup
         return preemption.Preempted(
             stop.position, stop.signal_name,
             f"Stopped by {stop.signal_name} at {stop.position.describe(self.config.train.epochs, steps)}, backed up "
@@ -309,7 +335,7 @@ class TrainingTask:
 
     def _diverged(self, stopped_at):
         epoch, batch = stopped_at
-        chief = RunPaths.chief(self.paths.run_dir)
+        chief = self.run.chief
         position = chief.backed_up()
         kept = "nothing was backed up"
         if position is not None:
@@ -349,10 +375,7 @@ class TrainingTask:
         """The test split's metrics and report files, in the run's test views."""
         d = self.config.data
         spec = data_lib.InputSpec(d.image_size, self.config.train.batch_size, preprocessing=self.config.model.preprocessing)
-        return evaluation.evaluate(
-            model, self.source.splits[self.test_name], self.source.class_names, spec, self.paths.run_dir,
-            split_name="test", views=evaluation.test_views(d.dataset, d.test_crops, d.augment),
-        )
+        return evaluate_split(model, self.source, self.test_name, d, spec, self.paths.run_dir, report_as="test")
 
     def finalise(self, model, digest):
         """Evaluates, plots, saves and exports; metrics.json, written last, marks the run complete."""

@@ -68,6 +68,21 @@ def test_the_run_directory_writer_is_known_before_tensorflow_loads(monkeypatch, 
     assert cluster.writes_run_dir(strategy) is writes
 
 
+@pytest.mark.parametrize("tf_config, strategy, replicas", [
+    (None, "auto", 1),
+    ({"cluster": TWO_WORKERS, "task": {"type": "worker", "index": 1}}, "auto", 2),
+    ({"cluster": WITH_CHIEF, "task": {"type": "chief", "index": 0}}, "multi_worker", 2),
+    ({"cluster": TWO_WORKERS, "task": {"type": "worker", "index": 1}}, "default", 1),
+])
+def test_the_runtime_times_the_batch_of_one_cpu_replica(monkeypatch, tf_config, strategy, replicas):
+    """What `cli` gives the runtime's probe, as the precision's (`experiment.resolve`) has it."""
+    if tf_config is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
+    assert cluster.cpu_replicas(strategy) == replicas
+
+
 @pytest.mark.parametrize("config, problem", [BAD[0], BAD[2]])
 def test_train_refuses_a_bad_tf_config_with_exit_2_and_one_line(tmp_path, config, problem):
     result = subprocess.run(

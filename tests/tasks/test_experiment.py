@@ -202,3 +202,34 @@ def test_out_of_memory_in_a_run_ends_in_one_line_naming_what_to_lower(tmp_path, 
         "error: Out of memory at --batch-size 32 and --image-size 49 (OOM when allocating tensor with shape[32,64,25,25] "
         "and type float): lower either and start again with --overwrite or another --run-dir; nothing was backed up yet."
     )
+
+
+def test_a_run_is_validated_once_and_its_paths_resolved_once(tmp_path, monkeypatch):
+    """From the flags to the first step: one `validate`, one run directory, one set of the
+    chief's paths, and one workload for both probes, per process."""
+    import tensorflow as tf
+
+    from inception_tf import config
+    from inception_tf.tasks import task
+
+    calls = {"validate": 0, "resolved_run_dir": 0, "chief": 0}
+
+    def counted(name, function):
+        def call(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(config.RunConfig, "validate", counted("validate", config.RunConfig.validate))
+    monkeypatch.setattr(config.RunConfig, "resolved_run_dir", counted("resolved_run_dir", config.RunConfig.resolved_run_dir))
+    monkeypatch.setattr(task.RunPaths, "chief", classmethod(counted("chief", task.RunPaths.chief.__func__)))
+
+    def stop(self):  # the run is resolved by now: stop where training would start
+        assert self.run.chief.run_dir == self.paths.run_dir == tmp_path / "once"
+        raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[1] and type float")
+
+    monkeypatch.setattr(task.TrainingTask, "train", stop)
+    code, out, err = command_here("train", *MINIMAL, "--run-dir", tmp_path / "once")
+    assert code == 1 and "Out of memory" in err, out + err
+    assert calls == {"validate": 1, "resolved_run_dir": 1, "chief": 1}
+    assert config.RunConfig().replace(**{"train.batch_size": 128}).workload(2) == precision.Workload("bn", 64, 64)

@@ -152,7 +152,7 @@ def plot_confusion_matrix(matrix, class_names, path, title="Confusion matrix"):
 MISTAKES_SHOWN = 16  # a 4x4 grid
 
 
-def plot_mistakes(images, true, predicted, scores, class_names, path, title="Most confident mistakes"):
+def draw_mistakes(images, true, predicted, scores, class_names, path, title="Most confident mistakes"):
     """The images the model got wrong with the highest confidence, with true and predicted
     names; a figure of the same size says so when there are none."""
     fig = Figure(figsize=(8, 9))
@@ -178,10 +178,11 @@ def most_confident_mistakes(probabilities, labels, count=MISTAKES_SHOWN):
     return wrong[np.argsort(-confidence, kind="stable")][:count], len(wrong)
 
 
-def _plot_mistakes(split, probabilities, labels, class_names, path, split_name):
+def plot_mistakes(split, probabilities, labels, class_names, path, split_name):
+    """The most confident mistakes on `split` (`most_confident_mistakes`), drawn into `path`."""
     shown, wrong = most_confident_mistakes(probabilities, labels)
     predicted = probabilities[shown].argmax(axis=1)
-    plot_mistakes(
+    draw_mistakes(
         data_lib.images_at(split, shown), labels[shown], predicted, probabilities[shown, predicted],
         class_names, path, title=f"The {len(shown)} most confident of {wrong} mistakes, {split_name} split",
     )
@@ -289,5 +290,5 @@ def evaluate(model, split, class_names, spec, out_dir, split_name="test", views=
         matrix, class_names, pathlib.Path(out_dir) / "confusion_matrix.png",
         title=f"Confusion matrix, {split_name} split ({len(labels)} images), accuracy {accuracy:.4f}",
     )
-    _plot_mistakes(split, main, labels, class_names, pathlib.Path(out_dir) / "mistakes.png", split_name)
+    plot_mistakes(split, main, labels, class_names, pathlib.Path(out_dir) / "mistakes.png", split_name)
     return metrics

@@ -87,6 +87,6 @@ def test_mistakes_figure_has_its_size_with_or_without_mistakes(tmp_path):
     from PIL import Image
 
     images = [np.full((28, 28, 1), 40 * i, np.uint8) for i in range(3)]
-    evaluation.plot_mistakes(images, [0, 1, 2], [1, 2, 0], [0.9, 0.8, 0.7], ["a", "b", "c"], tmp_path / "m.png")
-    evaluation.plot_mistakes([], [], [], [], ["a", "b", "c"], tmp_path / "none.png")
+    evaluation.draw_mistakes(images, [0, 1, 2], [1, 2, 0], [0.9, 0.8, 0.7], ["a", "b", "c"], tmp_path / "m.png")
+    evaluation.draw_mistakes([], [], [], [], ["a", "b", "c"], tmp_path / "none.png")
     assert Image.open(tmp_path / "m.png").size == Image.open(tmp_path / "none.png").size == (880, 990)

@@ -90,7 +90,7 @@ def test_a_run_leaves_every_artifact(run_dir):
     assert model.output_names == ["main", "aux1", "aux2"]
     from PIL import Image
 
-    assert Image.open(run_dir / "mistakes.png").size == (880, 990)  # evaluation.plot_mistakes's 8x9 in at 110 dpi
+    assert Image.open(run_dir / "mistakes.png").size == (880, 990)  # evaluation.draw_mistakes's 8x9 in at 110 dpi
 
 
 def test_the_epochs_share_one_fit_and_the_table_reads_the_run(run_dir):
